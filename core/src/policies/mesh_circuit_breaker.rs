@@ -1,0 +1,3 @@
+//! PLACEHOLDER: to be replaced by the typed model.
+
+pub type MeshCircuitBreakerDoc = crate::kinds::Unchecked;

@@ -1,0 +1,284 @@
+//! The universal envelope every resource shares (`type`, `mesh`, `name`, `labels`, timestamps,
+//! `version`) around its kind-specific fields.
+//!
+//! The kind-specific fields are kept exactly as written (a JSON object in field order), so what an
+//! operator reads back equals what they wrote; typed views are built from it for validation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Map, Value};
+
+use crate::kind::{Kind, Scope};
+use crate::name::{check_mesh_name, check_resource_name};
+use crate::path::FieldPath;
+use crate::validate::Violations;
+
+/// Envelope fields: everything else in a document is the kind's own.
+pub const ENVELOPE_FIELDS: &[&str] = &[
+    "type",
+    "mesh",
+    "name",
+    "labels",
+    "creationTime",
+    "modificationTime",
+    "version",
+];
+
+/// What identifies a resource in a store.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ResourceKey {
+    pub kind: Kind,
+    /// Empty for global-scoped kinds.
+    pub mesh: String,
+    pub name: String,
+}
+
+impl ResourceKey {
+    pub fn new(kind: Kind, mesh: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            mesh: mesh.into(),
+            name: name.into(),
+        }
+    }
+
+    pub fn global(kind: Kind, name: impl Into<String>) -> Self {
+        Self::new(kind, "", name)
+    }
+}
+
+impl fmt::Display for ResourceKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.mesh.is_empty() {
+            write!(f, "{} {:?}", self.kind, self.name)
+        } else {
+            write!(f, "{} {:?} in mesh {:?}", self.kind, self.name, self.mesh)
+        }
+    }
+}
+
+/// One resource: envelope plus the kind's own fields.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Resource {
+    pub kind: Kind,
+    /// Empty for global-scoped kinds.
+    pub mesh: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    /// Every non-envelope top-level field, as written.
+    pub spec: Map<String, Value>,
+    /// Store version: 0 for a resource not stored yet; incremented on every update.
+    pub version: i64,
+    pub creation_time: Option<DateTime<Utc>>,
+    pub modification_time: Option<DateTime<Utc>>,
+}
+
+impl Resource {
+    pub fn new(kind: Kind, mesh: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            kind,
+            mesh: mesh.into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            spec: Map::new(),
+            version: 0,
+            creation_time: None,
+            modification_time: None,
+        }
+    }
+
+    pub fn key(&self) -> ResourceKey {
+        ResourceKey::new(self.kind, self.mesh.clone(), self.name.clone())
+    }
+
+    /// Reads the envelope of one universal-format document and checks it. Kind-specific checks
+    /// are `validate`'s. Server-set fields (timestamps) in the input are ignored; `version`, when
+    /// given, is kept as the version the writer expects to replace.
+    pub fn from_value(value: Value) -> Result<Resource, Violations> {
+        let mut v = Violations::new();
+        let root = FieldPath::root();
+        let Value::Object(mut obj) = value else {
+            v.add(
+                &root,
+                "a resource must be an object with type, name and its fields",
+            );
+            return Err(v);
+        };
+        let kind = match obj.remove("type") {
+            Some(Value::String(t)) => match Kind::from_name(&t) {
+                Some(k) => Some(k),
+                None => {
+                    let known: Vec<&str> = Kind::ALL.iter().map(|k| k.name()).collect();
+                    v.add(
+                        &root.field("type"),
+                        format!("unknown kind {t:?}; known kinds: {}", known.join(", ")),
+                    );
+                    None
+                }
+            },
+            Some(_) => {
+                v.add(&root.field("type"), "must be a string naming the kind");
+                None
+            }
+            None => {
+                v.add(&root.field("type"), "must be defined");
+                None
+            }
+        };
+        let name = take_string(&mut obj, "name", &mut v);
+        match &name {
+            Some(n) => check_resource_name(n, &root.field("name"), &mut v),
+            None if !v.iter().any(|x| x.field == "name") => {
+                v.add(&root.field("name"), "must be defined")
+            }
+            None => {}
+        }
+        let mesh = take_string(&mut obj, "mesh", &mut v);
+        if let Some(kind) = kind {
+            match (kind.scope(), &mesh) {
+                (Scope::Mesh, None) => v.add(
+                    &root.field("mesh"),
+                    format!("must be defined: {kind} belongs to a mesh"),
+                ),
+                (Scope::Mesh, Some(m)) => check_mesh_name(m, &root.field("mesh"), &mut v),
+                (Scope::Global, Some(_)) => v.add(
+                    &root.field("mesh"),
+                    format!("must not be set: {kind} is not scoped to a mesh"),
+                ),
+                (Scope::Global, None) => {}
+            }
+            if kind == Kind::Mesh {
+                if let Some(n) = &name {
+                    check_mesh_name(n, &root.field("name"), &mut v);
+                }
+            }
+        }
+        let labels = take_labels(&mut obj, &mut v);
+        let version = match obj.remove("version") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) if n.as_i64().is_some_and(|x| x >= 0) => n.as_i64().unwrap_or(0),
+            Some(_) => {
+                v.add(&root.field("version"), "must be a non-negative integer");
+                0
+            }
+        };
+        obj.remove("creationTime");
+        obj.remove("modificationTime");
+        if let Some(kind) = kind {
+            kind.validate_spec(&Value::Object(obj.clone()), &mut v);
+        }
+        match (kind, name) {
+            (Some(kind), Some(name)) if v.is_empty() => Ok(Resource {
+                kind,
+                mesh: mesh.unwrap_or_default(),
+                name,
+                labels,
+                spec: obj,
+                version,
+                creation_time: None,
+                modification_time: None,
+            }),
+            _ => Err(v),
+        }
+    }
+
+    /// The universal-format document: envelope first, then the kind's fields as written.
+    pub fn to_value(&self) -> Value {
+        let mut out = Map::new();
+        out.insert("type".into(), Value::String(self.kind.name().into()));
+        if !self.mesh.is_empty() {
+            out.insert("mesh".into(), Value::String(self.mesh.clone()));
+        }
+        out.insert("name".into(), Value::String(self.name.clone()));
+        if let Some(t) = self.creation_time {
+            out.insert("creationTime".into(), Value::String(format_time(t)));
+        }
+        if let Some(t) = self.modification_time {
+            out.insert("modificationTime".into(), Value::String(format_time(t)));
+        }
+        if !self.labels.is_empty() {
+            let labels = self
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+                .collect();
+            out.insert("labels".into(), Value::Object(labels));
+        }
+        if self.version > 0 {
+            out.insert("version".into(), Value::from(self.version));
+        }
+        for (k, v) in &self.spec {
+            out.insert(k.clone(), v.clone());
+        }
+        Value::Object(out)
+    }
+}
+
+/// RFC 3339 in UTC with the precision Kuma prints (`2026-11-26T12:00:00.123456Z`).
+pub fn format_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn take_string(obj: &mut Map<String, Value>, field: &str, v: &mut Violations) -> Option<String> {
+    match obj.remove(field) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s),
+        Some(_) => {
+            v.add(&FieldPath::root().field(field), "must be a string");
+            None
+        }
+    }
+}
+
+fn take_labels(obj: &mut Map<String, Value>, v: &mut Violations) -> BTreeMap<String, String> {
+    let at = FieldPath::root().field("labels");
+    let mut labels = BTreeMap::new();
+    match obj.remove("labels") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, val) in m {
+                if k.is_empty() {
+                    v.add(&at, "label names must not be empty");
+                    continue;
+                }
+                match val {
+                    Value::String(s) => {
+                        labels.insert(k, s);
+                    }
+                    _ => v.add(&at.key(&k), "label values must be strings"),
+                }
+            }
+        }
+        Some(_) => v.add(&at, "must be a map of strings"),
+    }
+    labels
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_kind_lists_known_kinds() {
+        let err =
+            Resource::from_value(json!({"type": "MeshTimout", "name": "x", "mesh": "default"}))
+                .expect_err("unknown kind");
+        assert_eq!(err.violations[0].field, "type");
+        assert!(err.violations[0].message.contains("MeshTimout"));
+        assert!(err.violations[0].message.contains("MeshTimeout"));
+    }
+
+    #[test]
+    fn envelope_errors_are_reported_together() {
+        let err =
+            Resource::from_value(json!({"type": "Secret", "name": "bad name", "labels": {"a": 1}}))
+                .expect_err("invalid");
+        let fields: Vec<_> = err.iter().map(|x| x.field.clone()).collect();
+        assert!(fields.contains(&"name".to_string()), "{fields:?}");
+        assert!(fields.contains(&"mesh".to_string()), "{fields:?}");
+        assert!(fields.contains(&"labels[\"a\"]".to_string()), "{fields:?}");
+    }
+}
