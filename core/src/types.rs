@@ -187,5 +187,6 @@ mod tests {
         assert!(v.violations[0].message.contains("Red, Blue"));
         let ok: Color = serde_json::from_str("\"Blue\"").expect("deserializes");
         assert_eq!(ok, Color::Blue);
+        assert!(ok.is_known() && !c.is_known());
     }
 }

@@ -1,1 +1,275 @@
-fn main() {}
+//! `atollctl`: the command line over Atoll's REST API (apply, get, delete).
+//!
+//! It validates documents locally before sending anything, so a broken file changes nothing, and
+//! prints the server's field-level violations when the control plane refuses a write.
+
+mod client;
+mod table;
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::Value;
+
+use atoll_core::format::{parse_documents, to_yaml};
+use atoll_core::{Kind, Resource};
+
+use crate::client::{ApiClient, ClientError};
+
+#[derive(Debug, Parser)]
+#[command(name = "atollctl", version, about = "Manage an Atoll service mesh")]
+struct Cli {
+    /// URL of the control plane's REST API.
+    #[arg(
+        long,
+        global = true,
+        env = "ATOLL_API",
+        default_value = "http://127.0.0.1:5681"
+    )]
+    api: String,
+
+    /// Admin token for writes from a non-loopback address (the control plane's
+    /// DATA_DIR/admin-token).
+    #[arg(long, global = true, env = "ATOLL_API_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Output {
+    Table,
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create or update resources from a file (multi-document YAML or JSON); `-` reads stdin.
+    Apply {
+        #[arg(short = 'f', long = "file")]
+        file: PathBuf,
+    },
+    /// Show resources: `get meshtimeouts -m default`, `get mesh default -o yaml`.
+    Get {
+        /// Kind, plural as in Kuma (meshes, dataplanes, meshtimeouts, ...) or singular.
+        kind: String,
+        /// One resource by name; all of the kind when omitted.
+        name: Option<String>,
+        /// Mesh of mesh-scoped kinds.
+        #[arg(short = 'm', long, default_value = "default")]
+        mesh: String,
+        #[arg(short = 'o', long, value_enum, default_value = "table")]
+        output: Output,
+    },
+    /// Delete one resource.
+    Delete {
+        kind: String,
+        name: String,
+        #[arg(short = 'm', long, default_value = "default")]
+        mesh: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let client = ApiClient::new(&cli.api, cli.token.clone());
+    match runtime.block_on(execute(&client, cli.command)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("{}", message.trim_end());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn execute(client: &ApiClient, command: Command) -> Result<(), String> {
+    match command {
+        Command::Apply { file } => apply(client, &file).await,
+        Command::Get {
+            kind,
+            name,
+            mesh,
+            output,
+        } => get(client, &kind, name.as_deref(), &mesh, output).await,
+        Command::Delete { kind, name, mesh } => {
+            let kind = parse_kind(&kind)?;
+            client
+                .delete(kind, &mesh, &name)
+                .await
+                .map_err(|e| render_error(&e))?;
+            println!("deleted {}", describe(kind, &mesh, &name));
+            Ok(())
+        }
+    }
+}
+
+fn parse_kind(s: &str) -> Result<Kind, String> {
+    Kind::from_cli_name(s).ok_or_else(|| {
+        let known: Vec<&str> = Kind::ALL.iter().map(|k| k.plural()).collect();
+        format!(
+            "Error: unknown kind {s:?}; known kinds: {}",
+            known.join(", ")
+        )
+    })
+}
+
+fn describe(kind: Kind, mesh: &str, name: &str) -> String {
+    if kind.is_mesh_scoped() {
+        format!("{kind} {name:?} in mesh {mesh:?}")
+    } else {
+        format!("{kind} {name:?}")
+    }
+}
+
+async fn apply(client: &ApiClient, file: &PathBuf) -> Result<(), String> {
+    let (source, text) = if file.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin()
+            .read_to_string(&mut s)
+            .map_err(|e| format!("Error: cannot read stdin: {e}"))?;
+        ("stdin".to_string(), s)
+    } else {
+        let s = std::fs::read_to_string(file)
+            .map_err(|e| format!("Error: cannot read {}: {e}", file.display()))?;
+        (file.display().to_string(), s)
+    };
+    let docs = parse_documents(&text).map_err(|e| format!("Error: {source}: {e}"))?;
+    if docs.is_empty() {
+        return Err(format!("Error: {source}: no documents to apply"));
+    }
+    // Check every document before writing any, so a broken file changes nothing.
+    let mut problems = String::new();
+    let mut resources = Vec::new();
+    for (i, doc) in docs.iter().enumerate() {
+        match Resource::from_value(doc.clone()) {
+            Ok(r) => resources.push((r, doc.clone())),
+            Err(v) => {
+                problems.push_str(&format!(
+                    "Error: {source}: document {} ({}) is invalid:\n",
+                    i + 1,
+                    doc_label(doc)
+                ));
+                for x in v.iter() {
+                    problems.push_str(&format!("  {}: {}\n", field_or_doc(&x.field), x.message));
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        problems.push_str("Nothing was applied.\n");
+        return Err(problems);
+    }
+    let mut failures = String::new();
+    for (res, doc) in resources {
+        match client.put(res.kind, &res.mesh, &res.name, &doc).await {
+            Ok(created) => println!(
+                "{} {}",
+                describe(res.kind, &res.mesh, &res.name),
+                if created { "created" } else { "updated" }
+            ),
+            Err(e) => {
+                failures.push_str(&format!(
+                    "Error: {} was not applied: {}\n",
+                    describe(res.kind, &res.mesh, &res.name),
+                    render_error(&e).trim_start_matches("Error: ")
+                ));
+            }
+        }
+    }
+    if failures.is_empty() {
+        Ok(())
+    } else {
+        Err(failures)
+    }
+}
+
+fn doc_label(doc: &Value) -> String {
+    let t = doc.get("type").and_then(Value::as_str).unwrap_or("?");
+    match doc.get("name").and_then(Value::as_str) {
+        Some(n) => format!("{t} {n:?}"),
+        None => t.to_string(),
+    }
+}
+
+fn field_or_doc(field: &str) -> &str {
+    if field.is_empty() {
+        "(document)"
+    } else {
+        field
+    }
+}
+
+fn render_error(e: &ClientError) -> String {
+    match e {
+        ClientError::Api {
+            status,
+            details,
+            causes,
+            ..
+        } => {
+            let mut s = format!("Error: {details} (HTTP {status})\n");
+            for c in causes {
+                s.push_str(&format!("  {}: {}\n", field_or_doc(&c.field), c.message));
+            }
+            s
+        }
+        other => format!("Error: {other}\n"),
+    }
+}
+
+async fn get(
+    client: &ApiClient,
+    kind: &str,
+    name: Option<&str>,
+    mesh: &str,
+    output: Output,
+) -> Result<(), String> {
+    let kind = parse_kind(kind)?;
+    match name {
+        Some(name) => {
+            let res = client
+                .get(kind, mesh, name)
+                .await
+                .map_err(|e| render_error(&e))?;
+            match output {
+                Output::Yaml => print!("{}", to_yaml(&res)),
+                Output::Json => {
+                    println!("{}", serde_json::to_string_pretty(&res).unwrap_or_default())
+                }
+                Output::Table => print!("{}", table::render(kind, std::slice::from_ref(&res))),
+            }
+        }
+        None => {
+            let items = client
+                .list_all(kind, mesh)
+                .await
+                .map_err(|e| render_error(&e))?;
+            match output {
+                Output::Table => print!("{}", table::render(kind, &items)),
+                Output::Yaml | Output::Json => {
+                    let doc = serde_json::json!({"total": items.len(), "items": items});
+                    if matches!(output, Output::Yaml) {
+                        print!("{}", to_yaml(&doc));
+                    } else {
+                        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}

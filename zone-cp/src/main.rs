@@ -1,1 +1,5 @@
-fn main() {}
+//! `atoll-zone-cp`: the zone control plane. Everything lives in the atoll-cp crate.
+
+fn main() -> std::process::ExitCode {
+    atoll_cp::cli_main(atoll_cp::Mode::Zone)
+}

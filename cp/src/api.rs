@@ -1,0 +1,554 @@
+//! The REST API, with Kuma's paths: `/meshes/{mesh}/{plural}/{name}` for mesh-scoped kinds,
+//! `/{plural}/{name}` for global-scoped ones, lists with `offset`/`size` pagination, and `GET /`.
+//!
+//! Requests are routed by hand (one handler) so that every unknown kind or path gets an error that
+//! names it, and so metrics carry a route template instead of raw paths.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use atoll_core::format::parse_document;
+use atoll_core::{Kind, Resource, ResourceKey, Scope, Violations};
+use atoll_store::{ListFilter, SharedStore, StoreError};
+
+use crate::config::Mode;
+use crate::metrics::Metrics;
+use crate::references::check_references;
+
+/// Largest request body accepted (a resource document).
+const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Page size when a list request gives none, and the largest accepted.
+pub const DEFAULT_PAGE_SIZE: u64 = 100;
+pub const MAX_PAGE_SIZE: u64 = 1000;
+
+/// What the API handlers share.
+pub struct ApiState {
+    pub store: SharedStore,
+    pub mode: Mode,
+    pub zone: String,
+    pub instance_id: String,
+    /// Bearer token that grants admin rights to non-loopback clients.
+    pub admin_token: String,
+    pub metrics: Metrics,
+}
+
+/// The API as a router, so tests can call it without binding a socket.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new().fallback(handle).with_state(state)
+}
+
+/// An API error: status plus the JSON body Kuma clients expect (`title`, `details`, `causes`).
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    title: &'static str,
+    details: String,
+    causes: Vec<atoll_core::Violation>,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, title: &'static str, details: impl Into<String>) -> Self {
+        Self {
+            status,
+            title,
+            details: details.into(),
+            causes: Vec::new(),
+        }
+    }
+
+    fn not_found(details: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "Not found", details)
+    }
+
+    fn bad_request(details: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "Bad request", details)
+    }
+
+    fn invalid(v: Violations) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            title: "Invalid resource",
+            details: format!("{} violation(s): {v}", v.len()),
+            causes: v.violations,
+        }
+    }
+
+    fn method_not_allowed(method: &Method, route: &str) -> Self {
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "Method not allowed",
+            format!("{method} is not supported on {route}"),
+        )
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::NotFound(_) => Self::not_found(e.to_string()),
+            StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => {
+                Self::new(StatusCode::CONFLICT, "Conflict", e.to_string())
+            }
+            StoreError::Backend(_) | StoreError::Corrupt { .. } => {
+                tracing::error!(error = %e, "store failure");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "Store unavailable",
+                    e.to_string(),
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"title": self.title, "details": self.details});
+        if !self.causes.is_empty() {
+            body["causes"] = serde_json::to_value(&self.causes).unwrap_or(Value::Null);
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The parsed target of a request.
+#[derive(Debug)]
+enum Target {
+    Index,
+    /// A list of one kind: in one mesh, or across meshes (`mesh` None).
+    List {
+        kind: Kind,
+        mesh: Option<String>,
+    },
+    One {
+        key: ResourceKey,
+    },
+}
+
+async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let (route, response) = match route(&path) {
+        Ok((route, target)) => {
+            let response = serve(&state, req, &method, route, target).await;
+            (route, response.unwrap_or_else(|e| e.into_response()))
+        }
+        Err(e) => ("unknown", e.into_response()),
+    };
+    let status = response.status().as_u16();
+    state
+        .metrics
+        .observe_api(method.as_str(), route, status, started.elapsed());
+    tracing::debug!(%method, %path, status, elapsed_us = started.elapsed().as_micros() as u64, "api request");
+    response
+}
+
+fn route(path: &str) -> Result<(&'static str, Target), ApiError> {
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    let kind_of = |plural: &str| {
+        Kind::from_plural(plural).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "unknown resource type {plural:?}; known: {}",
+                Kind::ALL
+                    .iter()
+                    .map(|k| k.plural())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })
+    };
+    Ok(match segments.as_slice() {
+        [] => ("/", Target::Index),
+        ["meshes"] => (
+            "/meshes",
+            Target::List {
+                kind: Kind::Mesh,
+                mesh: None,
+            },
+        ),
+        ["meshes", mesh] => (
+            "/meshes/{name}",
+            Target::One {
+                key: ResourceKey::global(Kind::Mesh, *mesh),
+            },
+        ),
+        ["meshes", mesh, plural] => {
+            let kind = kind_of(plural)?;
+            if kind.scope() != Scope::Mesh {
+                return Err(ApiError::not_found(format!(
+                    "{kind} is not scoped to a mesh: use /{plural}"
+                )));
+            }
+            (
+                "/meshes/{mesh}/{kind}",
+                Target::List {
+                    kind,
+                    mesh: Some(mesh.to_string()),
+                },
+            )
+        }
+        ["meshes", mesh, plural, name] => {
+            let kind = kind_of(plural)?;
+            if kind.scope() != Scope::Mesh {
+                return Err(ApiError::not_found(format!(
+                    "{kind} is not scoped to a mesh: use /{plural}/{name}"
+                )));
+            }
+            (
+                "/meshes/{mesh}/{kind}/{name}",
+                Target::One {
+                    key: ResourceKey::new(kind, *mesh, *name),
+                },
+            )
+        }
+        [plural] => {
+            let kind = kind_of(plural)?;
+            ("/{kind}", Target::List { kind, mesh: None })
+        }
+        [plural, name] => {
+            let kind = kind_of(plural)?;
+            if kind.scope() == Scope::Mesh {
+                return Err(ApiError::not_found(format!(
+                    "{kind} belongs to a mesh: use /meshes/{{mesh}}/{plural}/{name}"
+                )));
+            }
+            (
+                "/{kind}/{name}",
+                Target::One {
+                    key: ResourceKey::global(kind, *name),
+                },
+            )
+        }
+        _ => return Err(ApiError::not_found(format!("no such path: {path}"))),
+    })
+}
+
+async fn serve(
+    state: &ApiState,
+    req: Request,
+    method: &Method,
+    route: &'static str,
+    target: Target,
+) -> ApiResult {
+    let is_admin = is_admin(state, &req)?;
+    let needs_admin_to_read = |kind: Kind| matches!(kind, Kind::Secret | Kind::GlobalSecret);
+    match (method, target) {
+        (&Method::GET, Target::Index) => Ok(index(state)),
+        (&Method::GET, Target::List { kind, mesh }) => {
+            if needs_admin_to_read(kind) && !is_admin {
+                return Err(admin_required(&req));
+            }
+            list(state, req.headers(), req.uri(), kind, mesh).await
+        }
+        (&Method::GET, Target::One { key }) => {
+            if needs_admin_to_read(key.kind) && !is_admin {
+                return Err(admin_required(&req));
+            }
+            match state.store.get(&key).await? {
+                Some(res) => Ok(axum::Json(res.to_value()).into_response()),
+                None => Err(ApiError::not_found(format!("{key} not found"))),
+            }
+        }
+        (&Method::PUT, Target::One { key }) => {
+            if !is_admin {
+                return Err(admin_required(&req));
+            }
+            let content_type = req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            put(state, key, &content_type, &body).await
+        }
+        (&Method::DELETE, Target::One { key }) => {
+            if !is_admin {
+                return Err(admin_required(&req));
+            }
+            delete(state, key).await
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m, route)),
+    }
+}
+
+fn index(state: &ApiState) -> Response {
+    let mut body = json!({
+        "product": "Atoll",
+        "tagline": "Atoll",
+        "version": env!("CARGO_PKG_VERSION"),
+        "mode": state.mode.as_str(),
+        "instanceId": state.instance_id,
+        "store": state.store.backend_name(),
+    });
+    if state.mode == Mode::Zone {
+        body["zone"] = Value::String(state.zone.clone());
+    }
+    axum::Json(body).into_response()
+}
+
+async fn list(
+    state: &ApiState,
+    headers: &HeaderMap,
+    uri: &axum::http::Uri,
+    kind: Kind,
+    mesh: Option<String>,
+) -> ApiResult {
+    let mut offset = 0u64;
+    let mut size = DEFAULT_PAGE_SIZE;
+    let mut name_prefix = None;
+    for (k, v) in uri.query().map(parse_query).unwrap_or_default() {
+        match k.as_str() {
+            "offset" => {
+                offset = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!(
+                        "offset: must be a non-negative integer (got {v:?})"
+                    ))
+                })?
+            }
+            "size" => {
+                size = v.parse().map_err(|_| {
+                    ApiError::bad_request(format!("size: must be a positive integer (got {v:?})"))
+                })?;
+                if size == 0 || size > MAX_PAGE_SIZE {
+                    return Err(ApiError::bad_request(format!(
+                        "size: must be between 1 and {MAX_PAGE_SIZE} (got {size})"
+                    )));
+                }
+            }
+            "name" | "namePrefix" => name_prefix = Some(v),
+            _ => {}
+        }
+    }
+    if let Some(m) = &mesh {
+        ensure_mesh_exists(state, m).await?;
+    }
+    let page = state
+        .store
+        .list(&ListFilter {
+            kind,
+            mesh,
+            name_prefix,
+            offset,
+            limit: Some(size),
+        })
+        .await?;
+    let end = offset + page.items.len() as u64;
+    let next = (end < page.total).then(|| {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}{}?offset={end}&size={size}", uri.path())
+    });
+    let items: Vec<Value> = page.items.iter().map(Resource::to_value).collect();
+    Ok(axum::Json(json!({"total": page.total, "items": items, "next": next})).into_response())
+}
+
+async fn ensure_mesh_exists(state: &ApiState, mesh: &str) -> Result<(), ApiError> {
+    match state
+        .store
+        .get(&ResourceKey::global(Kind::Mesh, mesh))
+        .await?
+    {
+        Some(_) => Ok(()),
+        None => Err(ApiError::not_found(format!("mesh {mesh:?} does not exist"))),
+    }
+}
+
+async fn put(state: &ApiState, key: ResourceKey, content_type: &str, body: &[u8]) -> ApiResult {
+    let text = std::str::from_utf8(body)
+        .map_err(|_| ApiError::bad_request("the request body must be UTF-8 JSON or YAML"))?;
+    let ct = content_type.split(';').next().unwrap_or("").trim();
+    let known = [
+        "",
+        "application/json",
+        "application/yaml",
+        "application/x-yaml",
+        "text/yaml",
+        "text/plain",
+    ];
+    if !known.contains(&ct) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Unsupported media type",
+            format!("send application/json or application/yaml, not {ct}"),
+        ));
+    }
+    let mut doc = parse_document(text).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    // The path names the resource; the body may leave out what the path says.
+    if let Value::Object(obj) = &mut doc {
+        obj.entry("type")
+            .or_insert_with(|| Value::String(key.kind.name().into()));
+        obj.entry("name")
+            .or_insert_with(|| Value::String(key.name.clone()));
+        if key.kind.is_mesh_scoped() {
+            obj.entry("mesh")
+                .or_insert_with(|| Value::String(key.mesh.clone()));
+        }
+    }
+    let resource = Resource::from_value(doc).map_err(ApiError::invalid)?;
+    let mut v = Violations::new();
+    let root = atoll_core::FieldPath::root();
+    if resource.kind != key.kind {
+        v.add(
+            &root.field("type"),
+            format!("is {} but the path is for {}", resource.kind, key.kind),
+        );
+    }
+    if resource.name != key.name {
+        v.add(
+            &root.field("name"),
+            format!("is {:?} but the path names {:?}", resource.name, key.name),
+        );
+    }
+    if key.kind.is_mesh_scoped() && resource.mesh != key.mesh {
+        v.add(
+            &root.field("mesh"),
+            format!(
+                "is {:?} but the path names mesh {:?}",
+                resource.mesh, key.mesh
+            ),
+        );
+    }
+    if !v.is_empty() {
+        return Err(ApiError::invalid(v));
+    }
+    check_references(state.store.as_ref(), &resource)
+        .await?
+        .into_result()
+        .map_err(ApiError::invalid)?;
+
+    let expected = resource.version;
+    let existing = state.store.get(&key).await?;
+    let (stored, created) = match existing {
+        Some(current) => {
+            let expected = if expected > 0 {
+                expected
+            } else {
+                current.version
+            };
+            (state.store.update(resource, expected).await?, false)
+        }
+        None if expected > 0 => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "Conflict",
+                format!("{key} does not exist, but the document expects version {expected}"),
+            ));
+        }
+        None => (state.store.create(resource).await?, true),
+    };
+    tracing::info!(resource = %key, version = stored.version, created, "resource written");
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, axum::Json(stored.to_value())).into_response())
+}
+
+async fn delete(state: &ApiState, key: ResourceKey) -> ApiResult {
+    if state.store.get(&key).await?.is_none() {
+        return Err(ApiError::not_found(format!("{key} not found")));
+    }
+    if key.kind == Kind::Mesh {
+        let removed = state.store.delete_mesh_contents(&key.name).await?;
+        tracing::info!(mesh = %key.name, removed, "deleted the mesh's resources");
+    }
+    state.store.delete(&key, None).await?;
+    tracing::info!(resource = %key, "resource deleted");
+    Ok(axum::Json(json!({})).into_response())
+}
+
+/// Loopback clients are admins; others must present the admin token.
+fn is_admin(state: &ApiState, req: &Request) -> Result<bool, ApiError> {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    if let Some(token) = presented {
+        if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+            return Ok(true);
+        }
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "Unauthorized",
+            "the bearer token is not the admin token",
+        ));
+    }
+    Ok(peer(req).is_none_or(|addr| addr.ip().is_loopback()))
+}
+
+fn peer(req: &Request) -> Option<SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| *addr)
+}
+
+fn admin_required(req: &Request) -> ApiError {
+    let who = peer(req).map(|a| a.ip().to_string()).unwrap_or_default();
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Access denied",
+        format!(
+            "this request from {who} needs admin rights: send `Authorization: Bearer <token>` with the token from the control plane's data directory (admin-token), or call from loopback"
+        ),
+    )
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn parse_query(q: &str) -> Vec<(String, String)> {
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let decoded = (bytes[i] == b'%')
+            .then(|| bytes.get(i + 1..i + 3))
+            .flatten()
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (decoded, bytes[i]) {
+            (Some(b), _) => {
+                out.push(b);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

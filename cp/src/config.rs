@@ -1,0 +1,204 @@
+//! Control-plane configuration. Every setting is a command-line flag and an `ATOLL_*` environment
+//! variable, and a YAML file (`--config`, `ATOLL_CONFIG`) may hold them all. Precedence: flag or
+//! environment, then the file, then the default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use clap::Args;
+use serde::Deserialize;
+
+/// Which control plane this process is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Global,
+    /// A zone control plane; without a global address it runs standalone (one-zone mesh).
+    Zone,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Global => "global",
+            Mode::Zone => "zone",
+        }
+    }
+}
+
+pub const DEFAULT_API_ADDRESS: &str = "0.0.0.0:5681";
+pub const DEFAULT_DIAGNOSTICS_ADDRESS: &str = "0.0.0.0:5680";
+pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
+pub const DEFAULT_ZONE: &str = "default";
+
+/// Settings as given on the command line or in the environment (all optional: unset ones fall
+/// back to the config file, then to defaults).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ConfigArgs {
+    /// YAML file holding any of the settings below (keys as in the long flag names, snake_case
+    /// or kebab-case).
+    #[arg(long, env = "ATOLL_CONFIG")]
+    pub config: Option<PathBuf>,
+
+    /// Address of the REST API [default: 0.0.0.0:5681].
+    #[arg(long, env = "ATOLL_API_ADDRESS")]
+    pub api_address: Option<SocketAddr>,
+
+    /// Address of the diagnostics server (/ready, /healthy, /metrics) [default: 0.0.0.0:5680].
+    #[arg(long, env = "ATOLL_DIAGNOSTICS_ADDRESS")]
+    pub diagnostics_address: Option<SocketAddr>,
+
+    /// Directory for the embedded store, the admin token and generated keys
+    /// [default: ./atoll-data].
+    #[arg(long, env = "ATOLL_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+
+    /// Store: `sqlite://PATH` (default: atoll.db in the data directory), `postgres://...`, or
+    /// `memory` (nothing survives a restart).
+    #[arg(long, env = "ATOLL_STORE")]
+    pub store: Option<String>,
+
+    /// Zone name (zone control plane) [default: default].
+    #[arg(long, env = "ATOLL_ZONE")]
+    pub zone: Option<String>,
+
+    /// Log filter, e.g. `info` or `atoll=debug` [default: info].
+    #[arg(long, env = "ATOLL_LOG_LEVEL")]
+    pub log_level: Option<String>,
+}
+
+/// The same settings read from a YAML file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(alias = "api-address")]
+    api_address: Option<SocketAddr>,
+    #[serde(alias = "diagnostics-address")]
+    diagnostics_address: Option<SocketAddr>,
+    #[serde(alias = "data-dir")]
+    data_dir: Option<PathBuf>,
+    store: Option<String>,
+    zone: Option<String>,
+    #[serde(alias = "log-level")]
+    log_level: Option<String>,
+}
+
+/// The resolved configuration a control plane runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub mode: Mode,
+    pub api_address: SocketAddr,
+    pub diagnostics_address: SocketAddr,
+    pub data_dir: PathBuf,
+    pub store: String,
+    pub zone: String,
+    pub log_level: String,
+}
+
+/// Why the configuration could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path} is invalid: {reason}")]
+    Invalid { path: PathBuf, reason: String },
+}
+
+impl Config {
+    /// Resolves flags/environment over the config file over defaults.
+    pub fn resolve(mode: Mode, args: &ConfigArgs) -> Result<Config, ConfigError> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => ConfigFile::default(),
+        };
+        let default_addr = |s: &str| s.parse::<SocketAddr>().ok();
+        Ok(Config {
+            mode,
+            api_address: args
+                .api_address
+                .or(file.api_address)
+                .or_else(|| default_addr(DEFAULT_API_ADDRESS))
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5681))),
+            diagnostics_address: args
+                .diagnostics_address
+                .or(file.diagnostics_address)
+                .or_else(|| default_addr(DEFAULT_DIAGNOSTICS_ADDRESS))
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5680))),
+            data_dir: args
+                .data_dir
+                .clone()
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            store: args
+                .store
+                .clone()
+                .or(file.store)
+                .unwrap_or_else(|| "sqlite://".to_string()),
+            zone: args
+                .zone
+                .clone()
+                .or(file.zone)
+                .unwrap_or_else(|| DEFAULT_ZONE.to_string()),
+            log_level: args
+                .log_level
+                .clone()
+                .or(file.log_level)
+                .unwrap_or_else(|| "info".to_string()),
+        })
+    }
+}
+
+fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if text.trim().is_empty() {
+        return Ok(ConfigFile::default());
+    }
+    serde_saphyr::from_str(&text).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_which_overrides_defaults() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(
+            &file,
+            "api_address: 127.0.0.1:7000\ndiagnostics-address: 127.0.0.1:7001\nstore: memory\n",
+        )
+        .expect("write");
+        let args = ConfigArgs {
+            config: Some(file),
+            api_address: Some("127.0.0.1:8000".parse().expect("addr")),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Global, &args).expect("resolves");
+        assert_eq!(c.api_address.to_string(), "127.0.0.1:8000");
+        assert_eq!(c.diagnostics_address.to_string(), "127.0.0.1:7001");
+        assert_eq!(c.store, "memory");
+        assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn unknown_keys_in_the_file_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(&file, "api_adress: 127.0.0.1:7000\n").expect("write");
+        let args = ConfigArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let err = Config::resolve(Mode::Zone, &args).expect_err("typo refused");
+        assert!(err.to_string().contains("api_adress"), "{err}");
+    }
+}

@@ -1,0 +1,349 @@
+//! REST API behaviour through the router (no socket): paths, pagination, validation errors,
+//! write authorization.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+use atoll_cp::Mode;
+use atoll_cp::api::{ApiState, router};
+use atoll_cp::metrics::Metrics;
+use atoll_store::{MemoryStore, SharedStore};
+
+const TOKEN: &str = "test-admin-token";
+
+fn app() -> (axum::Router, SharedStore) {
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let state = Arc::new(ApiState {
+        store: store.clone(),
+        mode: Mode::Global,
+        zone: "default".into(),
+        instance_id: "test-1".into(),
+        admin_token: TOKEN.into(),
+        metrics: Metrics::new().expect("metrics"),
+    });
+    (router(state), store)
+}
+
+async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Value) {
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    let status = resp.status();
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 24)
+        .await
+        .expect("body");
+    let body = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+    };
+    (status, body)
+}
+
+fn put(path: &str, content_type: &str, body: &str) -> Request<Body> {
+    Request::put(path)
+        .header("content-type", content_type)
+        .body(Body::from(body.to_string()))
+        .expect("request")
+}
+
+fn get(path: &str) -> Request<Body> {
+    Request::get(path).body(Body::empty()).expect("request")
+}
+
+async fn create_mesh(app: &axum::Router, name: &str) {
+    let (s, b) = call(
+        app,
+        put(
+            &format!("/meshes/{name}"),
+            "application/json",
+            &json!({"type": "Mesh", "name": name}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+}
+
+#[tokio::test]
+async fn put_yaml_then_get_returns_it_with_server_metadata() {
+    let (app, _) = app();
+    create_mesh(&app, "m").await;
+    let yaml = "type: MeshTimeout\nname: n\nmesh: m\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      idleTimeout: 20s\n";
+    let (s, b) = call(
+        &app,
+        put("/meshes/m/meshtimeouts/n", "application/yaml", yaml),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = call(&app, get("/meshes/m/meshtimeouts/n")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["spec"]["to"][0]["default"]["idleTimeout"], "20s");
+    assert_eq!(b["version"], 1);
+    assert!(
+        b["creationTime"].is_string() && b["modificationTime"].is_string(),
+        "{b}"
+    );
+    // A second PUT updates and bumps the version.
+    let (s, b) = call(
+        &app,
+        put("/meshes/m/meshtimeouts/n", "application/yaml", yaml),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["version"], 2);
+}
+
+#[tokio::test]
+async fn invalid_write_gets_400_with_every_violation_and_stores_nothing() {
+    let (app, store) = app();
+    create_mesh(&app, "m").await;
+    let doc = json!({"type": "MeshTimeout", "name": "bad", "mesh": "m", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "20 seconds", "connectionTimeout": "soon"}}]
+    }});
+    let (s, b) = call(
+        &app,
+        put(
+            "/meshes/m/meshtimeouts/bad",
+            "application/json",
+            &doc.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let fields: Vec<&str> = b["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"spec.to[0].default.idleTimeout"), "{b}");
+    assert!(
+        fields.contains(&"spec.to[0].default.connectionTimeout"),
+        "{b}"
+    );
+    let page = store
+        .list(&atoll_store::ListFilter::all(atoll_core::Kind::MeshTimeout))
+        .await
+        .expect("list");
+    assert_eq!(page.total, 0);
+}
+
+#[tokio::test]
+async fn missing_mesh_unknown_kind_and_path_mismatch_are_refused() {
+    let (app, _) = app();
+    let doc = json!({"type": "MeshTimeout", "name": "t", "mesh": "nope", "spec": {"targetRef": {"kind": "Mesh"},
+        "to": [{"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1s"}}]}});
+    let (s, b) = call(
+        &app,
+        put(
+            "/meshes/nope/meshtimeouts/t",
+            "application/json",
+            &doc.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    assert_eq!(b["causes"][0]["field"], "mesh");
+    assert!(
+        b["causes"][0]["message"]
+            .as_str()
+            .expect("msg")
+            .contains("nope"),
+        "{b}"
+    );
+
+    let (s, b) = call(&app, get("/meshes/default/meshtimeoutz")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert!(
+        b["details"]
+            .as_str()
+            .expect("details")
+            .contains("meshtimeoutz"),
+        "{b}"
+    );
+
+    create_mesh(&app, "m").await;
+    let doc = json!({"type": "MeshRetry", "name": "other", "mesh": "m", "spec": {}});
+    let (s, b) = call(
+        &app,
+        put(
+            "/meshes/m/meshtimeouts/t",
+            "application/json",
+            &doc.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let fields: Vec<&str> = b["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert!(fields.contains(&"type") && fields.contains(&"name"), "{b}");
+
+    let (s, _) = call(
+        &app,
+        put("/meshes/m/meshtimeouts/t", "application/json", "{not json"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn lists_paginate_with_total_and_next() {
+    let (app, _) = app();
+    create_mesh(&app, "m").await;
+    for i in 0..25 {
+        let doc =
+            json!({"type": "Secret", "name": format!("s-{i:02}"), "mesh": "m", "data": "YWJj"});
+        let (s, b) = call(
+            &app,
+            put(
+                &format!("/meshes/m/secrets/s-{i:02}"),
+                "application/json",
+                &doc.to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, b) = call(&app, get("/meshes/m/secrets?size=10&offset=20")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["total"], 25);
+    assert_eq!(b["items"].as_array().expect("items").len(), 5);
+    assert_eq!(b["items"][0]["name"], "s-20");
+    assert!(b["next"].is_null());
+    let (_, b) = call(&app, get("/meshes/m/secrets?size=10")).await;
+    assert!(
+        b["next"]
+            .as_str()
+            .expect("next")
+            .ends_with("/meshes/m/secrets?offset=10&size=10"),
+        "{b}"
+    );
+    let (s, _) = call(&app, get("/meshes/m/secrets?size=0")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, b) = call(&app, get("/meshes")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["total"], 1);
+}
+
+#[tokio::test]
+async fn deleting_a_mesh_removes_its_resources() {
+    let (app, store) = app();
+    create_mesh(&app, "m").await;
+    let doc = json!({"type": "Secret", "name": "s", "mesh": "m", "data": "YWJj"});
+    call(
+        &app,
+        put("/meshes/m/secrets/s", "application/json", &doc.to_string()),
+    )
+    .await;
+    let (s, _) = call(
+        &app,
+        Request::delete("/meshes/m")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let page = store
+        .list(&atoll_store::ListFilter::all(atoll_core::Kind::Secret))
+        .await
+        .expect("list");
+    assert_eq!(page.total, 0);
+    let (s, _) = call(
+        &app,
+        Request::delete("/meshes/m")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn remote_writes_need_the_admin_token() {
+    let (app, _) = app();
+    let remote: SocketAddr = "192.0.2.10:40000".parse().expect("addr");
+    let mesh = json!({"type": "Mesh", "name": "m"}).to_string();
+    let mut req = put("/meshes/m", "application/json", &mesh);
+    req.extensions_mut().insert(ConnectInfo(remote));
+    let (s, b) = call(&app, req).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{b}");
+
+    let mut req = put("/meshes/m", "application/json", &mesh);
+    req.extensions_mut().insert(ConnectInfo(remote));
+    req.headers_mut()
+        .insert("authorization", "Bearer wrong".parse().expect("header"));
+    let (s, _) = call(&app, req).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+
+    let mut req = put("/meshes/m", "application/json", &mesh);
+    req.extensions_mut().insert(ConnectInfo(remote));
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("header"),
+    );
+    let (s, b) = call(&app, req).await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // Reads are open, except secrets.
+    let mut req = get("/meshes/m");
+    req.extensions_mut().insert(ConnectInfo(remote));
+    assert_eq!(call(&app, req).await.0, StatusCode::OK);
+    let mut req = get("/meshes/m/secrets");
+    req.extensions_mut().insert(ConnectInfo(remote));
+    assert_eq!(call(&app, req).await.0, StatusCode::FORBIDDEN);
+
+    let loopback: SocketAddr = "127.0.0.1:40000".parse().expect("addr");
+    let mut req = Request::delete("/meshes/m")
+        .body(Body::empty())
+        .expect("req");
+    req.extensions_mut().insert(ConnectInfo(loopback));
+    assert_eq!(call(&app, req).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn stale_version_in_the_document_is_a_conflict() {
+    let (app, _) = app();
+    create_mesh(&app, "m").await;
+    let doc = |v: i64| {
+        json!({"type": "Secret", "name": "s", "mesh": "m", "data": "YWJj", "version": v})
+            .to_string()
+    };
+    let (s, _) = call(
+        &app,
+        put("/meshes/m/secrets/s", "application/json", &doc(0)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = call(
+        &app,
+        put("/meshes/m/secrets/s", "application/json", &doc(1)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, b) = call(
+        &app,
+        put("/meshes/m/secrets/s", "application/json", &doc(1)),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+}
+
+#[tokio::test]
+async fn index_reports_mode_and_instance() {
+    let (app, _) = app();
+    let (s, b) = call(&app, get("/")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(b["mode"], "global");
+    assert_eq!(b["instanceId"], "test-1");
+    assert!(b["version"].is_string());
+}

@@ -1,0 +1,342 @@
+//! atollctl against a live control plane started in-process on real sockets (127.0.0.1, ports
+//! chosen at run time), on SQLite and on PostgreSQL.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use atoll_cp::{Config, ConfigArgs, ControlPlane, Mode};
+use tokio::net::TcpListener;
+
+const MESH: &str = "type: Mesh\nname: m\n";
+const TIMEOUT: &str = "type: MeshTimeout\nname: n\nmesh: m\nspec:\n  targetRef:\n    kind: Mesh\n  to:\n  - targetRef:\n      kind: Mesh\n    default:\n      idleTimeout: 20s\n      connectionTimeout: 2s\n      http:\n        requestTimeout: 2s\n";
+
+fn corpus(rel: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/conformance/kuma-docs")
+        .join(rel)
+}
+
+async fn start(data_dir: &Path, store: &str) -> ControlPlane {
+    let args = ConfigArgs {
+        data_dir: Some(data_dir.to_path_buf()),
+        store: Some(store.to_string()),
+        ..Default::default()
+    };
+    let config = Config::resolve(Mode::Global, &args).expect("config");
+    let api = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let diag = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    ControlPlane::start(config, api, diag)
+        .await
+        .expect("control plane starts")
+}
+
+/// Runs atollctl with `stdin` piped in, off the async runtime.
+async fn ctl(cp: &ControlPlane, args: &[&str], stdin: Option<&str>) -> Output {
+    let api = format!("http://{}", cp.api_address);
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let stdin = stdin.map(str::to_string);
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        use std::process::{Command, Stdio};
+        let mut child = Command::new(env!("CARGO_BIN_EXE_atollctl"))
+            .args(&args)
+            .env("ATOLL_API", api)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("atollctl runs");
+        if let Some(input) = stdin {
+            child
+                .stdin
+                .take()
+                .expect("stdin")
+                .write_all(input.as_bytes())
+                .expect("write stdin");
+        }
+        drop(child.stdin.take());
+        child.wait_with_output().expect("atollctl exits")
+    })
+    .await
+    .expect("join")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn get_json(cp: &ControlPlane, path: &str) -> (u16, serde_json::Value) {
+    let resp = reqwest::get(format!("http://{}{path}", cp.api_address))
+        .await
+        .expect("GET");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The issue's acceptance path on one store URL: apply, read back three ways, survive a restart,
+/// refuse bad input while storing nothing.
+async fn acceptance(store: &str, data_dir: &Path) {
+    let cp = start(data_dir, store).await;
+
+    let out = ctl(
+        &cp,
+        &["apply", "-f", "-"],
+        Some(&format!("{MESH}---\n{TIMEOUT}")),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("created"), "{}", text(&out));
+
+    let out = ctl(
+        &cp,
+        &["get", "meshtimeout", "n", "-m", "m", "-o", "yaml"],
+        None,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let yaml = String::from_utf8_lossy(&out.stdout).to_string();
+    let doc = atoll_core::format::parse_document(&yaml).expect("atollctl prints valid YAML");
+    assert_eq!(doc["name"], "n", "{yaml}");
+    assert_eq!(
+        doc["spec"]["to"][0]["default"]["http"]["requestTimeout"], "2s",
+        "{yaml}"
+    );
+    assert_eq!(doc["version"], 1, "{yaml}");
+
+    let (status, body) = get_json(&cp, "/meshes/m/meshtimeouts/n").await;
+    assert_eq!(status, 200);
+    assert_eq!(body["spec"]["to"][0]["default"]["idleTimeout"], "20s");
+
+    let out = ctl(&cp, &["get", "meshtimeouts", "-m", "m"], None).await;
+    let table = text(&out);
+    assert!(
+        table
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("NAME") && h.contains("TARGETREF KIND")),
+        "{table}"
+    );
+    assert!(
+        table
+            .lines()
+            .any(|l| l.starts_with("m ") && l.contains(" n ")),
+        "{table}"
+    );
+
+    // A Kuma documentation manifest applies as-is (after its mesh exists).
+    let out = ctl(
+        &cp,
+        &["apply", "-f", "-"],
+        Some("type: Mesh\nname: default\n"),
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let doc = corpus("MeshTimeout")
+        .read_dir()
+        .expect("corpus")
+        .flatten()
+        .next()
+        .expect("a file")
+        .path();
+    let out = ctl(&cp, &["apply", "-f", doc.to_str().expect("utf8")], None).await;
+    assert!(out.status.success(), "{}: {}", doc.display(), text(&out));
+
+    // Bad input: non-zero exit, a message naming the field or kind, nothing stored.
+    let bad_duration = TIMEOUT
+        .replace("idleTimeout: 20s", "idleTimeout: 20 seconds")
+        .replace("name: n", "name: bad");
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "invalid duration",
+            bad_duration,
+            "spec.to[0].default.idleTimeout",
+        ),
+        (
+            "broken YAML",
+            "type: Mesh\nname: [oops\n".into(),
+            "invalid YAML",
+        ),
+        (
+            "unknown kind",
+            "type: MeshTimout\nname: bad\nmesh: m\n".into(),
+            "MeshTimout",
+        ),
+        (
+            "missing mesh",
+            TIMEOUT
+                .replace("mesh: m", "mesh: nope")
+                .replace("name: n", "name: bad"),
+            "nope",
+        ),
+    ];
+    for (what, doc, needle) in cases {
+        let out = ctl(&cp, &["apply", "-f", "-"], Some(&doc)).await;
+        assert!(
+            !out.status.success(),
+            "{what}: expected failure, got {}",
+            text(&out)
+        );
+        assert!(
+            text(&out).contains(needle),
+            "{what}: {} does not mention {needle}",
+            text(&out)
+        );
+    }
+    for path in [
+        "/meshes/m/meshtimeouts/bad",
+        "/meshes/nope/meshtimeouts/bad",
+    ] {
+        let (status, _) = get_json(&cp, path).await;
+        assert_eq!(status, 404, "{path} must not exist");
+    }
+
+    // A multi-document file with one bad document applies nothing.
+    let mixed = format!(
+        "type: Mesh\nname: other\n---\n{}",
+        TIMEOUT.replace("2s\n      http", "bogus\n      http")
+    );
+    let out = ctl(&cp, &["apply", "-f", "-"], Some(&mixed)).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("Nothing was applied"), "{}", text(&out));
+    assert_eq!(get_json(&cp, "/meshes/other").await.0, 404);
+
+    // Restart on the same store: everything is still there.
+    cp.stop().await;
+    let cp = start(data_dir, store).await;
+    let (status, body) = get_json(&cp, "/meshes/m/meshtimeouts/n").await;
+    assert_eq!(status, 200, "lost across restart: {body}");
+    assert_eq!(
+        body["spec"]["to"][0]["default"]["http"]["requestTimeout"],
+        "2s"
+    );
+
+    let out = ctl(&cp, &["delete", "meshtimeout", "n", "-m", "m"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(get_json(&cp, "/meshes/m/meshtimeouts/n").await.0, 404);
+    let out = ctl(&cp, &["delete", "meshtimeout", "n", "-m", "m"], None).await;
+    assert!(!out.status.success());
+    cp.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_on_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    acceptance("sqlite://", dir.path()).await;
+    assert!(
+        dir.path().join("atoll.db").exists(),
+        "the default store is a file in the data dir"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acceptance_on_postgres() {
+    atoll_store::conformance::with_postgres_database("ctl_acceptance", |url| async move {
+        let dir = tempfile::tempdir().expect("tempdir");
+        acceptance(&url, dir.path()).await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_control_plane_is_a_clear_error() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    drop(listener);
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_atollctl"))
+            .args(["get", "meshes"])
+            .env("ATOLL_API", format!("http://{addr}"))
+            .output()
+            .expect("runs")
+    })
+    .await
+    .expect("join");
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("cannot reach the control plane"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_valid_prometheus_text() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cp = start(dir.path(), "memory").await;
+    let _ = get_json(&cp, "/meshes").await;
+    let body = reqwest::get(format!("http://{}/metrics", cp.diagnostics_address))
+        .await
+        .expect("GET /metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(body.contains("atoll_api_requests_total"), "{body}");
+    assert!(
+        body.contains("atoll_store_operation_duration_seconds_bucket"),
+        "{body}"
+    );
+    check_exposition_format(&body);
+    let ready = reqwest::get(format!("http://{}/ready", cp.diagnostics_address))
+        .await
+        .expect("ready");
+    assert_eq!(ready.status().as_u16(), 200);
+    cp.stop().await;
+}
+
+/// Checks the Prometheus text format line by line: `# HELP`/`# TYPE` comments, and samples of the
+/// form `name{label="value",...} number`.
+fn check_exposition_format(body: &str) {
+    let is_name = |s: &str| {
+        !s.is_empty()
+            && s.chars().enumerate().all(|(i, c)| {
+                c == '_' || c == ':' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit())
+            })
+    };
+    for line in body.lines().filter(|l| !l.is_empty()) {
+        if let Some(rest) = line.strip_prefix("# ") {
+            let mut parts = rest.splitn(3, ' ');
+            let keyword = parts.next().unwrap_or("");
+            assert!(
+                keyword == "HELP" || keyword == "TYPE",
+                "bad comment: {line}"
+            );
+            assert!(
+                is_name(parts.next().unwrap_or("")),
+                "bad metric name: {line}"
+            );
+            if keyword == "TYPE" {
+                let t = parts.next().unwrap_or("");
+                assert!(
+                    ["counter", "gauge", "histogram", "summary", "untyped"].contains(&t),
+                    "bad type: {line}"
+                );
+            }
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').expect("sample has a value");
+        assert!(
+            value.parse::<f64>().is_ok() || ["+Inf", "-Inf", "NaN"].contains(&value),
+            "bad value: {line}"
+        );
+        let name = series.split('{').next().unwrap_or("");
+        assert!(is_name(name), "bad sample name: {line}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            assert!(
+                labels.starts_with('{') && labels.ends_with('}'),
+                "bad labels: {line}"
+            );
+            for pair in labels[1..labels.len() - 1]
+                .split("\",")
+                .filter(|p| !p.is_empty())
+            {
+                let (k, v) = pair.split_once("=\"").expect("label=\"value\"");
+                assert!(is_name(k), "bad label name in {line}");
+                let _ = v;
+            }
+        }
+    }
+}
