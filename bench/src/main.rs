@@ -1,1 +1,50 @@
-fn main() {}
+//! `atoll-bench`: Atoll's benchmarks. Today: `store`, the store and REST API at scale (put, get,
+//! list a page, watch latency, API GET) on SQLite, PostgreSQL or memory.
+//!
+//! Numbers are printed, never asserted: BENCHMARKS.md keeps them with the command that made them.
+
+mod stats;
+mod store_bench;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "atoll-bench", version, about = "Atoll benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Store and REST API with many resources: put, get, list a page, watch latency, API GET.
+    Store(store_bench::StoreBenchArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("Error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Store(args) => store_bench::run(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -47,6 +47,8 @@ macro_rules! kinds {
             /// Checks the kind-specific part of a document (every top-level field but the
             /// envelope: `type`, `name`, `mesh`, `labels`, timestamps).
             pub fn validate_spec(self, doc: &Value, v: &mut Violations) {
+                let fixed = crate::quirks::typed_view(self, doc, v);
+                let doc = fixed.as_ref().unwrap_or(doc);
                 match self { $(Kind::$variant => validate_as::<$doc>(doc, v),)+ }
             }
         }

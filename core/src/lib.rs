@@ -9,6 +9,7 @@ pub mod kinds;
 pub mod name;
 pub mod path;
 pub mod policies;
+pub mod quirks;
 pub mod resource;
 pub mod target_ref;
 pub mod types;

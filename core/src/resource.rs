@@ -26,6 +26,9 @@ pub const ENVELOPE_FIELDS: &[&str] = &[
     "version",
 ];
 
+/// The mesh a mesh-scoped resource belongs to when its document names none.
+pub const DEFAULT_MESH: &str = "default";
+
 /// What identifies a resource in a store.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ResourceKey {
@@ -97,6 +100,13 @@ impl Resource {
     /// are `validate`'s. Server-set fields (timestamps) in the input are ignored; `version`, when
     /// given, is kept as the version the writer expects to replace.
     pub fn from_value(value: Value) -> Result<Resource, Violations> {
+        Self::from_value_with_warnings(value).map(|(r, _)| r)
+    }
+
+    /// Like `from_value`, also returning the warnings of an accepted document.
+    pub fn from_value_with_warnings(
+        value: Value,
+    ) -> Result<(Resource, Vec<crate::validate::Violation>), Violations> {
         let mut v = Violations::new();
         let root = FieldPath::root();
         let Value::Object(mut obj) = value else {
@@ -135,13 +145,11 @@ impl Resource {
             }
             None => {}
         }
-        let mesh = take_string(&mut obj, "mesh", &mut v);
+        let mut mesh = take_string(&mut obj, "mesh", &mut v);
         if let Some(kind) = kind {
             match (kind.scope(), &mesh) {
-                (Scope::Mesh, None) => v.add(
-                    &root.field("mesh"),
-                    format!("must be defined: {kind} belongs to a mesh"),
-                ),
+                // As in Kuma, a mesh-scoped resource written without a mesh goes to `default`.
+                (Scope::Mesh, None) => mesh = Some(DEFAULT_MESH.to_string()),
                 (Scope::Mesh, Some(m)) => check_mesh_name(m, &root.field("mesh"), &mut v),
                 (Scope::Global, Some(_)) => v.add(
                     &root.field("mesh"),
@@ -149,10 +157,8 @@ impl Resource {
                 ),
                 (Scope::Global, None) => {}
             }
-            if kind == Kind::Mesh {
-                if let Some(n) = &name {
-                    check_mesh_name(n, &root.field("name"), &mut v);
-                }
+            if let (Kind::Mesh, Some(n)) = (kind, &name) {
+                check_mesh_name(n, &root.field("name"), &mut v);
             }
         }
         let labels = take_labels(&mut obj, &mut v);
@@ -170,16 +176,19 @@ impl Resource {
             kind.validate_spec(&Value::Object(obj.clone()), &mut v);
         }
         match (kind, name) {
-            (Some(kind), Some(name)) if v.is_empty() => Ok(Resource {
-                kind,
-                mesh: mesh.unwrap_or_default(),
-                name,
-                labels,
-                spec: obj,
-                version,
-                creation_time: None,
-                modification_time: None,
-            }),
+            (Some(kind), Some(name)) if v.is_empty() => Ok((
+                Resource {
+                    kind,
+                    mesh: mesh.unwrap_or_default(),
+                    name,
+                    labels,
+                    spec: obj,
+                    version,
+                    creation_time: None,
+                    modification_time: None,
+                },
+                v.warnings,
+            )),
             _ => Err(v),
         }
     }
@@ -273,9 +282,10 @@ mod tests {
 
     #[test]
     fn envelope_errors_are_reported_together() {
-        let err =
-            Resource::from_value(json!({"type": "Secret", "name": "bad name", "labels": {"a": 1}}))
-                .expect_err("invalid");
+        let err = Resource::from_value(
+            json!({"type": "Secret", "name": "bad name", "mesh": "Bad", "labels": {"a": 1}}),
+        )
+        .expect_err("invalid");
         let fields: Vec<_> = err.iter().map(|x| x.field.clone()).collect();
         assert!(fields.contains(&"name".to_string()), "{fields:?}");
         assert!(fields.contains(&"mesh".to_string()), "{fields:?}");

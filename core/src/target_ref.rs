@@ -136,10 +136,18 @@ impl Validate for TargetRef {
                     );
                 }
                 if self.tags.is_some() {
-                    v.add(
-                        &at.field("tags"),
-                        format!("must not be set with kind {}", self.kind.as_str()),
-                    );
+                    if self.kind == K::Dataplane {
+                        // Kuma's documentation still shows this older form.
+                        v.warn(
+                            &at.field("tags"),
+                            "deprecated with kind Dataplane: select dataplanes with labels",
+                        );
+                    } else {
+                        v.add(
+                            &at.field("tags"),
+                            format!("must not be set with kind {}", self.kind.as_str()),
+                        );
+                    }
                 }
             }
             K::Unknown(_) => {}

@@ -16,10 +16,13 @@ pub struct Violation {
     pub message: String,
 }
 
-/// Every violation found in one document.
+/// Every violation found in one document, and the warnings: things accepted (as Kuma accepts
+/// them) but worth the operator's attention, such as an ignored annotation key.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Violations {
     pub violations: Vec<Violation>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<Violation>,
 }
 
 impl Violations {
@@ -34,6 +37,15 @@ impl Violations {
         });
     }
 
+    /// Records something accepted but worth a warning; it does not make the document invalid.
+    pub fn warn(&mut self, field: &FieldPath, message: impl Into<String>) {
+        self.warnings.push(Violation {
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// True when there is no violation (warnings do not count).
     pub fn is_empty(&self) -> bool {
         self.violations.is_empty()
     }
@@ -53,6 +65,7 @@ impl Violations {
 
     pub fn extend(&mut self, other: Violations) {
         self.violations.extend(other.violations);
+        self.warnings.extend(other.warnings);
     }
 }
 
@@ -127,7 +140,17 @@ pub fn parse_typed<T: DeserializeOwned>(
         serde_path_to_error::deserialize(ignoring)
     };
     for path in unknown {
-        v.add(&path, "unknown field");
+        // Kuma's documentation annotates references with keys such as `_port`; Kuma ignores
+        // them, and so do we, with a warning. Any other unknown field is an error.
+        let last = path.as_str().rsplit(['.', '[']).next().unwrap_or("");
+        if last.starts_with('_') {
+            v.warn(
+                &path,
+                "ignored: keys starting with '_' are annotations, not fields",
+            );
+        } else {
+            v.add(&path, "unknown field");
+        }
     }
     match result {
         Ok(t) => Some(t),
@@ -242,6 +265,16 @@ mod tests {
         assert!(fields.contains(&"spec.top"), "{fields:?}");
         assert!(fields.contains(&"spec.items[0].port"), "{fields:?}");
         assert_eq!(v.len(), 4);
+    }
+
+    #[test]
+    fn underscore_keys_are_warnings_not_violations() {
+        let value = json!({"items": [{"port": 80, "_port": 8080}]});
+        let mut v = Violations::new();
+        parse_and_validate::<Outer>(&value, &FieldPath::root(), &mut v);
+        assert!(v.is_empty(), "{v}");
+        assert_eq!(v.warnings.len(), 1);
+        assert_eq!(v.warnings[0].field, "items[0]._port");
     }
 
     #[test]

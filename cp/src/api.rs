@@ -399,7 +399,8 @@ async fn put(state: &ApiState, key: ResourceKey, content_type: &str, body: &[u8]
                 .or_insert_with(|| Value::String(key.mesh.clone()));
         }
     }
-    let resource = Resource::from_value(doc).map_err(ApiError::invalid)?;
+    let (resource, warnings) =
+        Resource::from_value_with_warnings(doc).map_err(ApiError::invalid)?;
     let mut v = Violations::new();
     let root = atoll_core::FieldPath::root();
     if resource.kind != key.kind {
@@ -457,7 +458,15 @@ async fn put(state: &ApiState, key: ResourceKey, content_type: &str, body: &[u8]
     } else {
         StatusCode::OK
     };
-    Ok((status, axum::Json(stored.to_value())).into_response())
+    let mut response = (status, axum::Json(stored.to_value())).into_response();
+    // Accepted-with-a-warning details travel as HTTP `Warning: 299` headers, as Kubernetes does.
+    for w in warnings {
+        let text = format!("{}: {}", w.field, w.message).replace('"', "'");
+        if let Ok(value) = header::HeaderValue::from_str(&format!("299 - \"{text}\"")) {
+            response.headers_mut().append(header::WARNING, value);
+        }
+    }
+    Ok(response)
 }
 
 async fn delete(state: &ApiState, key: ResourceKey) -> ApiResult {

@@ -95,6 +95,15 @@ impl ApiClient {
             reason: root_cause(&e),
         })?;
         let status = resp.status().as_u16();
+        for w in resp.headers().get_all(reqwest::header::WARNING) {
+            if let Ok(text) = w.to_str() {
+                let text = text
+                    .strip_prefix("299 - ")
+                    .unwrap_or(text)
+                    .trim_matches('"');
+                eprintln!("Warning: {text}");
+            }
+        }
         let bytes = resp
             .bytes()
             .await

@@ -1,5 +1,6 @@
 //! The sixteen targetRef policies.
 
+pub mod common;
 pub mod mesh_access_log;
 pub mod mesh_circuit_breaker;
 pub mod mesh_fault_injection;
