@@ -155,23 +155,32 @@ async fn bench(args: &StoreBenchArgs, url: &str, data_dir: &Path) -> anyhow::Res
     }
     println!("{}", gets.line("get"));
 
-    let mut lists = Samples::default();
-    for k in 0..args.samples.min(500) {
-        let offset = (pick(k) / 100 * 100) as u64;
-        let t = Instant::now();
-        let page = store
-            .list(&ListFilter {
-                offset,
-                limit: Some(100),
-                ..ListFilter::in_mesh(Kind::MeshTimeout, "default")
-            })
-            .await?;
-        lists.push(t.elapsed());
-        if page.total as usize != args.resources {
-            bail!("list total {} != {}", page.total, args.resources);
+    for (label, deep) in [
+        ("list first page (100)", false),
+        ("list page @random", true),
+    ] {
+        let mut lists = Samples::default();
+        for k in 0..args.samples.min(500) {
+            let offset = if deep {
+                (pick(k) / 100 * 100) as u64
+            } else {
+                0
+            };
+            let t = Instant::now();
+            let page = store
+                .list(&ListFilter {
+                    offset,
+                    limit: Some(100),
+                    ..ListFilter::in_mesh(Kind::MeshTimeout, "default")
+                })
+                .await?;
+            lists.push(t.elapsed());
+            if page.total as usize != args.resources {
+                bail!("list total {} != {}", page.total, args.resources);
+            }
         }
+        println!("{}", lists.line(label));
     }
-    println!("{}", lists.line("list page (100)"));
 
     let mut updates = Samples::default();
     let mut watch = Samples::default();

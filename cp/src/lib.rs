@@ -7,7 +7,6 @@
 pub mod api;
 pub mod config;
 pub mod diagnostics;
-pub mod metered_store;
 pub mod metrics;
 pub mod references;
 
@@ -26,7 +25,6 @@ use atoll_store::SharedStore;
 
 pub use config::{Config, ConfigArgs, Mode};
 
-use crate::metered_store::MeteredStore;
 use crate::metrics::Metrics;
 
 /// Name of the admin token file in the data directory.
@@ -158,7 +156,10 @@ impl ControlPlane {
         let raw = atoll_store::open(&config.store, &config.data_dir)
             .await
             .with_context(|| format!("opening store {}", redact(&config.store)))?;
-        let store: SharedStore = Arc::new(MeteredStore::new(raw, metrics.clone()));
+        let observed = metrics.clone();
+        let store = atoll_store::InstrumentedStore::shared(raw, move |op, backend, elapsed| {
+            observed.observe_store(op, backend, elapsed)
+        });
         let admin_token = load_or_create_admin_token(&config.data_dir)?;
         let state = Arc::new(api::ApiState {
             store: store.clone(),

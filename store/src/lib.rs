@@ -16,6 +16,7 @@ use tokio::sync::broadcast;
 
 #[doc(hidden)]
 pub mod conformance;
+mod list_sql;
 pub mod memory;
 mod migrations;
 pub mod postgres;
@@ -442,7 +443,7 @@ mod tests {
             migrate_in("sqlite://m.db", dir.path())
                 .await
                 .expect("migrate"),
-            1
+            crate::migrations::SQLITE.len()
         );
         assert_eq!(
             migrate_in("sqlite://m.db", dir.path())

@@ -35,9 +35,6 @@ const COLUMNS: &str = "kind, mesh, name, version, labels::text AS labels, spec, 
     to_char(creation_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS creation_time, \
     to_char(modification_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS modification_time";
 
-const LIST_WHERE: &str = "WHERE kind = $1 AND ($2::text IS NULL OR mesh = $2) \
-    AND ($3::text IS NULL OR starts_with(name, $3))";
-
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
@@ -319,26 +316,22 @@ impl Store for PostgresStore {
             .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             .await
             .map_err(backend)?;
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM resources {LIST_WHERE}"
-        )))
-        .bind(filter.kind.name())
-        .bind(filter.mesh.as_deref())
-        .bind(filter.name_prefix.as_deref())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM resources {LIST_WHERE} ORDER BY mesh, name LIMIT $4 OFFSET $5"
-        )))
-        .bind(filter.kind.name())
-        .bind(filter.mesh.as_deref())
-        .bind(filter.name_prefix.as_deref())
-        .bind(filter.limit.map(sql_int))
-        .bind(sql_int(filter.offset))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let sql = crate::list_sql::build(crate::list_sql::Dialect::Postgres, COLUMNS, filter);
+        let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.count));
+        for b in &sql.binds {
+            count = count.bind(b);
+        }
+        let total: i64 = count.fetch_one(&mut *tx).await.map_err(backend)?;
+        let mut page = sqlx::query(sqlx::AssertSqlSafe(sql.page));
+        for b in &sql.binds {
+            page = page.bind(b);
+        }
+        let rows = page
+            .bind(filter.limit.map(sql_int))
+            .bind(sql_int(filter.offset))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         let items = rows
             .iter()

@@ -222,28 +222,22 @@ impl Store for SqliteStore {
     async fn list(&self, filter: &ListFilter) -> Result<ListPage> {
         // One read transaction: the page and the total come from the same snapshot.
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        const WHERE: &str = "WHERE kind = ?1 AND (?2 IS NULL OR mesh = ?2) \
-             AND (?3 IS NULL OR (name >= ?3 AND substr(name, 1, length(?3)) = ?3))";
-        let total: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "SELECT COUNT(*) FROM resources {WHERE}"
-        )))
-        .bind(filter.kind.name())
-        .bind(filter.mesh.as_deref())
-        .bind(filter.name_prefix.as_deref())
-        .fetch_one(&mut *tx)
-        .await
-        .map_err(backend)?;
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM resources {WHERE} ORDER BY mesh, name LIMIT ?4 OFFSET ?5"
-        )))
-        .bind(filter.kind.name())
-        .bind(filter.mesh.as_deref())
-        .bind(filter.name_prefix.as_deref())
-        .bind(filter.limit.map(sql_int).unwrap_or(-1))
-        .bind(sql_int(filter.offset))
-        .fetch_all(&mut *tx)
-        .await
-        .map_err(backend)?;
+        let sql = crate::list_sql::build(crate::list_sql::Dialect::Sqlite, COLUMNS, filter);
+        let mut count = sqlx::query_scalar(sqlx::AssertSqlSafe(sql.count));
+        for b in &sql.binds {
+            count = count.bind(b);
+        }
+        let total: i64 = count.fetch_one(&mut *tx).await.map_err(backend)?;
+        let mut page = sqlx::query(sqlx::AssertSqlSafe(sql.page));
+        for b in &sql.binds {
+            page = page.bind(b);
+        }
+        let rows = page
+            .bind(filter.limit.map(sql_int).unwrap_or(-1))
+            .bind(sql_int(filter.offset))
+            .fetch_all(&mut *tx)
+            .await
+            .map_err(backend)?;
         tx.commit().await.map_err(backend)?;
         let items = rows
             .iter()
