@@ -57,17 +57,21 @@ pub(crate) fn build(dialect: Dialect, columns: &str, filter: &ListFilter) -> Lis
         conditions.push(dialect.prefix_match(&dialect.placeholder(binds.len())));
     }
     let where_clause = conditions.join(" AND ");
-    // SQLite keeps per-(kind, mesh) counts (migration 0002); a name prefix still needs a scan.
-    let count = match (dialect, &filter.name_prefix) {
-        (Dialect::Sqlite, None) => {
+    // Both backends keep per-(kind, mesh) counters (their migrations 0002); a name prefix still
+    // needs a scan.
+    let count = match &filter.name_prefix {
+        None => {
             let mesh = if filter.mesh.is_some() {
-                " AND mesh = ?2"
+                format!(" AND mesh = {}", dialect.placeholder(2))
             } else {
-                ""
+                String::new()
             };
-            format!("SELECT COALESCE(SUM(n), 0) FROM resource_counts WHERE kind = ?1{mesh}")
+            format!(
+                "SELECT CAST(COALESCE(SUM(n), 0) AS BIGINT) FROM resource_counts WHERE kind = {}{mesh}",
+                dialect.placeholder(1)
+            )
         }
-        _ => format!(
+        Some(_) => format!(
             "SELECT COUNT(*) FROM resources{} WHERE {where_clause}",
             dialect.key_index()
         ),
@@ -96,7 +100,11 @@ mod tests {
     fn only_set_filters_become_conditions() {
         let all = build(Dialect::Postgres, "name", &ListFilter::all(Kind::Mesh));
         assert_eq!(all.binds, ["Mesh"]);
-        assert!(all.count.ends_with("WHERE kind = $1"), "{}", all.count);
+        assert!(
+            all.count.ends_with("FROM resource_counts WHERE kind = $1"),
+            "{}",
+            all.count
+        );
         assert!(all.page.contains("LIMIT $2 OFFSET $3"), "{}", all.page);
 
         let mut f = ListFilter::in_mesh(Kind::MeshTimeout, "default");

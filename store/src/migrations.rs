@@ -24,11 +24,18 @@ pub(crate) const SQLITE: &[Migration] = &[
     },
 ];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "init",
-    sql: include_str!("../migrations/postgres/0001_init.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/postgres/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "list_speed",
+        sql: include_str!("../migrations/postgres/0002_list_speed.sql"),
+    },
+];
 
 /// The pending migrations, given the versions a database lists as applied; an error when the
 /// database has a version this binary does not know (written by a newer Atoll).

@@ -268,7 +268,7 @@ async fn postgres_listener_reconnects_after_losing_its_connection() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_migrate_is_idempotent_and_open_dispatches() {
     with_postgres_database("postgres_migrate_is_idempotent", |url| async move {
-        assert_eq!(atoll_store::migrate(&url).await.expect("migrate"), 1);
+        assert!(atoll_store::migrate(&url).await.expect("migrate") >= 1);
         assert_eq!(atoll_store::migrate(&url).await.expect("migrate again"), 0);
         let dir = tempfile::tempdir().expect("tempdir");
         let store = atoll_store::open(&url, dir.path()).await.expect("open");
