@@ -1,0 +1,18 @@
+//! Envoy configuration for Atoll's proxies.
+//!
+//! - `context`: what generation needs to know about one proxy, resolved from the store by the
+//!   zone control plane (no store access here).
+//! - `model`: Envoy's resources as plain serde types with Envoy's JSON field names, so generated
+//!   config is readable (golden files, the `_config` inspect endpoint) and checkable by Envoy
+//!   itself (`envoy --mode validate`).
+//! - `proto`: the model converted to Envoy's protobuf types for the wire.
+//! - `generate`: the pure, deterministic function (context -> resources).
+//! - `bootstrap`: the Envoy bootstrap a dataplane starts with.
+//!
+//! This crate never touches a store or a socket.
+
+pub mod bootstrap;
+pub mod context;
+pub mod generate;
+pub mod model;
+pub mod proto;
