@@ -185,7 +185,8 @@ impl DeltaSession {
                             }
                             state.held = flight.previous;
                             let message = err.message.clone();
-                            status.last_nack = Some((flight.snapshot_version.clone(), message.clone()));
+                            status.last_nack =
+                                Some((flight.snapshot_version.clone(), message.clone()));
                             outcome.nacked = Some((flight.snapshot_version, message));
                         }
                         None => {
@@ -241,15 +242,23 @@ impl DeltaSession {
             }
         }
         // 2. Listeners and routes, once what they refer to is ACKed.
-        let warm = WARMING_TYPES.iter().all(|t| self.settled(t, snapshot, false));
+        let warm = WARMING_TYPES
+            .iter()
+            .all(|t| self.settled(t, snapshot, false));
         for type_url in REFERRING_TYPES {
-            let phase = if warm { Phase::Full } else { Phase::FirstAnswerOnly };
+            let phase = if warm {
+                Phase::Full
+            } else {
+                Phase::FirstAnswerOnly
+            };
             if let Some(r) = self.push_type(type_url, snapshot, phase) {
                 out.push(r);
             }
         }
         // 3. Remove what is no longer referred to, once the referring types are ACKed.
-        let referring_done = REFERRING_TYPES.iter().all(|t| self.settled(t, snapshot, true));
+        let referring_done = REFERRING_TYPES
+            .iter()
+            .all(|t| self.settled(t, snapshot, true));
         if warm && referring_done {
             for type_url in WARMING_TYPES {
                 if let Some(r) = self.push_type(type_url, snapshot, Phase::Full) {
@@ -440,7 +449,11 @@ mod tests {
     fn startup_exchange_reaches_sync() {
         let snap = snapshot(
             "v1",
-            &[(CLUSTER, "backend", "c1"), (ENDPOINT, "backend", "e1"), (LISTENER, "out", "l1")],
+            &[
+                (CLUSTER, "backend", "c1"),
+                (ENDPOINT, "backend", "e1"),
+                (LISTENER, "out", "l1"),
+            ],
         );
         let mut s = DeltaSession::new();
         let out = s.handle_request(&req(CLUSTER, &[], ""), &snap).expect("ok");
@@ -451,12 +464,16 @@ mod tests {
         assert_eq!(out.acked.as_deref(), Some("v1"));
         assert!(out.responses.is_empty());
 
-        let out = s.handle_request(&req(ENDPOINT, &["backend"], ""), &snap).expect("ok");
+        let out = s
+            .handle_request(&req(ENDPOINT, &["backend"], ""), &snap)
+            .expect("ok");
         assert_eq!(names(&out.responses[0]), ["backend"]);
         let eds = out.responses[0].clone();
         ack(&mut s, &eds, &snap);
 
-        let out = s.handle_request(&req(LISTENER, &[], ""), &snap).expect("ok");
+        let out = s
+            .handle_request(&req(LISTENER, &[], ""), &snap)
+            .expect("ok");
         assert_eq!(names(&out.responses[0]), ["out"]);
         let lds = out.responses[0].clone();
         ack(&mut s, &lds, &snap);
@@ -478,7 +495,10 @@ mod tests {
     fn nack_rolls_back_and_is_not_resent_until_the_snapshot_changes() {
         let v1 = snapshot("v1", &[(CLUSTER, "a", "1")]);
         let mut s = DeltaSession::new();
-        let r = s.handle_request(&req(CLUSTER, &[], ""), &v1).expect("ok").responses;
+        let r = s
+            .handle_request(&req(CLUSTER, &[], ""), &v1)
+            .expect("ok")
+            .responses;
         ack(&mut s, &r[0], &v1);
 
         let v2 = snapshot("v2", &[(CLUSTER, "a", "2")]);
@@ -492,12 +512,18 @@ mod tests {
         });
         let out = s.handle_request(&nack, &v2).expect("ok");
         assert_eq!(out.nacked, Some(("v2".into(), "bad cluster a".into())));
-        assert!(out.responses.is_empty(), "must not resend a refused version");
+        assert!(
+            out.responses.is_empty(),
+            "must not resend a refused version"
+        );
         assert_eq!(
             s.status()[CLUSTER].last_nack.as_ref().map(|n| n.1.as_str()),
             Some("bad cluster a")
         );
-        assert_eq!(s.status()[CLUSTER].last_acked_version.as_deref(), Some("v1"));
+        assert_eq!(
+            s.status()[CLUSTER].last_acked_version.as_deref(),
+            Some("v1")
+        );
 
         let v3 = snapshot("v3", &[(CLUSTER, "a", "3")]);
         let r = s.on_snapshot(&v3);
@@ -511,10 +537,14 @@ mod tests {
         let mut s = DeltaSession::new();
         let mut r = req(CLUSTER, &[], "");
         r.initial_resource_versions.insert("a".into(), "1".into());
-        r.initial_resource_versions.insert("gone".into(), "9".into());
+        r.initial_resource_versions
+            .insert("gone".into(), "9".into());
         let out = s.handle_request(&r, &snap).expect("ok");
         assert_eq!(names(&out.responses[0]), ["b"]);
-        assert!(out.responses[0].removed_resources.is_empty(), "removals wait for listeners");
+        assert!(
+            out.responses[0].removed_resources.is_empty(),
+            "removals wait for listeners"
+        );
         let first = out.responses[0].clone();
         let out = ack(&mut s, &first, &snap);
         // Nothing refers to "gone" any more (no listener type requested): removed now.
@@ -526,9 +556,15 @@ mod tests {
     fn make_before_break_orders_clusters_listeners_then_removals() {
         let v1 = snapshot("v1", &[(CLUSTER, "old", "1"), (LISTENER, "l", "1")]);
         let mut s = DeltaSession::new();
-        let c = s.handle_request(&req(CLUSTER, &[], ""), &v1).expect("ok").responses;
+        let c = s
+            .handle_request(&req(CLUSTER, &[], ""), &v1)
+            .expect("ok")
+            .responses;
         ack(&mut s, &c[0], &v1);
-        let l = s.handle_request(&req(LISTENER, &[], ""), &v1).expect("ok").responses;
+        let l = s
+            .handle_request(&req(LISTENER, &[], ""), &v1)
+            .expect("ok")
+            .responses;
         ack(&mut s, &l[0], &v1);
 
         // The listener moves from cluster "old" to cluster "new".
@@ -555,13 +591,17 @@ mod tests {
     fn named_subscriptions_get_only_what_they_asked_and_missing_names_resolve() {
         let snap = snapshot("v1", &[(ENDPOINT, "a", "1"), (ENDPOINT, "b", "1")]);
         let mut s = DeltaSession::new();
-        let out = s.handle_request(&req(ENDPOINT, &["a", "zzz"], ""), &snap).expect("ok");
+        let out = s
+            .handle_request(&req(ENDPOINT, &["a", "zzz"], ""), &snap)
+            .expect("ok");
         assert_eq!(names(&out.responses[0]), ["a"]);
         assert_eq!(out.responses[0].removed_resources, ["zzz"]);
         let first = out.responses[0].clone();
         ack(&mut s, &first, &snap);
         // A later subscription arrives with an empty nonce and is answered.
-        let out = s.handle_request(&req(ENDPOINT, &["b"], ""), &snap).expect("ok");
+        let out = s
+            .handle_request(&req(ENDPOINT, &["b"], ""), &snap)
+            .expect("ok");
         assert_eq!(names(&out.responses[0]), ["b"]);
     }
 
@@ -569,12 +609,17 @@ mod tests {
     fn stale_nonces_are_ignored() {
         let v1 = snapshot("v1", &[(CLUSTER, "a", "1")]);
         let mut s = DeltaSession::new();
-        let r1 = s.handle_request(&req(CLUSTER, &[], ""), &v1).expect("ok").responses;
+        let r1 = s
+            .handle_request(&req(CLUSTER, &[], ""), &v1)
+            .expect("ok")
+            .responses;
         ack(&mut s, &r1[0], &v1);
         let v2 = snapshot("v2", &[(CLUSTER, "a", "2")]);
         let r2 = s.on_snapshot(&v2);
         // An old nonce neither ACKs nor NACKs the response on the wire.
-        let out = s.handle_request(&req(CLUSTER, &[], &r1[0].nonce), &v2).expect("ok");
+        let out = s
+            .handle_request(&req(CLUSTER, &[], &r1[0].nonce), &v2)
+            .expect("ok");
         assert_eq!(out.acked, None);
         assert!(out.responses.is_empty());
         let out = ack(&mut s, &r2[0], &v2);
