@@ -1,7 +1,15 @@
 //! The zone control plane's xDS server: delta ADS to Envoy.
 //!
-//! `session` holds the protocol (nonces, versions, ACK/NACK, subscriptions, make-before-break
-//! ordering) as a plain struct driven by requests and snapshots, tested without a network. The
-//! gRPC service around it is a thin loop.
+//! - `session`: the protocol (nonces, versions, ACK/NACK, subscriptions, make-before-break
+//!   ordering) as a plain struct driven by requests and snapshots, tested without a network.
+//! - `service`: the gRPC service, a thin loop feeding one session per stream.
+//! - `directory`: what the service asks of the rest of the control plane (authenticate a proxy,
+//!   follow its snapshots, report its status).
+//! - `listener`: TLS serving of gRPC and plain HTTP routes (the dataplane bootstrap) on one port.
+//! - `metrics`: push/ACK/NACK counters, push -> ACK latency, connected proxies.
 
+pub mod directory;
+pub mod listener;
+pub mod metrics;
+pub mod service;
 pub mod session;
