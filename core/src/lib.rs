@@ -3,15 +3,18 @@
 //!
 //! This crate owns no I/O: no files, no sockets, no tokio. Stores, servers and the CLI build on it.
 
+pub mod defaults;
 pub mod format;
 pub mod kind;
 pub mod kinds;
+pub mod matching;
 pub mod name;
 pub mod path;
 pub mod policies;
 pub mod quirks;
 pub mod resource;
 pub mod target_ref;
+pub mod traffic_permission;
 pub mod types;
 pub mod validate;
 

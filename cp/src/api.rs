@@ -37,6 +37,8 @@ pub struct ApiState {
     /// Bearer token that grants admin rights to non-loopback clients.
     pub admin_token: String,
     pub metrics: Metrics,
+    /// Live dataplane state, when this control plane serves proxies (zone).
+    pub inspector: Arc<std::sync::OnceLock<Arc<dyn crate::extension::DataplaneInspector>>>,
 }
 
 /// The API as a router, so tests can call it without binding a socket.
@@ -132,6 +134,24 @@ enum Target {
     One {
         key: ResourceKey,
     },
+    /// `POST /tokens/dataplane`.
+    DataplaneToken,
+    /// `GET /meshes/{mesh}/dataplanes/_overview`.
+    Overview {
+        mesh: String,
+    },
+    /// `GET /meshes/{mesh}/dataplanes/{name}/_config|_rules`.
+    Inspect {
+        mesh: String,
+        name: String,
+        what: InspectWhat,
+    },
+}
+
+#[derive(Debug, Clone, Copy)]
+enum InspectWhat {
+    Config,
+    Rules,
 }
 
 async fn handle(State(state): State<Arc<ApiState>>, req: Request) -> Response {
@@ -169,6 +189,35 @@ fn route(path: &str) -> Result<(&'static str, Target), ApiError> {
     };
     Ok(match segments.as_slice() {
         [] => ("/", Target::Index),
+        ["tokens", "dataplane"] => ("/tokens/dataplane", Target::DataplaneToken),
+        ["meshes", mesh, "dataplanes", "_overview"] => (
+            "/meshes/{mesh}/dataplanes/_overview",
+            Target::Overview {
+                mesh: mesh.to_string(),
+            },
+        ),
+        [
+            "meshes",
+            mesh,
+            "dataplanes",
+            name,
+            what @ ("_config" | "_rules"),
+        ] => (
+            if *what == "_config" {
+                "/meshes/{mesh}/dataplanes/{name}/_config"
+            } else {
+                "/meshes/{mesh}/dataplanes/{name}/_rules"
+            },
+            Target::Inspect {
+                mesh: mesh.to_string(),
+                name: name.to_string(),
+                what: if *what == "_config" {
+                    InspectWhat::Config
+                } else {
+                    InspectWhat::Rules
+                },
+            },
+        ),
         ["meshes"] => (
             "/meshes",
             Target::List {
@@ -280,6 +329,32 @@ async fn serve(
             }
             delete(state, key).await
         }
+        (&Method::POST, Target::DataplaneToken) => {
+            if !is_admin {
+                return Err(admin_required(&req));
+            }
+            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            dataplane_token(state, &body).await
+        }
+        (&Method::GET, Target::Overview { mesh }) => {
+            ensure_mesh_exists(state, &mesh).await?;
+            let inspector = inspector(state)?;
+            Ok(axum::Json(inspector.overview(&mesh).await).into_response())
+        }
+        (&Method::GET, Target::Inspect { mesh, name, what }) => {
+            let inspector = inspector(state)?;
+            let found = match what {
+                InspectWhat::Config => inspector.config(&mesh, &name).await,
+                InspectWhat::Rules => inspector.rules(&mesh, &name).await,
+            };
+            found.map(|v| axum::Json(v).into_response()).ok_or_else(|| {
+                ApiError::not_found(format!(
+                    "dataplane {name:?} in mesh {mesh:?} is not known to this control plane"
+                ))
+            })
+        }
         (m, _) => Err(ApiError::method_not_allowed(m, route)),
     }
 }
@@ -355,6 +430,70 @@ async fn list(
     });
     let items: Vec<Value> = page.items.iter().map(Resource::to_value).collect();
     Ok(axum::Json(json!({"total": page.total, "items": items, "next": next})).into_response())
+}
+
+fn inspector(state: &ApiState) -> Result<&Arc<dyn crate::extension::DataplaneInspector>, ApiError> {
+    state.inspector.get().ok_or_else(|| {
+        ApiError::not_found(format!(
+            "this {} control plane serves no proxies: inspect dataplanes on their zone control plane",
+            state.mode.as_str()
+        ))
+    })
+}
+
+/// `POST /tokens/dataplane` with `{"mesh", "name", "validFor"?, "type"?}`: answers the token as
+/// plain text, as Kuma does.
+async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;
+    let root = atoll_core::FieldPath::root();
+    let mut v = Violations::new();
+    let text = |field: &str| doc.get(field).and_then(Value::as_str).map(str::to_string);
+    let mesh = text("mesh").unwrap_or_else(|| "default".into());
+    let name = text("name").unwrap_or_default();
+    if name.is_empty() {
+        v.add(
+            &root.field("name"),
+            "must be the name of the dataplane the token is for",
+        );
+    }
+    let valid_for = match text("validFor") {
+        None => std::time::Duration::from_secs(24 * 3600),
+        Some(d) => match atoll_core::types::parse_go_duration(&d) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                v.add(
+                    &root.field("validFor"),
+                    format!("must be a positive duration such as 24h (got {d:?})"),
+                );
+                std::time::Duration::ZERO
+            }
+        },
+    };
+    let proxy_type = text("type").filter(|t| !t.is_empty() && t != "dataplane");
+    if !v.is_empty() {
+        return Err(ApiError::invalid(v));
+    }
+    ensure_mesh_exists(state, &mesh).await?;
+    let token = crate::tokens::issue_dataplane_token(
+        state.store.as_ref(),
+        &mesh,
+        &name,
+        proxy_type,
+        valid_for,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Token not issued",
+            other.to_string(),
+        ),
+    })?;
+    tracing::info!(%mesh, %name, "issued a dataplane token");
+    Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
 }
 
 async fn ensure_mesh_exists(state: &ApiState, mesh: &str) -> Result<(), ApiError> {

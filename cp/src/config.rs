@@ -29,6 +29,20 @@ pub const DEFAULT_API_ADDRESS: &str = "0.0.0.0:5681";
 pub const DEFAULT_DIAGNOSTICS_ADDRESS: &str = "0.0.0.0:5680";
 pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
 pub const DEFAULT_ZONE: &str = "default";
+pub const DEFAULT_XDS_ADDRESS: &str = "0.0.0.0:5678";
+/// Kuma removes universal dataplanes that stayed offline this long (72h).
+pub const DEFAULT_DATAPLANE_OFFLINE_GRACE: &str = "72h";
+
+/// How the zone control plane authenticates proxies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DpAuth {
+    /// Dataplane tokens (`atollctl generate dataplane-token`).
+    #[default]
+    Token,
+    /// No authentication: for benchmarks only.
+    None,
+}
 
 /// Settings as given on the command line or in the environment (all optional: unset ones fall
 /// back to the config file, then to defaults).
@@ -64,6 +78,29 @@ pub struct ConfigArgs {
     /// Log filter, e.g. `info` or `atoll=debug` [default: info].
     #[arg(long, env = "ATOLL_LOG_LEVEL")]
     pub log_level: Option<String>,
+
+    /// Zone CP: address of the xDS server (delta ADS and dataplane bootstrap, TLS)
+    /// [default: 0.0.0.0:5678].
+    #[arg(long, env = "ATOLL_XDS_ADDRESS")]
+    pub xds_address: Option<SocketAddr>,
+
+    /// Zone CP: PEM certificate chain for the xDS server; a self-signed one is generated in the
+    /// data directory when not given.
+    #[arg(long, env = "ATOLL_XDS_TLS_CERT_FILE")]
+    pub xds_tls_cert_file: Option<PathBuf>,
+
+    /// Zone CP: PEM private key for the xDS server.
+    #[arg(long, env = "ATOLL_XDS_TLS_KEY_FILE")]
+    pub xds_tls_key_file: Option<PathBuf>,
+
+    /// Zone CP: how proxies authenticate: `token` (dataplane tokens) or `none` (benchmarks only)
+    /// [default: token].
+    #[arg(long, env = "ATOLL_DP_AUTH", value_enum)]
+    pub dp_auth: Option<DpAuth>,
+
+    /// Zone CP: dataplanes offline longer than this are removed [default: 72h].
+    #[arg(long, env = "ATOLL_DATAPLANE_OFFLINE_GRACE")]
+    pub dataplane_offline_grace: Option<String>,
 }
 
 /// The same settings read from a YAML file.
@@ -80,6 +117,16 @@ struct ConfigFile {
     zone: Option<String>,
     #[serde(alias = "log-level")]
     log_level: Option<String>,
+    #[serde(alias = "xds-address")]
+    xds_address: Option<SocketAddr>,
+    #[serde(alias = "xds-tls-cert-file")]
+    xds_tls_cert_file: Option<PathBuf>,
+    #[serde(alias = "xds-tls-key-file")]
+    xds_tls_key_file: Option<PathBuf>,
+    #[serde(alias = "dp-auth")]
+    dp_auth: Option<DpAuth>,
+    #[serde(alias = "dataplane-offline-grace")]
+    dataplane_offline_grace: Option<String>,
 }
 
 /// The resolved configuration a control plane runs with.
@@ -92,6 +139,11 @@ pub struct Config {
     pub store: String,
     pub zone: String,
     pub log_level: String,
+    pub xds_address: SocketAddr,
+    pub xds_tls_cert_file: Option<PathBuf>,
+    pub xds_tls_key_file: Option<PathBuf>,
+    pub dp_auth: DpAuth,
+    pub dataplane_offline_grace: std::time::Duration,
 }
 
 /// Why the configuration could not be resolved.
@@ -104,6 +156,11 @@ pub enum ConfigError {
     },
     #[error("config file {path} is invalid: {reason}")]
     Invalid { path: PathBuf, reason: String },
+    #[error("{setting}: {reason}")]
+    Setting {
+        setting: &'static str,
+        reason: String,
+    },
 }
 
 impl Config {
@@ -146,6 +203,25 @@ impl Config {
                 .clone()
                 .or(file.log_level)
                 .unwrap_or_else(|| "info".to_string()),
+            xds_address: args
+                .xds_address
+                .or(file.xds_address)
+                .or_else(|| default_addr(DEFAULT_XDS_ADDRESS))
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5678))),
+            xds_tls_cert_file: args.xds_tls_cert_file.clone().or(file.xds_tls_cert_file),
+            xds_tls_key_file: args.xds_tls_key_file.clone().or(file.xds_tls_key_file),
+            dp_auth: args.dp_auth.or(file.dp_auth).unwrap_or_default(),
+            dataplane_offline_grace: {
+                let text = args
+                    .dataplane_offline_grace
+                    .clone()
+                    .or(file.dataplane_offline_grace)
+                    .unwrap_or_else(|| DEFAULT_DATAPLANE_OFFLINE_GRACE.to_string());
+                atoll_core::types::parse_go_duration(&text).ok_or(ConfigError::Setting {
+                    setting: "ATOLL_DATAPLANE_OFFLINE_GRACE",
+                    reason: format!("must be a duration such as 30s or 72h (got {text:?})"),
+                })?
+            },
         })
     }
 }

@@ -7,8 +7,10 @@
 pub mod api;
 pub mod config;
 pub mod diagnostics;
+pub mod extension;
 pub mod metrics;
 pub mod references;
+pub mod tokens;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -47,6 +49,11 @@ enum Command {
 
 /// Entry point of `atoll-global-cp` and `atoll-zone-cp`.
 pub fn cli_main(mode: Mode) -> ExitCode {
+    cli_main_with(mode, None)
+}
+
+/// Entry point with a binary-specific extension started beside the API.
+pub fn cli_main_with(mode: Mode, hook: Option<extension::StartHook>) -> ExitCode {
     let cli = Cli::parse();
     let args = match &cli.command {
         Command::Run(a) | Command::Migrate(a) => a,
@@ -71,7 +78,7 @@ pub fn cli_main(mode: Mode) -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Run(_) => run(config).await,
+            Command::Run(_) => run(config, hook).await,
             Command::Migrate(_) => migrate(&config).await,
         }
     });
@@ -106,7 +113,7 @@ pub async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 /// Runs a control plane until SIGINT or SIGTERM.
-pub async fn run(config: Config) -> anyhow::Result<()> {
+pub async fn run(config: Config, hook: Option<extension::StartHook>) -> anyhow::Result<()> {
     let api = TcpListener::bind(config.api_address)
         .await
         .with_context(|| format!("binding the API address {}", config.api_address))?;
@@ -118,7 +125,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 config.diagnostics_address
             )
         })?;
-    let cp = ControlPlane::start(config, api, diagnostics).await?;
+    let cp = ControlPlane::start_with(config, api, diagnostics, hook).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     cp.stop().await;
@@ -151,6 +158,16 @@ impl ControlPlane {
         api: TcpListener,
         diagnostics: TcpListener,
     ) -> anyhow::Result<Self> {
+        Self::start_with(config, api, diagnostics, None).await
+    }
+
+    /// Like `start`, also starting a binary-specific extension (e.g. the zone's xDS server).
+    pub async fn start_with(
+        config: Config,
+        api: TcpListener,
+        diagnostics: TcpListener,
+        hook: Option<extension::StartHook>,
+    ) -> anyhow::Result<Self> {
         ensure_data_dir(&config.data_dir)?;
         let metrics = Metrics::new().context("registering metrics")?;
         let raw = atoll_store::open(&config.store, &config.data_dir)
@@ -161,6 +178,7 @@ impl ControlPlane {
             observed.observe_store(op, backend, elapsed)
         });
         let admin_token = load_or_create_admin_token(&config.data_dir)?;
+        let inspector = Arc::new(std::sync::OnceLock::new());
         let state = Arc::new(api::ApiState {
             store: store.clone(),
             mode: config.mode,
@@ -168,10 +186,22 @@ impl ControlPlane {
             instance_id: instance_id(),
             admin_token,
             metrics: metrics.clone(),
+            inspector: inspector.clone(),
         });
         let api_address = api.local_addr()?;
         let diagnostics_address = diagnostics.local_addr()?;
         let (shutdown, _) = watch::channel(false);
+        let mut extension_tasks = Vec::new();
+        if let Some(hook) = hook {
+            extension_tasks = hook(extension::ExtensionContext {
+                config: config.clone(),
+                store: store.clone(),
+                registry: metrics.registry(),
+                inspector,
+                shutdown: shutdown.subscribe(),
+            })
+            .await?;
+        }
         let api_app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         let diag_app = diagnostics::router(Arc::new(diagnostics::DiagnosticsState {
             store: store.clone(),
@@ -208,7 +238,10 @@ impl ControlPlane {
             diagnostics_address,
             store,
             shutdown,
-            tasks: vec![api_task, diag_task],
+            tasks: [api_task, diag_task]
+                .into_iter()
+                .chain(extension_tasks)
+                .collect(),
         })
     }
 

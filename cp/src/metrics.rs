@@ -63,6 +63,11 @@ impl Metrics {
         })
     }
 
+    /// The registry, for other components' metrics.
+    pub fn registry(&self) -> Registry {
+        self.registry.clone()
+    }
+
     pub fn observe_api(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
         self.api_requests
             .with_label_values(&[method, route, &status.to_string()])

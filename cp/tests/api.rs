@@ -26,6 +26,7 @@ fn app() -> (axum::Router, SharedStore) {
         instance_id: "test-1".into(),
         admin_token: TOKEN.into(),
         metrics: Metrics::new().expect("metrics"),
+        inspector: Default::default(),
     });
     (router(state), store)
 }

@@ -26,6 +26,7 @@ fn app() -> axum::Router {
         instance_id: "t".into(),
         admin_token: "t".into(),
         metrics: Metrics::new().expect("metrics"),
+        inspector: Default::default(),
     }))
 }
 

@@ -171,28 +171,25 @@ impl DeltaSession {
                 .in_flight
                 .as_ref()
                 .is_some_and(|f| f.nonce == req.response_nonce);
-            if matches {
-                if let Some(flight) = state.in_flight.take() {
-                    let status = self.status.entry(type_url.clone()).or_default();
-                    match &req.error_detail {
-                        Some(err) => {
-                            // Envoy kept its previous config: roll back our view of it, and
-                            // remember the refused versions so they are not resent in a loop.
-                            for (name, version) in &state.held {
-                                if flight.previous.get(name) != Some(version) {
-                                    state.rejected.insert(name.clone(), version.clone());
-                                }
+            if let Some(flight) = state.in_flight.take_if(|_| matches) {
+                let status = self.status.entry(type_url.clone()).or_default();
+                match &req.error_detail {
+                    Some(err) => {
+                        // Envoy kept its previous config: roll back our view of it, and
+                        // remember the refused versions so they are not resent in a loop.
+                        for (name, version) in &state.held {
+                            if flight.previous.get(name) != Some(version) {
+                                state.rejected.insert(name.clone(), version.clone());
                             }
-                            state.held = flight.previous;
-                            let message = err.message.clone();
-                            status.last_nack =
-                                Some((flight.snapshot_version.clone(), message.clone()));
-                            outcome.nacked = Some((flight.snapshot_version, message));
                         }
-                        None => {
-                            status.last_acked_version = Some(flight.snapshot_version.clone());
-                            outcome.acked = Some(flight.snapshot_version);
-                        }
+                        state.held = flight.previous;
+                        let message = err.message.clone();
+                        status.last_nack = Some((flight.snapshot_version.clone(), message.clone()));
+                        outcome.nacked = Some((flight.snapshot_version, message));
+                    }
+                    None => {
+                        status.last_acked_version = Some(flight.snapshot_version.clone());
+                        outcome.acked = Some(flight.snapshot_version);
                     }
                 }
             }
@@ -310,15 +307,14 @@ impl DeltaSession {
             for (name, version) in &want {
                 let changed = state.held.get(name) != Some(version);
                 let refused = state.rejected.get(name) == Some(version);
-                if (changed && !refused) || state.unanswered.contains(name) {
-                    if let Some(r) = offered.and_then(|m| m.get(name)) {
-                        resources.push(WireResource {
-                            name: name.clone(),
-                            version: r.version.clone(),
-                            resource: Some(r.resource.clone()),
-                            ..Default::default()
-                        });
-                    }
+                let wanted_now = (changed && !refused) || state.unanswered.contains(name);
+                if let Some(r) = offered.and_then(|m| m.get(name)).filter(|_| wanted_now) {
+                    resources.push(WireResource {
+                        name: name.clone(),
+                        version: r.version.clone(),
+                        resource: Some(r.resource.clone()),
+                        ..Default::default()
+                    });
                 }
             }
             if phase == Phase::Full {

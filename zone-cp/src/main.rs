@@ -1,5 +1,6 @@
-//! `atoll-zone-cp`: the zone control plane. Everything lives in the atoll-cp crate.
+//! `atoll-zone-cp`: the zone control plane. The shared runtime lives in atoll-cp; what only a
+//! zone does (xDS, certificates, bootstrap) in this crate's library.
 
 fn main() -> std::process::ExitCode {
-    atoll_cp::cli_main(atoll_cp::Mode::Zone)
+    atoll_cp::cli_main_with(atoll_cp::Mode::Zone, Some(atoll_zone_cp::start_hook()))
 }

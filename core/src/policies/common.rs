@@ -110,6 +110,47 @@ pub fn only_gateways(target_ref: &Option<TargetRef>) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Policy entries: the `to` / `from` / `rules` items most policies share
+// ---------------------------------------------------------------------------------------------
+
+/// A `to[]` or `from[]` item: the destinations (`to`) or clients (`from`) selected by
+/// `targetRef` get `default` (the policy's conf, `Conf` or `Option<Conf>` as the policy declares it).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TargetedEntry<C> {
+    /// Required.
+    #[serde(default)]
+    pub target_ref: Option<TargetRef>,
+    #[serde(default)]
+    pub default: C,
+}
+
+/// A `to[]` item.
+pub type ToEntry<C> = TargetedEntry<C>;
+/// A `from[]` item.
+pub type FromEntry<C> = TargetedEntry<C>;
+
+/// A `rules[]` item with identity matches: the clients matching any of `matches` (every client
+/// when absent) get `default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RuleEntry<C> {
+    /// Client identities the rule applies to; every client when absent.
+    #[serde(default)]
+    pub matches: Option<Vec<Match>>,
+    #[serde(default)]
+    pub default: C,
+}
+
+/// A `rules[]` item of a policy whose rules take no `matches` (every client gets `default`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DefaultRule<C> {
+    #[serde(default)]
+    pub default: C,
+}
+
+// ---------------------------------------------------------------------------------------------
 // Durations and numbers
 // ---------------------------------------------------------------------------------------------
 
@@ -707,11 +748,120 @@ mod tests {
         assert_eq!(d(serde_json::json!("NaN")), None);
     }
 
+    /// The shared entries keep each policy's field paths: an unknown key in a `to` / `from` /
+    /// `rules` item is reported under that item, a missing entry targetRef names it, and `matches`
+    /// stays unknown where a policy's rules take none.
+    #[test]
+    fn generic_entries_keep_each_policys_paths() {
+        use super::test_support::{paths, policy};
+        let cases = [
+            ("MeshAccessLog", "to"),
+            ("MeshAccessLog", "from"),
+            ("MeshAccessLog", "rules"),
+            ("MeshCircuitBreaker", "to"),
+            ("MeshCircuitBreaker", "from"),
+            ("MeshCircuitBreaker", "rules"),
+            ("MeshFaultInjection", "to"),
+            ("MeshFaultInjection", "from"),
+            ("MeshFaultInjection", "rules"),
+            ("MeshHealthCheck", "to"),
+            ("MeshLoadBalancingStrategy", "to"),
+            ("MeshRateLimit", "to"),
+            ("MeshRateLimit", "from"),
+            ("MeshRateLimit", "rules"),
+            ("MeshRetry", "to"),
+            ("MeshTimeout", "to"),
+            ("MeshTimeout", "from"),
+            ("MeshTimeout", "rules"),
+            ("MeshTLS", "from"),
+            ("MeshTLS", "rules"),
+            ("MeshTrafficPermission", "from"),
+        ];
+        for (kind, section) in cases {
+            let entry = if section == "rules" {
+                serde_json::json!({"bogus": 1})
+            } else {
+                serde_json::json!({"targetRef": {"kind": "Mesh"}, "bogus": 1})
+            };
+            let spec = serde_json::json!({"targetRef": {"kind": "Mesh"}, section: [entry]});
+            let got = paths(policy(kind, "p", spec));
+            let want = format!("spec.{section}[0].bogus");
+            assert!(got.contains(&want), "{kind} {section}: {got:?}");
+            if section != "rules" {
+                let spec = serde_json::json!({section: [{"default": {}}]});
+                let got = paths(policy(kind, "p", spec));
+                let want = format!("spec.{section}[0].targetRef");
+                assert!(got.contains(&want), "{kind} {section}: {got:?}");
+            }
+        }
+        for kind in ["MeshCircuitBreaker", "MeshTLS"] {
+            let spec = serde_json::json!({"rules": [{"matches": [], "default": {}}]});
+            let got = paths(policy(kind, "p", spec));
+            assert!(
+                got.contains(&"spec.rules[0].matches".to_string()),
+                "{kind}: {got:?}"
+            );
+        }
+        let spec = serde_json::json!({"to": [{"targetRef": {"kind": "Mesh"}, "rules": [{"matches": [], "default": {}}]}]});
+        let got = paths(policy("MeshTCPRoute", "p", spec));
+        assert!(
+            got.contains(&"spec.to[0].rules[0].matches".to_string()),
+            "{got:?}"
+        );
+    }
+
     #[test]
     fn dns_names() {
         assert!(check_dns_subdomain("example.com").is_ok());
         assert!(check_dns_subdomain("Example.com").is_err());
         assert!(check_dns_subdomain("-a.com").is_err());
         assert!(check_dns_subdomain("a..com").is_err());
+    }
+}
+
+/// Helpers shared by the policies' unit tests.
+#[cfg(test)]
+pub(crate) mod test_support {
+    use serde_json::{Value, json};
+
+    use crate::Resource;
+    use crate::format::parse_document;
+
+    /// The violations of a YAML document that must be refused, as (field, message) pairs.
+    pub fn refused(yaml: &str) -> Vec<(String, String)> {
+        let doc = parse_document(yaml).expect("yaml");
+        match Resource::from_value(doc) {
+            Ok(_) => panic!("accepted: {yaml}"),
+            Err(v) => v
+                .iter()
+                .map(|x| (x.field.clone(), x.message.clone()))
+                .collect(),
+        }
+    }
+
+    /// The fields of (field, message) pairs.
+    pub fn fields(v: &[(String, String)]) -> Vec<&str> {
+        v.iter().map(|(f, _)| f.as_str()).collect()
+    }
+
+    /// The violations of a document as (field, message) pairs; empty when it is accepted.
+    pub fn violations(doc: Value) -> Vec<(String, String)> {
+        match Resource::from_value(doc) {
+            Ok(_) => Vec::new(),
+            Err(v) => v
+                .iter()
+                .map(|x| (x.field.clone(), x.message.clone()))
+                .collect(),
+        }
+    }
+
+    /// The fields of a document's violations; empty when it is accepted.
+    pub fn paths(doc: Value) -> Vec<String> {
+        violations(doc).into_iter().map(|(f, _)| f).collect()
+    }
+
+    /// A universal document of `kind` named `name` in mesh `default` with this spec.
+    pub fn policy(kind: &str, name: &str, spec: Value) -> Value {
+        json!({"type": kind, "name": name, "mesh": "default", "spec": spec})
     }
 }

@@ -6,8 +6,9 @@ use serde_json::Value;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    BackendResourceRef, Match, TopLevelOpts, check_entry_target_ref, check_otel_attribute_name,
-    check_otel_endpoint_or_ref, check_rule_matches, check_top_level, top_level_kind,
+    BackendResourceRef, FromEntry, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
+    check_otel_attribute_name, check_otel_endpoint_or_ref, check_rule_matches, check_top_level,
+    top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -37,38 +38,11 @@ pub struct MeshAccessLogSpec {
     pub rules: Option<Vec<AccessLogRule>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessLogTo {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    /// Required.
-    #[serde(default)]
-    pub default: Option<AccessLogConf>,
-}
+pub type AccessLogTo = ToEntry<Option<AccessLogConf>>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessLogFrom {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    /// Required.
-    #[serde(default)]
-    pub default: Option<AccessLogConf>,
-}
+pub type AccessLogFrom = FromEntry<Option<AccessLogConf>>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AccessLogRule {
-    /// Which inbound traffic the rule logs; all of it when left out. Every matching rule logs.
-    #[serde(default)]
-    pub matches: Option<Vec<Match>>,
-    /// Required.
-    #[serde(default)]
-    pub default: Option<AccessLogConf>,
-}
+pub type AccessLogRule = RuleEntry<Option<AccessLogConf>>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -449,22 +423,8 @@ impl Validate for LogFormat {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
-    use serde_json::{Value, json};
-
-    fn fields(doc: Value) -> Vec<(String, String)> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v
-                .iter()
-                .map(|x| (x.field.clone(), x.message.clone()))
-                .collect(),
-        }
-    }
-
-    fn paths(doc: Value) -> Vec<String> {
-        fields(doc).into_iter().map(|(f, _)| f).collect()
-    }
+    use crate::policies::common::test_support::{paths, violations};
+    use serde_json::json;
 
     #[test]
     fn accepts_a_full_document() {
@@ -488,14 +448,14 @@ mod tests {
                 }]
             }
         });
-        assert_eq!(fields(doc), Vec::<(String, String)>::new());
+        assert_eq!(violations(doc), Vec::<(String, String)>::new());
         let rules = json!({
             "type": "MeshAccessLog", "name": "in", "mesh": "default",
             "spec": {"targetRef": {"kind": "Dataplane", "labels": {"app": "web"}, "sectionName": "http"},
                 "rules": [{"matches": [{"spiffeID": {"type": "Prefix", "value": "spiffe://default/ns/x"}}],
                     "default": {"backends": [{"type": "File", "file": {"path": "/tmp/in.log"}}]}}]}
         });
-        assert_eq!(fields(rules), Vec::<(String, String)>::new());
+        assert_eq!(violations(rules), Vec::<(String, String)>::new());
     }
 
     #[test]
@@ -544,7 +504,7 @@ mod tests {
             "type": "MeshAccessLog", "name": "bad", "mesh": "default",
             "spec": {"targetRef": {"kind": "Mesh"}}
         });
-        let got = fields(doc);
+        let got = violations(doc);
         assert_eq!(got.len(), 1, "{got:?}");
         assert_eq!(got[0].0, "spec");
         let doc = json!({

@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    IntOrString, TopLevelOpts, check_duration, check_entry_target_ref, check_percent,
-    check_percentage, check_positive, check_top_level,
+    DefaultRule, FromEntry, IntOrString, ToEntry, TopLevelOpts, check_duration,
+    check_entry_target_ref, check_percent, check_percentage, check_positive, check_top_level,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
@@ -36,32 +36,11 @@ pub struct MeshCircuitBreakerSpec {
     pub rules: Option<Vec<Rule>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct To {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type To = ToEntry<Conf>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct From {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type From = FromEntry<Conf>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rule {
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type Rule = DefaultRule<Conf>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -315,21 +294,7 @@ impl Validate for OutlierDetection {
 mod tests {
     use crate::Resource;
     use crate::format::parse_document;
-
-    fn refused(yaml: &str) -> Vec<(String, String)> {
-        let doc = parse_document(yaml).expect("yaml");
-        match Resource::from_value(doc) {
-            Ok(_) => panic!("accepted: {yaml}"),
-            Err(v) => v
-                .iter()
-                .map(|x| (x.field.clone(), x.message.clone()))
-                .collect(),
-        }
-    }
-
-    fn fields(v: &[(String, String)]) -> Vec<&str> {
-        v.iter().map(|(f, _)| f.as_str()).collect()
-    }
+    use crate::policies::common::test_support::{fields, refused};
 
     #[test]
     fn accepts_full_document() {

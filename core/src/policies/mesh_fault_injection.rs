@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    IntOrString, Match, TopLevelOpts, check_entry_target_ref, check_percentage, check_rule_matches,
-    check_top_level, includes_gateways,
+    FromEntry, IntOrString, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
+    check_percentage, check_rule_matches, check_top_level, includes_gateways,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
@@ -36,34 +36,11 @@ pub struct MeshFaultInjectionSpec {
     pub rules: Option<Vec<FaultInjectionRule>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FaultInjectionFrom {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Option<FaultInjectionConf>,
-}
+pub type FaultInjectionFrom = FromEntry<Option<FaultInjectionConf>>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FaultInjectionTo {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Option<FaultInjectionConf>,
-}
+pub type FaultInjectionTo = ToEntry<Option<FaultInjectionConf>>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct FaultInjectionRule {
-    #[serde(default)]
-    pub matches: Option<Vec<Match>>,
-    #[serde(default)]
-    pub default: Option<FaultInjectionConf>,
-}
+pub type FaultInjectionRule = RuleEntry<Option<FaultInjectionConf>>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -275,18 +252,11 @@ impl Validate for HttpFault {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
+    use crate::policies::common::test_support::{paths, policy};
     use serde_json::{Value, json};
 
-    fn paths(doc: Value) -> Vec<String> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.iter().map(|x| x.field.clone()).collect(),
-        }
-    }
-
     fn doc(spec: Value) -> Value {
-        json!({"type": "MeshFaultInjection", "name": "fi", "mesh": "default", "spec": spec})
+        policy("MeshFaultInjection", "fi", spec)
     }
 
     #[test]

@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    HeaderSetAdd, IntOrString, TopLevelOpts, check_duration, check_entry_target_ref, check_percent,
-    check_percentage, check_positive, check_top_level,
+    HeaderSetAdd, IntOrString, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref,
+    check_percent, check_percentage, check_positive, check_top_level,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
@@ -29,15 +29,7 @@ pub struct MeshHealthCheckSpec {
     pub to: Option<Vec<To>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct To {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type To = ToEntry<Conf>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -244,21 +236,7 @@ fn is_file_path(p: &str) -> bool {
 mod tests {
     use crate::Resource;
     use crate::format::parse_document;
-
-    fn refused(yaml: &str) -> Vec<(String, String)> {
-        let doc = parse_document(yaml).expect("yaml");
-        match Resource::from_value(doc) {
-            Ok(_) => panic!("accepted: {yaml}"),
-            Err(v) => v
-                .iter()
-                .map(|x| (x.field.clone(), x.message.clone()))
-                .collect(),
-        }
-    }
-
-    fn fields(v: &[(String, String)]) -> Vec<&str> {
-        v.iter().map(|(f, _)| f.as_str()).collect()
-    }
+    use crate::policies::common::test_support::{fields, refused};
 
     #[test]
     fn accepts_full_document() {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    IntOrString, TopLevelOpts, check_entry_target_ref, check_percentage, check_top_level,
+    IntOrString, ToEntry, TopLevelOpts, check_entry_target_ref, check_percentage, check_top_level,
     top_level_kind,
 };
 use crate::string_enum;
@@ -32,15 +32,7 @@ pub struct MeshLoadBalancingStrategySpec {
     pub to: Option<Vec<LoadBalancingTo>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct LoadBalancingTo {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Option<LoadBalancingConf>,
-}
+pub type LoadBalancingTo = ToEntry<Option<LoadBalancingConf>>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -637,18 +629,11 @@ impl Validate for HashPolicy {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
+    use crate::policies::common::test_support::{paths, policy};
     use serde_json::{Value, json};
 
-    fn paths(doc: Value) -> Vec<String> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.iter().map(|x| x.field.clone()).collect(),
-        }
-    }
-
     fn doc(spec: Value) -> Value {
-        json!({"type": "MeshLoadBalancingStrategy", "name": "lb", "mesh": "default", "spec": spec})
+        policy("MeshLoadBalancingStrategy", "lb", spec)
     }
 
     #[test]

@@ -382,15 +382,8 @@ impl Validate for MetricBackend {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
-    use serde_json::{Value, json};
-
-    fn paths(doc: Value) -> Vec<String> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.iter().map(|x| x.field.clone()).collect(),
-        }
-    }
+    use crate::policies::common::test_support::paths;
+    use serde_json::json;
 
     #[test]
     fn accepts_a_full_document() {

@@ -251,18 +251,11 @@ fn is_cidr(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
+    use crate::policies::common::test_support::{paths, policy};
     use serde_json::{Value, json};
 
-    fn paths(doc: Value) -> Vec<String> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.iter().map(|x| x.field.clone()).collect(),
-        }
-    }
-
     fn doc(spec: Value) -> Value {
-        json!({"type": "MeshPassthrough", "name": "pt", "mesh": "default", "spec": spec})
+        policy("MeshPassthrough", "pt", spec)
     }
 
     #[test]

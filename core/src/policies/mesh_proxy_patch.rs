@@ -501,18 +501,11 @@ impl Validate for JsonPatchBlock {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
+    use crate::policies::common::test_support::{paths, policy};
     use serde_json::{Value, json};
 
-    fn paths(doc: Value) -> Vec<String> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.iter().map(|x| x.field.clone()).collect(),
-        }
-    }
-
     fn doc(spec: Value) -> Value {
-        json!({"type": "MeshProxyPatch", "name": "pp", "mesh": "default", "spec": spec})
+        policy("MeshProxyPatch", "pp", spec)
     }
 
     #[test]

@@ -5,8 +5,8 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    HeaderSetAdd, Match, TopLevelOpts, check_entry_target_ref, check_rule_matches, check_top_level,
-    includes_gateways, only_gateways,
+    FromEntry, HeaderSetAdd, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
+    check_rule_matches, check_top_level, includes_gateways, only_gateways,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
@@ -35,35 +35,11 @@ pub struct MeshRateLimitSpec {
     pub rules: Option<Vec<Rule>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct From {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type From = FromEntry<Conf>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct To {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type To = ToEntry<Conf>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rule {
-    /// Client identities the rule applies to; every client when absent.
-    #[serde(default)]
-    pub matches: Option<Vec<Match>>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type Rule = RuleEntry<Conf>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -266,21 +242,7 @@ impl Validate for Rate {
 mod tests {
     use crate::Resource;
     use crate::format::parse_document;
-
-    fn refused(yaml: &str) -> Vec<(String, String)> {
-        let doc = parse_document(yaml).expect("yaml");
-        match Resource::from_value(doc) {
-            Ok(_) => panic!("accepted: {yaml}"),
-            Err(v) => v
-                .iter()
-                .map(|x| (x.field.clone(), x.message.clone()))
-                .collect(),
-        }
-    }
-
-    fn fields(v: &[(String, String)]) -> Vec<&str> {
-        v.iter().map(|(f, _)| f.as_str()).collect()
-    }
+    use crate::policies::common::test_support::{fields, refused};
 
     #[test]
     fn accepts_full_documents() {

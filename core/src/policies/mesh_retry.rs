@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    HeaderMatch, TopLevelOpts, check_duration, check_entry_target_ref, check_header_name,
+    HeaderMatch, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref, check_header_name,
     check_top_level, top_level_kind,
 };
 use crate::string_enum;
@@ -32,15 +32,7 @@ pub struct MeshRetrySpec {
     pub to: Option<Vec<To>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct To {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type To = ToEntry<Conf>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -427,21 +419,7 @@ impl Validate for RateLimitedBackOff {
 mod tests {
     use crate::Resource;
     use crate::format::parse_document;
-
-    fn refused(yaml: &str) -> Vec<(String, String)> {
-        let doc = parse_document(yaml).expect("yaml");
-        match Resource::from_value(doc) {
-            Ok(_) => panic!("accepted: {yaml}"),
-            Err(v) => v
-                .iter()
-                .map(|x| (x.field.clone(), x.message.clone()))
-                .collect(),
-        }
-    }
-
-    fn fields(v: &[(String, String)]) -> Vec<&str> {
-        v.iter().map(|(f, _)| f.as_str()).collect()
-    }
+    use crate::policies::common::test_support::{fields, refused};
 
     #[test]
     fn accepts_full_document() {

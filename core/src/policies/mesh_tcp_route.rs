@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    BACKEND_KINDS, BackendRef, TopLevelOpts, check_entry_target_ref, check_top_level,
+    BACKEND_KINDS, BackendRef, DefaultRule, TopLevelOpts, check_entry_target_ref, check_top_level,
     top_level_kind,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -38,12 +38,7 @@ pub struct To {
     pub rules: Vec<Rule>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Rule {
-    #[serde(default)]
-    pub default: RuleConf,
-}
+pub type Rule = DefaultRule<RuleConf>;
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -130,21 +125,7 @@ impl Validate for MeshTcpRouteSpec {
 mod tests {
     use crate::Resource;
     use crate::format::parse_document;
-
-    fn refused(yaml: &str) -> Vec<(String, String)> {
-        let doc = parse_document(yaml).expect("yaml");
-        match Resource::from_value(doc) {
-            Ok(_) => panic!("accepted: {yaml}"),
-            Err(v) => v
-                .iter()
-                .map(|x| (x.field.clone(), x.message.clone()))
-                .collect(),
-        }
-    }
-
-    fn fields(v: &[(String, String)]) -> Vec<&str> {
-        v.iter().map(|(f, _)| f.as_str()).collect()
-    }
+    use crate::policies::common::test_support::{fields, refused};
 
     #[test]
     fn accepts_full_document() {

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    TopLevelOpts, check_entry_target_ref, check_top_level, top_level_kind,
+    DefaultRule, FromEntry, TopLevelOpts, check_entry_target_ref, check_top_level, top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -31,22 +31,9 @@ pub struct MeshTlsSpec {
     pub rules: Option<Vec<MeshTlsRule>>,
 }
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTlsFrom {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Option<MeshTlsConf>,
-}
+pub type MeshTlsFrom = FromEntry<Option<MeshTlsConf>>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTlsRule {
-    #[serde(default)]
-    pub default: Option<MeshTlsConf>,
-}
+pub type MeshTlsRule = DefaultRule<Option<MeshTlsConf>>;
 
 string_enum! {
     /// Whether inbound traffic must use mTLS (`Strict`) or may be plaintext too (`Permissive`).
@@ -189,18 +176,11 @@ impl MeshTlsConf {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
+    use crate::policies::common::test_support::{paths, policy};
     use serde_json::{Value, json};
 
-    fn paths(doc: Value) -> Vec<String> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.iter().map(|x| x.field.clone()).collect(),
-        }
-    }
-
     fn doc(spec: Value) -> Value {
-        json!({"type": "MeshTLS", "name": "tls", "mesh": "default", "spec": spec})
+        policy("MeshTLS", "tls", spec)
     }
 
     #[test]

@@ -359,15 +359,8 @@ fn check_datadog_url(url: &str, at: &FieldPath, v: &mut Violations) {
 
 #[cfg(test)]
 mod tests {
-    use crate::Resource;
-    use serde_json::{Value, json};
-
-    fn paths(doc: Value) -> Vec<String> {
-        match Resource::from_value(doc) {
-            Ok(_) => Vec::new(),
-            Err(v) => v.iter().map(|x| x.field.clone()).collect(),
-        }
-    }
+    use crate::policies::common::test_support::paths;
+    use serde_json::json;
 
     #[test]
     fn accepts_a_full_document() {

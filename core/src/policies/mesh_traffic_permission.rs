@@ -5,7 +5,9 @@
 use serde::Deserialize;
 
 use crate::path::FieldPath;
-use crate::policies::common::{Match, TopLevelOpts, check_entry_target_ref, check_top_level};
+use crate::policies::common::{
+    FromEntry, Match, TopLevelOpts, check_entry_target_ref, check_top_level,
+};
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind};
 use crate::validate::{Validate, Violations};
@@ -31,15 +33,7 @@ pub struct MeshTrafficPermissionSpec {
 }
 
 /// Clients selected by targetRef and what happens to their requests.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct From {
-    /// Required.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    #[serde(default)]
-    pub default: Conf,
-}
+pub type From = FromEntry<Conf>;
 
 string_enum! {
     /// What happens to a client's traffic.
@@ -157,21 +151,7 @@ impl Validate for MeshTrafficPermissionSpec {
 mod tests {
     use crate::Resource;
     use crate::format::parse_document;
-
-    fn refused(yaml: &str) -> Vec<(String, String)> {
-        let doc = parse_document(yaml).expect("yaml");
-        match Resource::from_value(doc) {
-            Ok(_) => panic!("accepted: {yaml}"),
-            Err(v) => v
-                .iter()
-                .map(|x| (x.field.clone(), x.message.clone()))
-                .collect(),
-        }
-    }
-
-    fn fields(v: &[(String, String)]) -> Vec<&str> {
-        v.iter().map(|(f, _)| f.as_str()).collect()
-    }
+    use crate::policies::common::test_support::{fields, refused};
 
     #[test]
     fn accepts_full_document() {

@@ -1,0 +1,236 @@
+//! `POST /bootstrap` on the xDS port: atoll-dp presents its Dataplane and token; the zone control
+//! plane checks both, registers (creates or updates) the Dataplane, and answers the Envoy
+//! bootstrap that points Envoy's delta ADS stream back here.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use atoll_core::kinds::dataplane::DataplaneDoc;
+use atoll_core::{FieldPath, Kind, Resource, ResourceKey, Violations};
+use atoll_xds::bootstrap::{BootstrapParams, bootstrap};
+use atoll_xds_server::directory::ConnectError;
+
+use crate::directory::ZoneDirectory;
+
+/// Envoy's admin port when the Dataplane names none (Kuma's default).
+pub const DEFAULT_ADMIN_PORT: u16 = 9901;
+
+pub struct BootstrapState {
+    pub directory: Arc<ZoneDirectory>,
+    pub store: atoll_store::SharedStore,
+    /// The CA of the xDS server's certificate, given to Envoy to verify the control plane.
+    pub xds_ca_pem: String,
+    pub xds_port: u16,
+}
+
+fn error(
+    status: StatusCode,
+    title: &str,
+    details: impl Into<String>,
+    causes: &Violations,
+) -> Response {
+    let mut body = json!({"title": title, "details": details.into()});
+    if !causes.is_empty() {
+        body["causes"] = serde_json::to_value(&causes.violations).unwrap_or(Value::Null);
+    }
+    (status, Json(body)).into_response()
+}
+
+pub async fn handle(
+    State(state): State<Arc<BootstrapState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let none = Violations::new();
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Bad request",
+                format!("the body must be JSON: {e}"),
+                &none,
+            );
+        }
+    };
+    let text = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_string);
+    let proxy_type = text("proxyType").unwrap_or_else(|| "sidecar".into());
+    if proxy_type != "sidecar" && proxy_type != "dataplane" {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Unsupported proxy type",
+            format!(
+                "proxy type {proxy_type:?} is not served yet: this control plane runs sidecars"
+            ),
+            &none,
+        );
+    }
+    let Some(document) = request.get("dataplane").cloned() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Bad request",
+            "the body has no `dataplane` document",
+            &none,
+        );
+    };
+    let (resource, _warnings) = match Resource::from_value_with_warnings(document) {
+        Ok(r) => r,
+        Err(v) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid dataplane",
+                format!("{} violation(s): {v}", v.len()),
+                &v,
+            );
+        }
+    };
+    if resource.kind != Kind::Dataplane {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Invalid dataplane",
+            format!("expected a Dataplane, got {}", resource.kind),
+            &none,
+        );
+    }
+    let (mesh, name) = (resource.mesh.clone(), resource.name.clone());
+    if let Err(e) = state
+        .directory
+        .authenticate(&mesh, &name, text("token").as_deref())
+        .await
+    {
+        let status = match e {
+            ConnectError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ConnectError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConnectError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return error(status, "Dataplane not admitted", e.to_string(), &none);
+    }
+    match state
+        .store
+        .get(&ResourceKey::global(Kind::Mesh, &mesh))
+        .await
+    {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let mut v = Violations::new();
+            v.add(
+                &FieldPath::root().field("mesh"),
+                format!("mesh {mesh:?} does not exist"),
+            );
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid dataplane",
+                format!("mesh {mesh:?} does not exist"),
+                &v,
+            );
+        }
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Store unavailable",
+                e.to_string(),
+                &none,
+            );
+        }
+    }
+    let doc: DataplaneDoc = match serde_json::from_value(Value::Object(resource.spec.clone())) {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid dataplane",
+                e.to_string(),
+                &none,
+            );
+        }
+    };
+    if let Err(e) = register(&state, resource).await {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Dataplane not registered",
+            e.to_string(),
+            &none,
+        );
+    }
+    let networking = doc.networking.unwrap_or_default();
+    let service = networking
+        .inbound
+        .iter()
+        .find_map(|i| i.tags.get(crate::snapshot::SERVICE_TAG).cloned())
+        .unwrap_or_else(|| name.clone());
+    // atoll-dp may pick the admin port (several Envoys share a host); else the Dataplane's.
+    let admin_port = request
+        .get("adminPort")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .or_else(|| {
+            networking
+                .admin
+                .and_then(|a| a.port)
+                .and_then(|p| u16::try_from(p).ok())
+        })
+        .unwrap_or(DEFAULT_ADMIN_PORT);
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(host, _)| host)
+                .trim_matches(['[', ']'])
+                .to_string()
+        })
+        .unwrap_or_else(|| "127.0.0.1".into());
+    let params = BootstrapParams {
+        mesh: mesh.clone(),
+        name: name.clone(),
+        service,
+        proxy_type: "dataplane".into(),
+        xds_host: host,
+        xds_port: state.xds_port,
+        ca_cert_pem: Some(state.xds_ca_pem.clone()),
+        token: text("token"),
+        admin_port,
+    };
+    tracing::info!(%mesh, %name, "dataplane bootstrapped");
+    (
+        StatusCode::OK,
+        Json(json!({"bootstrap": bootstrap(&params)})),
+    )
+        .into_response()
+}
+
+async fn register(
+    state: &BootstrapState,
+    mut resource: Resource,
+) -> Result<(), atoll_store::StoreError> {
+    for _ in 0..3 {
+        match state.store.get(&resource.key()).await? {
+            Some(current) => {
+                if current.spec == resource.spec && current.labels == resource.labels {
+                    return Ok(());
+                }
+                match state.store.update(resource.clone(), current.version).await {
+                    Ok(_) => return Ok(()),
+                    Err(atoll_store::StoreError::Conflict { .. }) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+            None => {
+                resource.version = 0;
+                match state.store.create(resource.clone()).await {
+                    Ok(_) => return Ok(()),
+                    Err(atoll_store::StoreError::AlreadyExists(_)) => continue,
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+    }
+    Err(atoll_store::StoreError::Backend(
+        "the dataplane kept changing while registering it".into(),
+    ))
+}

@@ -1,0 +1,471 @@
+//! The zone's proxy directory: authenticates proxies opening an xDS stream, keeps each connected
+//! proxy's latest snapshot, rebuilds only the proxies a store change concerns, rotates
+//! certificates before they expire, and removes dataplanes that stayed offline too long.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+
+use async_trait::async_trait;
+use chrono::Utc;
+use envoy_types::pb::envoy::config::core::v3::Node;
+use envoy_types::pb::google::protobuf::value::Kind as PbKind;
+use serde_json::{Value, json};
+use tokio::sync::{broadcast, watch};
+
+use atoll_core::{Kind, ResourceKey};
+use atoll_cp::config::DpAuth;
+use atoll_cp::extension::DataplaneInspector;
+use atoll_store::{ChangeEvent, ListFilter, SharedStore};
+use atoll_xds_server::directory::{ConnectError, ProxyDirectory, ProxySubscription, SharedStatus};
+use atoll_xds_server::metrics::XdsMetrics;
+use atoll_xds_server::session::Snapshot;
+
+use crate::snapshot::{ProxyBuild, build};
+
+/// Node metadata key carrying the dataplane token (set in the bootstrap).
+pub const TOKEN_METADATA_KEY: &str = "dataplane.token";
+
+type ProxyKey = (String, String);
+
+/// One known proxy (connected now or before).
+struct ProxyEntry {
+    snapshots: watch::Sender<Arc<Snapshot>>,
+    status: SharedStatus,
+    last: Option<Arc<ProxyBuild>>,
+}
+
+pub struct ZoneDirectory {
+    store: SharedStore,
+    dp_auth: DpAuth,
+    metrics: XdsMetrics,
+    proxies: Mutex<HashMap<ProxyKey, ProxyEntry>>,
+    /// Serializes rebuilds so a slow build never overwrites a newer one.
+    rebuild: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for ZoneDirectory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneDirectory").finish_non_exhaustive()
+    }
+}
+
+/// Resolves when the control plane stops.
+async fn stopped(shutdown: &mut watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|s| *s).await;
+}
+
+/// Splits a node id `<mesh>.<name>` (mesh names have no dots; dataplane names may).
+pub fn parse_node_id(id: &str) -> Option<(&str, &str)> {
+    let (mesh, name) = id.split_once('.')?;
+    (!mesh.is_empty() && !name.is_empty()).then_some((mesh, name))
+}
+
+fn metadata_string(node: &Node, key: &str) -> Option<String> {
+    let fields = &node.metadata.as_ref()?.fields;
+    match fields.get(key)?.kind.as_ref()? {
+        PbKind::StringValue(s) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+impl ZoneDirectory {
+    pub fn new(store: SharedStore, dp_auth: DpAuth, metrics: XdsMetrics) -> Self {
+        if dp_auth == DpAuth::None {
+            tracing::warn!(
+                "ATOLL_DP_AUTH=none: proxies are NOT authenticated; use this for benchmarks only"
+            );
+        }
+        Self {
+            store,
+            dp_auth,
+            metrics,
+            proxies: Mutex::new(HashMap::new()),
+            rebuild: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Checks a dataplane token for `mesh`/`name` (unless authentication is off).
+    pub async fn authenticate(
+        &self,
+        mesh: &str,
+        name: &str,
+        token: Option<&str>,
+    ) -> Result<(), ConnectError> {
+        if self.dp_auth == DpAuth::None {
+            return Ok(());
+        }
+        let token = token.ok_or_else(|| {
+            ConnectError::Unauthenticated(format!(
+                "dataplane {name:?} of mesh {mesh:?} presented no dataplane token"
+            ))
+        })?;
+        let keys = atoll_cp::tokens::verification_keys(self.store.as_ref(), mesh)
+            .await
+            .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
+        if keys.is_empty() {
+            return Err(ConnectError::Unauthenticated(format!(
+                "mesh {mesh:?} has issued no dataplane tokens; generate one with `atollctl generate dataplane-token`"
+            )));
+        }
+        let claims = atoll_identity::verify_dataplane_token(token.trim(), &keys, Utc::now())
+            .map_err(|e| ConnectError::Unauthenticated(format!("invalid dataplane token: {e}")))?;
+        if claims.mesh != mesh || claims.name != name {
+            return Err(ConnectError::Unauthenticated(format!(
+                "the dataplane token was issued for dataplane {:?} in mesh {:?}, not {name:?} in mesh {mesh:?}",
+                claims.name, claims.mesh
+            )));
+        }
+        Ok(())
+    }
+
+    async fn build_for(
+        &self,
+        mesh: &str,
+        name: &str,
+    ) -> Result<Arc<ProxyBuild>, crate::snapshot::BuildError> {
+        let previous_cert = self.entry_build(mesh, name).and_then(|b| b.cert.clone());
+        let started = Instant::now();
+        let built = build(
+            self.store.as_ref(),
+            mesh,
+            name,
+            previous_cert.as_ref(),
+            Utc::now(),
+        )
+        .await?;
+        self.metrics
+            .observe_generation("sidecar", started.elapsed());
+        Ok(Arc::new(built))
+    }
+
+    fn entry_build(&self, mesh: &str, name: &str) -> Option<Arc<ProxyBuild>> {
+        let proxies = self.proxies.lock().ok()?;
+        proxies
+            .get(&(mesh.to_string(), name.to_string()))
+            .and_then(|e| e.last.clone())
+    }
+
+    /// Rebuilds one proxy and publishes its snapshot if it changed.
+    async fn refresh(&self, key: &ProxyKey) {
+        let (mesh, name) = key;
+        match self.build_for(mesh, name).await {
+            Ok(built) => {
+                let Ok(mut proxies) = self.proxies.lock() else {
+                    return;
+                };
+                if let Some(entry) = proxies.get_mut(key) {
+                    let changed = entry.snapshots.borrow().version != built.snapshot.version;
+                    if changed {
+                        entry.snapshots.send_replace(built.snapshot.clone());
+                        tracing::debug!(proxy = %format!("{mesh}.{name}"), version = %built.snapshot.version, "new snapshot");
+                    }
+                    entry.last = Some(built);
+                }
+            }
+            Err(crate::snapshot::BuildError::MissingDataplane(_)) => {
+                // Deleted: drop the entry, which ends its stream.
+                if let Ok(mut proxies) = self.proxies.lock() {
+                    proxies.remove(key);
+                }
+            }
+            Err(e) => {
+                tracing::error!(proxy = %format!("{mesh}.{name}"), error = %e, "cannot build proxy config; it keeps its last config")
+            }
+        }
+    }
+
+    /// Which known proxies a change concerns.
+    fn affected(&self, event: &ChangeEvent, changed_services: &BTreeSet<String>) -> Vec<ProxyKey> {
+        let Ok(proxies) = self.proxies.lock() else {
+            return Vec::new();
+        };
+        let key = &event.key;
+        proxies
+            .iter()
+            .filter(|((mesh, name), entry)| match key.kind {
+                Kind::Mesh => mesh == &key.name,
+                Kind::Dataplane => {
+                    mesh == &key.mesh
+                        && (name == &key.name
+                            || entry
+                                .last
+                                .as_ref()
+                                .is_none_or(|b| !b.outbound_services.is_disjoint(changed_services)))
+                }
+                Kind::MeshTrafficPermission | Kind::Secret => mesh == &key.mesh,
+                _ => false,
+            })
+            .map(|(k, _)| k.clone())
+            .collect()
+    }
+
+    /// Follows store changes and certificate rotations until `shutdown`.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut events = self.store.watch();
+        // Services each dataplane offered at its last build, to know whom its change concerns
+        // even after it is deleted.
+        let mut services_of: HashMap<ProxyKey, BTreeSet<String>> = HashMap::new();
+        loop {
+            let next_rotation = self.next_rotation();
+            let sleep = async {
+                match next_rotation {
+                    Some(at) => tokio::time::sleep(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = stopped(&mut shutdown) => return,
+                () = sleep => {
+                    for key in self.known() {
+                        self.refresh(&key).await;
+                    }
+                }
+                received = events.recv() => {
+                    let mut batch = Vec::new();
+                    match received {
+                        Ok(ev) => batch.push(ev),
+                        Err(broadcast::error::RecvError::Lagged(missed)) => {
+                            tracing::warn!(missed, "missed store events; rebuilding every proxy");
+                            let _guard = self.rebuild.lock().await;
+                            for key in self.known() {
+                                self.refresh(&key).await;
+                            }
+                            continue;
+                        }
+                        Err(broadcast::error::RecvError::Closed) => return,
+                    }
+                    // Coalesce whatever else is already queued.
+                    while let Ok(ev) = events.try_recv() {
+                        batch.push(ev);
+                    }
+                    let _guard = self.rebuild.lock().await;
+                    let mut todo: BTreeSet<ProxyKey> = BTreeSet::new();
+                    for ev in &batch {
+                        let mut changed = BTreeSet::new();
+                        if ev.key.kind == Kind::Dataplane {
+                            let k = (ev.key.mesh.clone(), ev.key.name.clone());
+                            if let Some(old) = services_of.get(&k) {
+                                changed.extend(old.iter().cloned());
+                            }
+                            if let Some(now) = self.current_services(&ev.key).await {
+                                changed.extend(now.iter().cloned());
+                                services_of.insert(k, now);
+                            } else {
+                                services_of.remove(&k);
+                            }
+                        }
+                        todo.extend(self.affected(ev, &changed));
+                    }
+                    for key in todo {
+                        self.refresh(&key).await;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn current_services(&self, key: &ResourceKey) -> Option<BTreeSet<String>> {
+        let res = self.store.get(key).await.ok()??;
+        let doc: atoll_core::kinds::dataplane::DataplaneDoc =
+            serde_json::from_value(Value::Object(res.spec)).ok()?;
+        Some(
+            doc.networking?
+                .inbound
+                .iter()
+                .filter_map(|i| i.tags.get(crate::snapshot::SERVICE_TAG).cloned())
+                .collect(),
+        )
+    }
+
+    fn known(&self) -> Vec<ProxyKey> {
+        self.proxies
+            .lock()
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// How long until the earliest certificate rotation.
+    fn next_rotation(&self) -> Option<std::time::Duration> {
+        let proxies = self.proxies.lock().ok()?;
+        let at = proxies
+            .values()
+            .filter_map(|e| e.last.as_ref()?.cert.as_ref())
+            .map(|c| atoll_identity::rotation_at(&c.issued))
+            .min()?;
+        Some((at - Utc::now()).to_std().unwrap_or_default())
+    }
+
+    /// Removes dataplanes whose proxy has been disconnected for longer than `grace`.
+    pub async fn collect_offline(
+        self: Arc<Self>,
+        grace: std::time::Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let period = (grace / 4).clamp(
+            std::time::Duration::from_millis(200),
+            std::time::Duration::from_secs(60),
+        );
+        loop {
+            tokio::select! {
+                () = stopped(&mut shutdown) => return,
+                () = tokio::time::sleep(period) => {}
+            }
+            let expired: Vec<ProxyKey> = self
+                .proxies
+                .lock()
+                .map(|p| {
+                    p.iter()
+                        .filter(|(_, e)| {
+                            e.status.lock().is_ok_and(|s| {
+                                s.disconnected_at.is_some_and(|at| {
+                                    SystemTime::now().duration_since(at).unwrap_or_default() > grace
+                                }) && s
+                                    .connected_since
+                                    .is_some_and(|c| s.disconnected_at.is_some_and(|d| d >= c))
+                            })
+                        })
+                        .map(|(k, _)| k.clone())
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (mesh, name) in expired {
+                let key = ResourceKey::new(Kind::Dataplane, &mesh, &name);
+                match self.store.delete(&key, None).await {
+                    Ok(()) | Err(atoll_store::StoreError::NotFound(_)) => {
+                        tracing::info!(dataplane = %key, ?grace, "removed a dataplane that stayed offline past the grace period");
+                        if let Ok(mut p) = self.proxies.lock() {
+                            p.remove(&(mesh, name));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(dataplane = %key, error = %e, "cannot remove an offline dataplane")
+                    }
+                }
+            }
+        }
+    }
+
+    fn status_json(status: &SharedStatus, build: Option<&ProxyBuild>) -> Value {
+        let s = status.lock().map(|s| s.clone()).unwrap_or_default();
+        let online = s.connected_since.is_some()
+            && s.disconnected_at
+                .is_none_or(|d| s.connected_since.is_some_and(|c| c > d));
+        let time = |t: Option<SystemTime>| {
+            t.map(|t| {
+                chrono::DateTime::<Utc>::from(t)
+                    .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            })
+        };
+        json!({
+            "online": online,
+            "connectedSince": time(s.connected_since),
+            "disconnectedAt": time(s.disconnected_at),
+            "lastSentVersion": s.last_sent_version,
+            "lastAckedVersion": s.last_acked_version,
+            "lastNack": s.last_nack.as_ref().map(|(v, m)| json!({"version": v, "message": m})),
+            "responsesSent": s.responses_sent,
+            "certificateExpiry": build.and_then(|b| b.cert.as_ref()).map(|c| c.issued.not_after.to_rfc3339()),
+        })
+    }
+}
+
+impl ProxyDirectory for ZoneDirectory {
+    async fn connect(&self, node: &Node) -> Result<ProxySubscription, ConnectError> {
+        let (mesh, name) = parse_node_id(&node.id).ok_or_else(|| {
+            ConnectError::NotFound(format!(
+                "node id {:?} is not <mesh>.<dataplane name>",
+                node.id
+            ))
+        })?;
+        let token = metadata_string(node, TOKEN_METADATA_KEY);
+        self.authenticate(mesh, name, token.as_deref()).await?;
+        let built = self.build_for(mesh, name).await.map_err(|e| match e {
+            crate::snapshot::BuildError::MissingDataplane(k) => ConnectError::NotFound(format!(
+                "{k} is not registered: start the proxy with atoll-dp, which registers it"
+            )),
+            other => ConnectError::Unavailable(other.to_string()),
+        })?;
+        let key = (mesh.to_string(), name.to_string());
+        let mut proxies = self
+            .proxies
+            .lock()
+            .map_err(|_| ConnectError::Unavailable("directory poisoned".into()))?;
+        let entry = proxies.entry(key).or_insert_with(|| ProxyEntry {
+            snapshots: watch::channel(built.snapshot.clone()).0,
+            status: SharedStatus::default(),
+            last: None,
+        });
+        entry.snapshots.send_replace(built.snapshot.clone());
+        entry.last = Some(built);
+        Ok(ProxySubscription {
+            proxy_id: node.id.clone(),
+            snapshots: entry.snapshots.subscribe(),
+            status: entry.status.clone(),
+            _connection: watch::channel(()).0,
+        })
+    }
+}
+
+#[async_trait]
+impl DataplaneInspector for ZoneDirectory {
+    async fn overview(&self, mesh: &str) -> Value {
+        let list = self
+            .store
+            .list(&ListFilter::in_mesh(Kind::Dataplane, mesh))
+            .await
+            .map(|p| p.items)
+            .unwrap_or_default();
+        let proxies = self.proxies.lock().ok();
+        let items: Vec<Value> = list
+            .iter()
+            .map(|dp| {
+                let entry = proxies
+                    .as_ref()
+                    .and_then(|p| p.get(&(mesh.to_string(), dp.name.clone())));
+                let status = match entry {
+                    Some(e) => Self::status_json(&e.status, e.last.as_deref()),
+                    None => json!({"online": false}),
+                };
+                json!({"mesh": mesh, "name": dp.name, "dataplane": dp.to_value(), "status": status})
+            })
+            .collect();
+        json!({"total": items.len(), "items": items})
+    }
+
+    async fn config(&self, mesh: &str, name: &str) -> Option<Value> {
+        if let Some(b) = self.entry_build(mesh, name) {
+            return Some(b.config_json.clone());
+        }
+        build(self.store.as_ref(), mesh, name, None, Utc::now())
+            .await
+            .ok()
+            .map(|b| b.config_json)
+    }
+
+    async fn rules(&self, mesh: &str, name: &str) -> Option<Value> {
+        if let Some(b) = self.entry_build(mesh, name) {
+            return Some(b.rules_json.clone());
+        }
+        build(self.store.as_ref(), mesh, name, None, Utc::now())
+            .await
+            .ok()
+            .map(|b| b.rules_json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn node_ids_split_at_the_first_dot() {
+        assert_eq!(parse_node_id("default.web-1"), Some(("default", "web-1")));
+        assert_eq!(
+            parse_node_id("default.redis.kuma-demo"),
+            Some(("default", "redis.kuma-demo"))
+        );
+        assert_eq!(parse_node_id("nodot"), None);
+        assert_eq!(parse_node_id(".x"), None);
+    }
+}

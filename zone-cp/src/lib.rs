@@ -1,0 +1,83 @@
+//! What only a zone control plane does: serve xDS (delta ADS) to Envoy proxies, register them
+//! through the dataplane bootstrap, issue their mesh certificates, and keep each proxy's config
+//! current as the store changes. The shared runtime (API, store, metrics) is atoll-cp's; this
+//! crate plugs into it through [`start_hook`].
+
+pub mod bootstrap;
+pub mod ca;
+pub mod directory;
+pub mod snapshot;
+pub mod tls;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use atoll_cp::extension::{DataplaneInspector, ExtensionContext, StartHook};
+use atoll_xds_server::metrics::XdsMetrics;
+use atoll_xds_server::service::AdsService;
+
+use crate::directory::ZoneDirectory;
+
+/// Starts the zone's xDS server beside the shared runtime.
+pub fn start_hook() -> StartHook {
+    Box::new(|ctx: ExtensionContext| Box::pin(start(ctx)))
+}
+
+async fn start(ctx: ExtensionContext) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let listener = TcpListener::bind(ctx.config.xds_address)
+        .await
+        .with_context(|| format!("binding the xDS address {}", ctx.config.xds_address))?;
+    start_on(ctx, listener).await
+}
+
+/// Like the hook, on a listener the caller bound (tests).
+pub async fn start_on(
+    ctx: ExtensionContext,
+    listener: TcpListener,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    let tls = tls::load_or_generate(&ctx.config)?;
+    let server_tls =
+        atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+            .context("the xDS server certificate")?;
+    let metrics = XdsMetrics::register(&ctx.registry).context("registering xDS metrics")?;
+    let directory = Arc::new(ZoneDirectory::new(
+        ctx.store.clone(),
+        ctx.config.dp_auth,
+        metrics.clone(),
+    ));
+    let inspector: Arc<dyn DataplaneInspector> = directory.clone();
+    let _ = ctx.inspector.set(inspector);
+    let xds_port = listener.local_addr()?.port();
+    let bootstrap_state = Arc::new(bootstrap::BootstrapState {
+        directory: directory.clone(),
+        store: ctx.store.clone(),
+        xds_ca_pem: tls.ca_pem.clone(),
+        xds_port,
+    });
+    let app =
+        tonic::service::Routes::new(AdsService::new(directory.clone(), metrics).into_server())
+            .into_axum_router()
+            .route(
+                "/bootstrap",
+                axum::routing::post(bootstrap::handle).with_state(bootstrap_state),
+            );
+    tracing::info!(address = %listener.local_addr()?, "xDS server listening (delta ADS, TLS)");
+    let mut shutdown = ctx.shutdown.clone();
+    let server = tokio::spawn(atoll_xds_server::listener::serve_tls(
+        listener,
+        server_tls,
+        app,
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        },
+    ));
+    let watcher = tokio::spawn(directory.clone().run(ctx.shutdown.clone()));
+    let collector = tokio::spawn(
+        directory
+            .clone()
+            .collect_offline(ctx.config.dataplane_offline_grace, ctx.shutdown.clone()),
+    );
+    Ok(vec![server, watcher, collector])
+}

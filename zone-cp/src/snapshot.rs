@@ -1,0 +1,414 @@
+//! Builds one proxy's snapshot: reads what the proxy needs from the store (its Dataplane, its
+//! mesh, the endpoints of the services it reaches, the MeshTrafficPermissions that select it),
+//! resolves it into a `ProxyContext`, generates the Envoy resources, and adds its certificate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use atoll_core::kinds::dataplane::DataplaneDoc;
+use atoll_core::kinds::mesh::MeshDoc;
+use atoll_core::matching::{PolicyView, ProxyView};
+use atoll_core::policies::mesh_traffic_permission::Action;
+use atoll_core::traffic_permission::inbound_permission_rules;
+use atoll_core::{Kind, Resource, ResourceKey};
+use atoll_identity::{IssuedCert, WorkloadCertRequest};
+use atoll_store::{ListFilter, Store, StoreError};
+use atoll_xds::context::{
+    Endpoint, InboundContext, InboundPermissions, MeshMtls, OutboundContext, PermissionAction,
+    PermissionRule, Protocol, ProxyContext, SourceMatch,
+};
+use atoll_xds_server::session::{Snapshot, SnapshotResource};
+
+use crate::ca::{CaError, MeshCa, mesh_ca};
+
+pub const SERVICE_TAG: &str = "kuma.io/service";
+pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
+
+/// Everything a build produced: the snapshot to serve and what the inspect API shows.
+#[derive(Debug, Clone)]
+pub struct ProxyBuild {
+    pub snapshot: Arc<Snapshot>,
+    /// The generated resources as Envoy JSON (private keys redacted).
+    pub config_json: Value,
+    /// The resolved policies per inbound and outbound.
+    pub rules_json: Value,
+    /// The services this proxy reaches (a change to their endpoints concerns it).
+    pub outbound_services: BTreeSet<String>,
+    /// The services this proxy offers.
+    pub own_services: BTreeSet<String>,
+    pub cert: Option<ProxyCert>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("dataplane {0} does not exist")]
+    MissingDataplane(ResourceKey),
+    #[error("mesh {0:?} does not exist")]
+    MissingMesh(String),
+    #[error("stored {what} {name:?} is unreadable: {reason}")]
+    Unreadable {
+        what: &'static str,
+        name: String,
+        reason: String,
+    },
+    #[error(transparent)]
+    Ca(#[from] CaError),
+    #[error("cannot issue the proxy certificate: {0}")]
+    Certificate(atoll_identity::IdentityError),
+    #[error("cannot generate Envoy config: {0}")]
+    Generate(#[from] atoll_xds::generate::GenerateError),
+}
+
+fn typed<T: serde::de::DeserializeOwned>(
+    r: &Resource,
+    what: &'static str,
+) -> Result<T, BuildError> {
+    serde_json::from_value(Value::Object(r.spec.clone())).map_err(|e| BuildError::Unreadable {
+        what,
+        name: r.name.clone(),
+        reason: e.to_string(),
+    })
+}
+
+fn protocol_of(tags: &BTreeMap<String, String>) -> Protocol {
+    match tags.get(PROTOCOL_TAG).map(String::as_str) {
+        Some("http") => Protocol::Http,
+        Some("http2") => Protocol::Http2,
+        Some("grpc") => Protocol::Grpc,
+        _ => Protocol::Tcp,
+    }
+}
+
+/// One service's endpoints and protocol, gathered from the mesh's dataplanes.
+#[derive(Debug, Default)]
+struct ServiceEndpoints {
+    endpoints: Vec<Endpoint>,
+    protocol: Option<Protocol>,
+}
+
+/// Builds the snapshot of dataplane `name` in `mesh`. `previous_cert` is reused while it is
+/// valid, not due for rotation, and issued for the same identity by the same CA.
+pub async fn build(
+    store: &dyn Store,
+    mesh: &str,
+    name: &str,
+    previous_cert: Option<&ProxyCert>,
+    now: DateTime<Utc>,
+) -> Result<ProxyBuild, BuildError> {
+    let key = ResourceKey::new(Kind::Dataplane, mesh, name);
+    let dp_res = store
+        .get(&key)
+        .await?
+        .ok_or_else(|| BuildError::MissingDataplane(key.clone()))?;
+    let dp: DataplaneDoc = typed(&dp_res, "Dataplane")?;
+    let mesh_res = store
+        .get(&ResourceKey::global(Kind::Mesh, mesh))
+        .await?
+        .ok_or_else(|| BuildError::MissingMesh(mesh.to_string()))?;
+    let mesh_doc: MeshDoc = typed(&mesh_res, "Mesh")?;
+    let ca = mesh_ca(store, mesh, &mesh_doc, now).await?;
+
+    let networking = dp.networking.clone().unwrap_or_default();
+    let address = networking
+        .address
+        .clone()
+        .unwrap_or_else(|| "127.0.0.1".into());
+
+    // Endpoints of every service, from the mesh's dataplanes.
+    let all = store
+        .list(&ListFilter::in_mesh(Kind::Dataplane, mesh))
+        .await?;
+    let mut services: BTreeMap<String, ServiceEndpoints> = BTreeMap::new();
+    for other in &all.items {
+        let Ok(doc) = typed::<DataplaneDoc>(other, "Dataplane") else {
+            continue;
+        };
+        let Some(net) = &doc.networking else { continue };
+        let host = net
+            .advertised_address
+            .clone()
+            .or_else(|| net.address.clone())
+            .unwrap_or_default();
+        for inbound in &net.inbound {
+            let Some(service) = inbound.tags.get(SERVICE_TAG) else {
+                continue;
+            };
+            let entry = services.entry(service.clone()).or_default();
+            entry.protocol.get_or_insert(protocol_of(&inbound.tags));
+            let ready = inbound
+                .health
+                .as_ref()
+                .and_then(|h| h.ready)
+                .unwrap_or(true);
+            let port = inbound.port.and_then(|p| u16::try_from(p).ok());
+            if let (true, Some(port)) = (ready, port) {
+                entry.endpoints.push(Endpoint {
+                    address: inbound.address.clone().unwrap_or_else(|| host.clone()),
+                    port,
+                    weight: 1,
+                    zone: None,
+                });
+            }
+        }
+    }
+
+    // MeshTrafficPermissions of the mesh.
+    let mtps = store
+        .list(&ListFilter::in_mesh(Kind::MeshTrafficPermission, mesh))
+        .await?;
+    let policies: Vec<PolicyView> = mtps
+        .items
+        .iter()
+        .filter_map(|r| PolicyView::from_resource(r).ok())
+        .collect();
+    let proxy = ProxyView::from_dataplane(mesh, name, &dp_res.labels, &dp);
+
+    let mut inbounds = Vec::new();
+    let mut rules_in = Vec::new();
+    let mut own_services = BTreeSet::new();
+    let mut tag_values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (i, inbound) in networking.inbound.iter().enumerate() {
+        let Some(port) = inbound.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        let service = inbound.tags.get(SERVICE_TAG).cloned().unwrap_or_default();
+        own_services.insert(service.clone());
+        for (k, v) in &inbound.tags {
+            tag_values.entry(k.clone()).or_default().insert(v.clone());
+        }
+        let rules: Vec<PermissionRule> = if ca.is_some() {
+            inbound_permission_rules(&policies, &proxy, i)
+                .into_iter()
+                .map(|r| PermissionRule {
+                    source: match r.source_tags {
+                        None => SourceMatch::Any,
+                        Some(tags) => SourceMatch::Tags(tags),
+                    },
+                    action: match r.action {
+                        Action::Allow => PermissionAction::Allow,
+                        Action::AllowWithShadowDeny => PermissionAction::AllowWithShadowDeny,
+                        _ => PermissionAction::Deny,
+                    },
+                })
+                .collect()
+        } else {
+            // Without mTLS there is no client identity: Kuma enforces no permissions.
+            vec![PermissionRule {
+                source: SourceMatch::Any,
+                action: PermissionAction::Allow,
+            }]
+        };
+        rules_in.push(json!({
+            "port": port,
+            "service": service,
+            "trafficPermissions": rules.iter().map(|r| json!({
+                "from": match &r.source { SourceMatch::Any => json!("any"), SourceMatch::Tags(t) => json!(t) },
+                "action": format!("{:?}", r.action),
+            })).collect::<Vec<_>>(),
+        }));
+        inbounds.push(InboundContext {
+            port,
+            service_address: inbound
+                .service_address
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            service_port: inbound
+                .service_port
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(port),
+            service,
+            protocol: protocol_of(&inbound.tags),
+            tags: inbound.tags.clone(),
+            permissions: InboundPermissions { rules },
+        });
+    }
+
+    let mut outbounds = Vec::new();
+    let mut outbound_services = BTreeSet::new();
+    for outbound in &networking.outbound {
+        let service = match (&outbound.tags, &outbound.backend_ref) {
+            (Some(tags), _) => tags.get(SERVICE_TAG).cloned(),
+            (None, Some(backend)) => backend.name.clone(),
+            _ => None,
+        };
+        let (Some(service), Some(port)) =
+            (service, outbound.port.and_then(|p| u16::try_from(p).ok()))
+        else {
+            continue;
+        };
+        outbound_services.insert(service.clone());
+        let found = services.get(&service);
+        let mut endpoints = found.map(|s| s.endpoints.clone()).unwrap_or_default();
+        endpoints.sort();
+        outbounds.push(OutboundContext {
+            address: outbound
+                .address
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            port,
+            service: service.clone(),
+            protocol: found.and_then(|s| s.protocol).unwrap_or(Protocol::Tcp),
+            endpoints,
+        });
+    }
+
+    let ctx = ProxyContext {
+        mesh: mesh.to_string(),
+        name: name.to_string(),
+        address,
+        mtls: ca.as_ref().map(|c| MeshMtls { mode: c.mode }),
+        inbounds,
+        outbounds,
+    };
+    let mut resources = atoll_xds::generate::generate(&ctx)?;
+    let cert = match &ca {
+        Some(ca) => {
+            let cert = certificate(ca, mesh, &own_services, &tag_values, previous_cert, now)?;
+            resources.extend(atoll_xds::generate::secrets(
+                &cert.issued.cert_chain_pem,
+                &cert.issued.key_pem,
+                &ca.bundle.cert_pem,
+            ));
+            Some(cert)
+        }
+        None => None,
+    };
+
+    let mut snapshot = Snapshot::default();
+    let mut config = Vec::new();
+    let mut digest = Fnv::default();
+    for r in &resources {
+        digest.write(r.type_url.as_bytes());
+        digest.write(r.name.as_bytes());
+        digest.write(r.version.as_bytes());
+        snapshot
+            .resources
+            .entry(r.type_url.clone())
+            .or_default()
+            .insert(
+                r.name.clone(),
+                SnapshotResource {
+                    version: r.version.clone(),
+                    resource: r.any.clone(),
+                },
+            );
+        let shown = if r.type_url.ends_with(".Secret") {
+            redact_keys(&r.json)
+        } else {
+            r.json.clone()
+        };
+        config.push(
+            json!({"typeUrl": r.type_url, "name": r.name, "version": r.version, "resource": shown}),
+        );
+    }
+    snapshot.version = format!("{:016x}", digest.finish());
+    let rules_json = json!({
+        "inbounds": rules_in,
+        "outbounds": ctx.outbounds.iter().map(|o| json!({
+            "port": o.port, "service": o.service, "endpoints": o.endpoints.len(),
+        })).collect::<Vec<_>>(),
+        "mtls": ca.as_ref().map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
+    });
+    Ok(ProxyBuild {
+        config_json: json!({"version": snapshot.version, "resources": config}),
+        snapshot: Arc::new(snapshot),
+        rules_json,
+        outbound_services,
+        own_services,
+        cert,
+    })
+}
+
+/// A proxy certificate and what it was issued for.
+#[derive(Debug, Clone)]
+pub struct ProxyCert {
+    pub issued: IssuedCert,
+    services: BTreeSet<String>,
+    tags: BTreeMap<String, BTreeSet<String>>,
+    ca_cert_pem: String,
+}
+
+/// The proxy's certificate: the previous one while it is not due for rotation and was issued
+/// for the same identity by the same CA; a new one otherwise.
+fn certificate(
+    ca: &MeshCa,
+    mesh: &str,
+    services: &BTreeSet<String>,
+    tags: &BTreeMap<String, BTreeSet<String>>,
+    previous: Option<&ProxyCert>,
+    now: DateTime<Utc>,
+) -> Result<ProxyCert, BuildError> {
+    if let Some(prev) = previous {
+        let reusable = prev.ca_cert_pem == ca.bundle.cert_pem
+            && &prev.services == services
+            && &prev.tags == tags
+            && !atoll_identity::rotation_due(&prev.issued, now);
+        if reusable {
+            return Ok(prev.clone());
+        }
+    }
+    let request = WorkloadCertRequest {
+        mesh: mesh.to_string(),
+        services: services.iter().cloned().collect(),
+        tags: tags.clone(),
+        validity: ca.dp_cert_validity,
+    };
+    let issued = atoll_identity::issue_workload_cert(&ca.bundle, &request, now)
+        .map_err(BuildError::Certificate)?;
+    Ok(ProxyCert {
+        issued,
+        services: services.clone(),
+        tags: tags.clone(),
+        ca_cert_pem: ca.bundle.cert_pem.clone(),
+    })
+}
+
+/// The secret JSON with private keys replaced, for the inspect API.
+fn redact_keys(v: &Value) -> Value {
+    match v {
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| {
+                    if k == "private_key" {
+                        (k.clone(), json!({"inline_string": "[redacted]"}))
+                    } else {
+                        (k.clone(), redact_keys(v))
+                    }
+                })
+                .collect(),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(redact_keys).collect()),
+        other => other.clone(),
+    }
+}
+
+/// FNV-1a: a small stable hash for snapshot versions (equal content, equal version, in every
+/// process).
+#[derive(Debug)]
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Self {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= u64::from(*b);
+            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 ^= 0xff;
+        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
