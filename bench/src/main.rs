@@ -1,10 +1,12 @@
-//! `atoll-bench`: Atoll's benchmarks. Today: `store`, the store and REST API at scale (put, get,
-//! list a page, watch latency, API GET) on SQLite, PostgreSQL or memory.
+//! `atoll-bench`: Atoll's benchmarks: `store`, the store and REST API at scale (put, get, list a
+//! page, watch latency, API GET) on SQLite, PostgreSQL or memory; `xds-gen`, one proxy's config
+//! generation in a large mesh.
 //!
 //! Numbers are printed, never asserted: BENCHMARKS.md keeps them with the command that made them.
 
 mod stats;
 mod store_bench;
+mod xds_gen;
 
 use std::process::ExitCode;
 
@@ -21,6 +23,8 @@ struct Cli {
 enum Command {
     /// Store and REST API with many resources: put, get, list a page, watch latency, API GET.
     Store(store_bench::StoreBenchArgs),
+    /// Config generation for one proxy in a large mesh (100 outbounds in 5,000 dataplanes).
+    XdsGen(xds_gen::XdsGenArgs),
 }
 
 fn main() -> ExitCode {
@@ -38,6 +42,7 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Store(args) => store_bench::run(args).await,
+            Command::XdsGen(args) => xds_gen::run(&args),
         }
     });
     match result {

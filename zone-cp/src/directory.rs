@@ -21,6 +21,7 @@ use atoll_xds_server::directory::{ConnectError, ProxyDirectory, ProxySubscriptio
 use atoll_xds_server::metrics::XdsMetrics;
 use atoll_xds_server::session::Snapshot;
 
+use crate::index::MeshIndex;
 use crate::snapshot::{ProxyBuild, build};
 
 /// Node metadata key carrying the dataplane token (set in the bootstrap).
@@ -37,6 +38,7 @@ struct ProxyEntry {
 
 pub struct ZoneDirectory {
     store: SharedStore,
+    index: MeshIndex,
     dp_auth: DpAuth,
     metrics: XdsMetrics,
     proxies: Mutex<HashMap<ProxyKey, ProxyEntry>>,
@@ -77,6 +79,7 @@ impl ZoneDirectory {
             );
         }
         Self {
+            index: MeshIndex::new(store.clone()),
             store,
             dp_auth,
             metrics,
@@ -126,14 +129,7 @@ impl ZoneDirectory {
     ) -> Result<Arc<ProxyBuild>, crate::snapshot::BuildError> {
         let previous_cert = self.entry_build(mesh, name).and_then(|b| b.cert.clone());
         let started = Instant::now();
-        let built = build(
-            self.store.as_ref(),
-            mesh,
-            name,
-            previous_cert.as_ref(),
-            Utc::now(),
-        )
-        .await?;
+        let built = build(&self.index, mesh, name, previous_cert.as_ref(), Utc::now()).await?;
         self.metrics
             .observe_generation("sidecar", started.elapsed());
         Ok(Arc::new(built))
@@ -240,6 +236,11 @@ impl ZoneDirectory {
                         batch.push(ev);
                     }
                     let _guard = self.rebuild.lock().await;
+                    for ev in &batch {
+                        if let Err(e) = self.index.apply(ev).await {
+                            tracing::warn!(error = %e, "cannot read a changed resource; its proxies keep their config");
+                        }
+                    }
                     let mut todo: BTreeSet<ProxyKey> = BTreeSet::new();
                     for ev in &batch {
                         let mut changed = BTreeSet::new();
@@ -266,16 +267,8 @@ impl ZoneDirectory {
     }
 
     async fn current_services(&self, key: &ResourceKey) -> Option<BTreeSet<String>> {
-        let res = self.store.get(key).await.ok()??;
-        let doc: atoll_core::kinds::dataplane::DataplaneDoc =
-            serde_json::from_value(Value::Object(res.spec)).ok()?;
-        Some(
-            doc.networking?
-                .inbound
-                .iter()
-                .filter_map(|i| i.tags.get(crate::snapshot::SERVICE_TAG).cloned())
-                .collect(),
-        )
+        let state = self.index.mesh(&key.mesh).await.ok()?;
+        state.dataplanes.get(&key.name).map(|d| d.services.clone())
     }
 
     fn known(&self) -> Vec<ProxyKey> {
@@ -380,6 +373,10 @@ impl ProxyDirectory for ZoneDirectory {
         })?;
         let token = metadata_string(node, TOKEN_METADATA_KEY);
         self.authenticate(mesh, name, token.as_deref()).await?;
+        self.index
+            .refresh_dataplane(mesh, name)
+            .await
+            .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
         let built = self.build_for(mesh, name).await.map_err(|e| match e {
             crate::snapshot::BuildError::MissingDataplane(k) => ConnectError::NotFound(format!(
                 "{k} is not registered: start the proxy with atoll-dp, which registers it"
@@ -437,7 +434,7 @@ impl DataplaneInspector for ZoneDirectory {
         if let Some(b) = self.entry_build(mesh, name) {
             return Some(b.config_json.clone());
         }
-        build(self.store.as_ref(), mesh, name, None, Utc::now())
+        build(&self.index, mesh, name, None, Utc::now())
             .await
             .ok()
             .map(|b| b.config_json)
@@ -447,7 +444,7 @@ impl DataplaneInspector for ZoneDirectory {
         if let Some(b) = self.entry_build(mesh, name) {
             return Some(b.rules_json.clone());
         }
-        build(self.store.as_ref(), mesh, name, None, Utc::now())
+        build(&self.index, mesh, name, None, Utc::now())
             .await
             .ok()
             .map(|b| b.rules_json)

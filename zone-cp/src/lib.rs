@@ -6,6 +6,7 @@
 pub mod bootstrap;
 pub mod ca;
 pub mod directory;
+pub mod index;
 pub mod snapshot;
 pub mod tls;
 

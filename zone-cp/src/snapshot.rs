@@ -8,21 +8,20 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use atoll_core::kinds::dataplane::DataplaneDoc;
-use atoll_core::kinds::mesh::MeshDoc;
 use atoll_core::matching::{PolicyView, ProxyView};
 use atoll_core::policies::mesh_traffic_permission::Action;
 use atoll_core::traffic_permission::inbound_permission_rules;
-use atoll_core::{Kind, Resource, ResourceKey};
+use atoll_core::{Kind, ResourceKey};
 use atoll_identity::{IssuedCert, WorkloadCertRequest};
-use atoll_store::{ListFilter, Store, StoreError};
+use atoll_store::StoreError;
 use atoll_xds::context::{
-    Endpoint, InboundContext, InboundPermissions, MeshMtls, OutboundContext, PermissionAction,
+    InboundContext, InboundPermissions, MeshMtls, OutboundContext, PermissionAction,
     PermissionRule, Protocol, ProxyContext, SourceMatch,
 };
 use atoll_xds_server::session::{Snapshot, SnapshotResource};
 
-use crate::ca::{CaError, MeshCa, mesh_ca};
+use crate::ca::{CaError, MeshCa};
+use crate::index::{MeshIndex, MeshState, protocol_of};
 
 pub const SERVICE_TAG: &str = "kuma.io/service";
 pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
@@ -64,109 +63,41 @@ pub enum BuildError {
     Generate(#[from] atoll_xds::generate::GenerateError),
 }
 
-fn typed<T: serde::de::DeserializeOwned>(
-    r: &Resource,
-    what: &'static str,
-) -> Result<T, BuildError> {
-    serde_json::from_value(Value::Object(r.spec.clone())).map_err(|e| BuildError::Unreadable {
-        what,
-        name: r.name.clone(),
-        reason: e.to_string(),
-    })
-}
-
-fn protocol_of(tags: &BTreeMap<String, String>) -> Protocol {
-    match tags.get(PROTOCOL_TAG).map(String::as_str) {
-        Some("http") => Protocol::Http,
-        Some("http2") => Protocol::Http2,
-        Some("grpc") => Protocol::Grpc,
-        _ => Protocol::Tcp,
-    }
-}
-
-/// One service's endpoints and protocol, gathered from the mesh's dataplanes.
-#[derive(Debug, Default)]
-struct ServiceEndpoints {
-    endpoints: Vec<Endpoint>,
-    protocol: Option<Protocol>,
-}
-
-/// Builds the snapshot of dataplane `name` in `mesh`. `previous_cert` is reused while it is
-/// valid, not due for rotation, and issued for the same identity by the same CA.
+/// Builds the snapshot of dataplane `name` in the indexed mesh (see [`build_from`]).
 pub async fn build(
-    store: &dyn Store,
+    index: &MeshIndex,
     mesh: &str,
     name: &str,
     previous_cert: Option<&ProxyCert>,
     now: DateTime<Utc>,
 ) -> Result<ProxyBuild, BuildError> {
-    let key = ResourceKey::new(Kind::Dataplane, mesh, name);
-    let dp_res = store
-        .get(&key)
-        .await?
-        .ok_or_else(|| BuildError::MissingDataplane(key.clone()))?;
-    let dp: DataplaneDoc = typed(&dp_res, "Dataplane")?;
-    let mesh_res = store
-        .get(&ResourceKey::global(Kind::Mesh, mesh))
-        .await?
-        .ok_or_else(|| BuildError::MissingMesh(mesh.to_string()))?;
-    let mesh_doc: MeshDoc = typed(&mesh_res, "Mesh")?;
-    let ca = mesh_ca(store, mesh, &mesh_doc, now).await?;
+    let state = index.mesh(mesh).await?;
+    build_from(&state, name, previous_cert, now)
+}
 
+/// Builds the snapshot of dataplane `name` from a mesh's indexed state: pure and synchronous, and
+/// its cost follows what this proxy needs (its inbounds, and the endpoints of its outbounds).
+/// `previous_cert` is reused while it is valid, not due for rotation, and issued for the same
+/// identity by the same CA.
+pub fn build_from(
+    state: &MeshState,
+    name: &str,
+    previous_cert: Option<&ProxyCert>,
+    now: DateTime<Utc>,
+) -> Result<ProxyBuild, BuildError> {
+    let mesh = state.name.as_str();
+    let entry = state.dataplanes.get(name).ok_or_else(|| {
+        BuildError::MissingDataplane(ResourceKey::new(Kind::Dataplane, mesh, name))
+    })?;
+    let dp = &entry.doc;
+    let ca = state.ca.as_ref();
     let networking = dp.networking.clone().unwrap_or_default();
     let address = networking
         .address
         .clone()
         .unwrap_or_else(|| "127.0.0.1".into());
-
-    // Endpoints of every service, from the mesh's dataplanes.
-    let all = store
-        .list(&ListFilter::in_mesh(Kind::Dataplane, mesh))
-        .await?;
-    let mut services: BTreeMap<String, ServiceEndpoints> = BTreeMap::new();
-    for other in &all.items {
-        let Ok(doc) = typed::<DataplaneDoc>(other, "Dataplane") else {
-            continue;
-        };
-        let Some(net) = &doc.networking else { continue };
-        let host = net
-            .advertised_address
-            .clone()
-            .or_else(|| net.address.clone())
-            .unwrap_or_default();
-        for inbound in &net.inbound {
-            let Some(service) = inbound.tags.get(SERVICE_TAG) else {
-                continue;
-            };
-            let entry = services.entry(service.clone()).or_default();
-            entry.protocol.get_or_insert(protocol_of(&inbound.tags));
-            let ready = inbound
-                .health
-                .as_ref()
-                .and_then(|h| h.ready)
-                .unwrap_or(true);
-            let port = inbound.port.and_then(|p| u16::try_from(p).ok());
-            if let (true, Some(port)) = (ready, port) {
-                entry.endpoints.push(Endpoint {
-                    address: inbound.address.clone().unwrap_or_else(|| host.clone()),
-                    port,
-                    weight: 1,
-                    zone: None,
-                });
-            }
-        }
-    }
-
-    // MeshTrafficPermissions of the mesh.
-    let mtps = store
-        .list(&ListFilter::in_mesh(Kind::MeshTrafficPermission, mesh))
-        .await?;
-    let policies: Vec<PolicyView> = mtps
-        .items
-        .iter()
-        .filter_map(|r| PolicyView::from_resource(r).ok())
-        .collect();
-    let proxy = ProxyView::from_dataplane(mesh, name, &dp_res.labels, &dp);
+    let policies: Vec<PolicyView> = state.traffic_permissions.values().cloned().collect();
+    let proxy = ProxyView::from_dataplane(mesh, name, &entry.labels, dp);
 
     let mut inbounds = Vec::new();
     let mut rules_in = Vec::new();
@@ -242,9 +173,7 @@ pub async fn build(
             continue;
         };
         outbound_services.insert(service.clone());
-        let found = services.get(&service);
-        let mut endpoints = found.map(|s| s.endpoints.clone()).unwrap_or_default();
-        endpoints.sort();
+        let found = state.services.get(&service);
         outbounds.push(OutboundContext {
             address: outbound
                 .address
@@ -252,8 +181,8 @@ pub async fn build(
                 .unwrap_or_else(|| "127.0.0.1".into()),
             port,
             service: service.clone(),
-            protocol: found.and_then(|s| s.protocol).unwrap_or(Protocol::Tcp),
-            endpoints,
+            protocol: found.map_or(Protocol::Tcp, |s| s.protocol()),
+            endpoints: found.map(|s| s.endpoints()).unwrap_or_default(),
         });
     }
 
@@ -261,12 +190,12 @@ pub async fn build(
         mesh: mesh.to_string(),
         name: name.to_string(),
         address,
-        mtls: ca.as_ref().map(|c| MeshMtls { mode: c.mode }),
+        mtls: ca.map(|c| MeshMtls { mode: c.mode }),
         inbounds,
         outbounds,
     };
     let mut resources = atoll_xds::generate::generate(&ctx)?;
-    let cert = match &ca {
+    let cert = match ca {
         Some(ca) => {
             let cert = certificate(ca, mesh, &own_services, &tag_values, previous_cert, now)?;
             resources.extend(atoll_xds::generate::secrets(
@@ -312,7 +241,7 @@ pub async fn build(
         "outbounds": ctx.outbounds.iter().map(|o| json!({
             "port": o.port, "service": o.service, "endpoints": o.endpoints.len(),
         })).collect::<Vec<_>>(),
-        "mtls": ca.as_ref().map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
+        "mtls": ca.map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
     });
     Ok(ProxyBuild {
         config_json: json!({"version": snapshot.version, "resources": config}),

@@ -1,0 +1,321 @@
+//! An in-memory index of each mesh the zone serves: its Mesh, CA, dataplanes, the endpoints of
+//! every service, and its parsed MeshTrafficPermissions. Built from the store once per mesh and
+//! kept current from store events, so building one proxy's config costs what that proxy needs
+//! (its outbounds' endpoints), not a scan of the mesh.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use chrono::Utc;
+use serde_json::Value;
+use tokio::sync::RwLock;
+
+use atoll_core::kinds::dataplane::DataplaneDoc;
+use atoll_core::kinds::mesh::MeshDoc;
+use atoll_core::matching::PolicyView;
+use atoll_core::{Kind, Resource, ResourceKey};
+use atoll_store::{ChangeEvent, ListFilter, SharedStore, StoreError};
+use atoll_xds::context::{Endpoint, Protocol};
+
+use crate::ca::{MeshCa, mesh_ca};
+use crate::snapshot::{BuildError, PROTOCOL_TAG, SERVICE_TAG};
+
+/// One dataplane as generation reads it.
+#[derive(Debug, Clone)]
+pub struct DataplaneEntry {
+    pub labels: BTreeMap<String, String>,
+    pub doc: DataplaneDoc,
+    /// The `kuma.io/service` of each inbound.
+    pub services: BTreeSet<String>,
+}
+
+/// One endpoint of a service, with the protocol its inbound declares.
+#[derive(Debug, Clone)]
+struct IndexedEndpoint {
+    endpoint: Endpoint,
+    protocol: Protocol,
+}
+
+/// The endpoints of one service, keyed by (dataplane name, inbound port).
+#[derive(Debug, Clone, Default)]
+pub struct ServiceEndpoints {
+    endpoints: BTreeMap<(String, u16), IndexedEndpoint>,
+}
+
+impl ServiceEndpoints {
+    /// Ready endpoints, sorted.
+    pub fn endpoints(&self) -> Vec<Endpoint> {
+        let mut out: Vec<Endpoint> = self
+            .endpoints
+            .values()
+            .map(|e| e.endpoint.clone())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// The protocol the service's inbounds declare (the first one's; `tcp` when none).
+    pub fn protocol(&self) -> Protocol {
+        self.endpoints
+            .values()
+            .next()
+            .map_or(Protocol::Tcp, |e| e.protocol)
+    }
+}
+
+/// Everything known about one mesh.
+#[derive(Debug, Clone)]
+pub struct MeshState {
+    pub name: String,
+    pub doc: MeshDoc,
+    pub ca: Option<MeshCa>,
+    pub dataplanes: HashMap<String, Arc<DataplaneEntry>>,
+    pub services: HashMap<String, ServiceEndpoints>,
+    /// MeshTrafficPermissions by name.
+    pub traffic_permissions: BTreeMap<String, PolicyView>,
+}
+
+pub fn protocol_of(tags: &BTreeMap<String, String>) -> Protocol {
+    match tags.get(PROTOCOL_TAG).map(String::as_str) {
+        Some("http") => Protocol::Http,
+        Some("http2") => Protocol::Http2,
+        Some("grpc") => Protocol::Grpc,
+        _ => Protocol::Tcp,
+    }
+}
+
+fn parse_dataplane(r: &Resource) -> Option<DataplaneEntry> {
+    let doc: DataplaneDoc = serde_json::from_value(Value::Object(r.spec.clone())).ok()?;
+    let services = doc
+        .networking
+        .iter()
+        .flat_map(|n| n.inbound.iter())
+        .filter_map(|i| i.tags.get(SERVICE_TAG).cloned())
+        .collect();
+    Some(DataplaneEntry {
+        labels: r.labels.clone(),
+        doc,
+        services,
+    })
+}
+
+impl MeshState {
+    /// An empty mesh (for tests and benchmarks; the index loads real ones from the store).
+    pub fn new(name: &str, doc: MeshDoc, ca: Option<MeshCa>) -> Self {
+        Self {
+            name: name.to_string(),
+            doc,
+            ca,
+            dataplanes: HashMap::new(),
+            services: HashMap::new(),
+            traffic_permissions: BTreeMap::new(),
+        }
+    }
+
+    /// Adds or replaces a dataplane and its endpoints.
+    pub fn upsert_dataplane(&mut self, name: &str, entry: DataplaneEntry) {
+        self.remove_dataplane(name);
+        if let Some(net) = &entry.doc.networking {
+            let host = net
+                .advertised_address
+                .clone()
+                .or_else(|| net.address.clone())
+                .unwrap_or_default();
+            for inbound in &net.inbound {
+                let Some(service) = inbound.tags.get(SERVICE_TAG) else {
+                    continue;
+                };
+                let ready = inbound
+                    .health
+                    .as_ref()
+                    .and_then(|h| h.ready)
+                    .unwrap_or(true);
+                let Some(port) = inbound.port.and_then(|p| u16::try_from(p).ok()) else {
+                    continue;
+                };
+                if !ready {
+                    continue;
+                }
+                self.services
+                    .entry(service.clone())
+                    .or_default()
+                    .endpoints
+                    .insert(
+                        (name.to_string(), port),
+                        IndexedEndpoint {
+                            endpoint: Endpoint {
+                                address: inbound.address.clone().unwrap_or_else(|| host.clone()),
+                                port,
+                                weight: 1,
+                                zone: None,
+                            },
+                            protocol: protocol_of(&inbound.tags),
+                        },
+                    );
+            }
+        }
+        self.dataplanes.insert(name.to_string(), Arc::new(entry));
+    }
+
+    pub fn remove_dataplane(&mut self, name: &str) {
+        let Some(old) = self.dataplanes.remove(name) else {
+            return;
+        };
+        for service in &old.services {
+            if let Some(s) = self.services.get_mut(service) {
+                s.endpoints.retain(|(dp, _), _| dp != name);
+                if s.endpoints.is_empty() {
+                    self.services.remove(service);
+                }
+            }
+        }
+    }
+}
+
+/// The index of every mesh loaded so far.
+pub struct MeshIndex {
+    store: SharedStore,
+    meshes: RwLock<HashMap<String, Arc<MeshState>>>,
+}
+
+impl std::fmt::Debug for MeshIndex {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshIndex").finish_non_exhaustive()
+    }
+}
+
+impl MeshIndex {
+    pub fn new(store: SharedStore) -> Self {
+        Self {
+            store,
+            meshes: RwLock::new(HashMap::new()),
+        }
+    }
+
+    /// The current state of `mesh`, loading it from the store on first use.
+    pub async fn mesh(&self, mesh: &str) -> Result<Arc<MeshState>, BuildError> {
+        if let Some(state) = self.meshes.read().await.get(mesh) {
+            return Ok(state.clone());
+        }
+        let state = Arc::new(self.load(mesh).await?);
+        self.meshes
+            .write()
+            .await
+            .insert(mesh.to_string(), state.clone());
+        Ok(state)
+    }
+
+    async fn load(&self, mesh: &str) -> Result<MeshState, BuildError> {
+        let mesh_res = self
+            .store
+            .get(&ResourceKey::global(Kind::Mesh, mesh))
+            .await?
+            .ok_or_else(|| BuildError::MissingMesh(mesh.to_string()))?;
+        let doc: MeshDoc =
+            serde_json::from_value(Value::Object(mesh_res.spec.clone())).map_err(|e| {
+                BuildError::Unreadable {
+                    what: "Mesh",
+                    name: mesh.to_string(),
+                    reason: e.to_string(),
+                }
+            })?;
+        let ca = mesh_ca(self.store.as_ref(), mesh, &doc, Utc::now()).await?;
+        let mut state = MeshState::new(mesh, doc, ca);
+        let dataplanes = self
+            .store
+            .list(&ListFilter::in_mesh(Kind::Dataplane, mesh))
+            .await?;
+        for r in &dataplanes.items {
+            if let Some(entry) = parse_dataplane(r) {
+                state.upsert_dataplane(&r.name, entry);
+            }
+        }
+        let mtps = self
+            .store
+            .list(&ListFilter::in_mesh(Kind::MeshTrafficPermission, mesh))
+            .await?;
+        for r in &mtps.items {
+            if let Ok(view) = PolicyView::from_resource(r) {
+                state.traffic_permissions.insert(r.name.clone(), view);
+            }
+        }
+        Ok(state)
+    }
+
+    /// Re-reads one dataplane into its (loaded) mesh: a proxy connecting right after registering
+    /// must not wait for the change event to reach the index.
+    pub async fn refresh_dataplane(&self, mesh: &str, name: &str) -> Result<(), StoreError> {
+        let event = ChangeEvent {
+            op: atoll_store::ChangeOp::Updated,
+            key: ResourceKey::new(Kind::Dataplane, mesh, name),
+            version: 0,
+        };
+        self.apply(&event).await
+    }
+
+    /// Applies a store change to a loaded mesh (meshes not loaded yet are read when first used).
+    pub async fn apply(&self, event: &ChangeEvent) -> Result<(), StoreError> {
+        let key = &event.key;
+        let mesh = if key.kind == Kind::Mesh {
+            &key.name
+        } else {
+            &key.mesh
+        };
+        let Some(current) = self.meshes.read().await.get(mesh).cloned() else {
+            return Ok(());
+        };
+        let updated = match key.kind {
+            Kind::Mesh | Kind::Secret => {
+                // The mesh itself or its CA material changed: reload (rare, mesh-wide anyway).
+                match self.load(mesh).await {
+                    Ok(state) => Some(state),
+                    Err(BuildError::MissingMesh(_)) => {
+                        self.meshes.write().await.remove(mesh);
+                        return Ok(());
+                    }
+                    Err(BuildError::Store(e)) => return Err(e),
+                    Err(e) => {
+                        tracing::error!(%mesh, error = %e, "cannot reload the mesh; keeping the previous state");
+                        None
+                    }
+                }
+            }
+            Kind::Dataplane => {
+                let mut state = (*current).clone();
+                match self.store.get(key).await? {
+                    Some(r) => match parse_dataplane(&r) {
+                        Some(entry) => state.upsert_dataplane(&key.name, entry),
+                        None => state.remove_dataplane(&key.name),
+                    },
+                    None => state.remove_dataplane(&key.name),
+                }
+                Some(state)
+            }
+            Kind::MeshTrafficPermission => {
+                let mut state = (*current).clone();
+                match self.store.get(key).await? {
+                    Some(r) => match PolicyView::from_resource(&r) {
+                        Ok(view) => {
+                            state.traffic_permissions.insert(key.name.clone(), view);
+                        }
+                        Err(_) => {
+                            state.traffic_permissions.remove(&key.name);
+                        }
+                    },
+                    None => {
+                        state.traffic_permissions.remove(&key.name);
+                    }
+                }
+                Some(state)
+            }
+            _ => None,
+        };
+        if let Some(state) = updated {
+            self.meshes
+                .write()
+                .await
+                .insert(mesh.to_string(), Arc::new(state));
+        }
+        Ok(())
+    }
+}
