@@ -25,15 +25,32 @@ pub fn render(kind: Kind, items: &[Value]) -> String {
                 .collect(),
         ),
         Kind::Dataplane => (
-            vec!["MESH", "NAME", "ADDRESS", "TAGS", "AGE"],
+            vec![
+                "MESH",
+                "NAME",
+                "STATUS",
+                "ADDRESS",
+                "TAGS",
+                "CERT EXPIRY",
+                "AGE",
+            ],
             items
                 .iter()
                 .map(|r| {
                     vec![
                         s(r, &["mesh"]),
                         s(r, &["name"]),
+                        match r.pointer("/_status/online").and_then(Value::as_bool) {
+                            Some(true) => "Online".to_string(),
+                            Some(false) => "Offline".to_string(),
+                            None => "-".to_string(),
+                        },
                         s(r, &["networking", "address"]),
                         dataplane_tags(r),
+                        r.pointer("/_status/certificateExpiry")
+                            .and_then(Value::as_str)
+                            .unwrap_or("-")
+                            .to_string(),
                         age(r, now),
                     ]
                 })

@@ -263,19 +263,26 @@ pub fn issue_workload_cert(
     })
 }
 
-/// The instant at which exactly 20% of `cert`'s validity window (`not_before..not_after`, the
-/// back-dating included) remains. Rotation is due strictly after it; see [`rotation_due`].
+/// When the certificate was issued: `not_before` without the clock-skew back-dating. Rotation
+/// is measured from here, so the back-dating does not make short-lived certificates look
+/// mostly spent the moment they are issued.
+fn issued_at(cert: &IssuedCert) -> DateTime<Utc> {
+    (cert.not_before + CLOCK_SKEW).min(cert.not_after)
+}
+
+/// The instant at which exactly 20% of `cert`'s lifetime (from issue to `not_after`) remains.
+/// Rotation is due strictly after it; see [`rotation_due`].
 pub fn rotation_at(cert: &IssuedCert) -> DateTime<Utc> {
-    let total = cert.not_after - cert.not_before;
+    let total = cert.not_after - issued_at(cert);
     cert.not_after - total / 5
 }
 
-/// Whether `cert` should be replaced: true when less than 20% of its validity window remains
-/// (measured in milliseconds from `not_before` to `not_after`), and always once it has expired
-/// or if the window is empty. A 24 h certificate is thus renewed about 4 h 48 min before expiry,
-/// leaving time for retries and for the new one to reach the proxy.
+/// Whether `cert` should be replaced: true when less than 20% of its lifetime (from issue to
+/// `not_after`, in milliseconds) remains, and always once it has expired or if the lifetime is
+/// empty. A 24 h certificate is thus renewed about 4 h 48 min before expiry, leaving time for
+/// retries and for the new one to reach the proxy.
 pub fn rotation_due(cert: &IssuedCert, now: DateTime<Utc>) -> bool {
-    let total = (cert.not_after - cert.not_before).num_milliseconds();
+    let total = (cert.not_after - issued_at(cert)).num_milliseconds();
     let remaining = (cert.not_after - now).num_milliseconds();
     remaining.saturating_mul(5) < total || remaining <= 0
 }

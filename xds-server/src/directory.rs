@@ -45,8 +45,9 @@ pub struct ProxySubscription {
     pub proxy_id: String,
     pub snapshots: watch::Receiver<Arc<Snapshot>>,
     pub status: SharedStatus,
-    /// Dropped with the subscription; the directory watches it to learn of disconnects.
-    pub _connection: watch::Sender<()>,
+    /// Dropped with the subscription when the stream ends: the directory's guard, which tells
+    /// it this stream is gone (e.g. decrements the proxy's open-stream count).
+    pub connection: Option<Box<dyn std::any::Any + Send + Sync>>,
 }
 
 /// What the xDS service needs from the control plane.

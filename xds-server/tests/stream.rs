@@ -36,7 +36,7 @@ impl ProxyDirectory for HandDirectory {
             proxy_id: node.id.clone(),
             snapshots: self.snapshots.subscribe(),
             status: self.status.clone(),
-            _connection: watch::channel(()).0,
+            connection: None,
         })
     }
 }

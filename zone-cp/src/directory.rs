@@ -3,6 +3,7 @@
 //! certificates before they expire, and removes dataplanes that stayed offline too long.
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 
@@ -34,7 +35,23 @@ struct ProxyEntry {
     snapshots: watch::Sender<Arc<Snapshot>>,
     status: SharedStatus,
     last: Option<Arc<ProxyBuild>>,
+    /// Open ADS streams of this proxy: a reconnect overlaps the old stream, so the proxy is
+    /// offline only when the last one ends.
+    streams: Arc<AtomicUsize>,
 }
+
+/// Held by a stream's subscription; counts the proxy's open streams.
+struct StreamGuard(Arc<AtomicUsize>);
+
+impl Drop for StreamGuard {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// The shortest wait before a rotation pass, so an overdue rotation that fails to build cannot
+/// spin the loop.
+const MIN_ROTATION_WAIT: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub struct ZoneDirectory {
     store: SharedStore,
@@ -44,6 +61,8 @@ pub struct ZoneDirectory {
     proxies: Mutex<HashMap<ProxyKey, ProxyEntry>>,
     /// Serializes rebuilds so a slow build never overwrites a newer one.
     rebuild: tokio::sync::Mutex<()>,
+    /// Wakes the run loop when a proxy connects, so its certificate's rotation gets scheduled.
+    wake: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for ZoneDirectory {
@@ -85,6 +104,7 @@ impl ZoneDirectory {
             metrics,
             proxies: Mutex::new(HashMap::new()),
             rebuild: tokio::sync::Mutex::new(()),
+            wake: tokio::sync::Notify::new(),
         }
     }
 
@@ -212,6 +232,7 @@ impl ZoneDirectory {
             };
             tokio::select! {
                 () = stopped(&mut shutdown) => return,
+                () = self.wake.notified() => {}
                 () = sleep => {
                     for key in self.known() {
                         self.refresh(&key).await;
@@ -286,7 +307,12 @@ impl ZoneDirectory {
             .filter_map(|e| e.last.as_ref()?.cert.as_ref())
             .map(|c| atoll_identity::rotation_at(&c.issued))
             .min()?;
-        Some((at - Utc::now()).to_std().unwrap_or_default())
+        Some(
+            (at - Utc::now())
+                .to_std()
+                .unwrap_or_default()
+                .max(MIN_ROTATION_WAIT),
+        )
     }
 
     /// Removes dataplanes whose proxy has been disconnected for longer than `grace`.
@@ -310,13 +336,15 @@ impl ZoneDirectory {
                 .map(|p| {
                     p.iter()
                         .filter(|(_, e)| {
-                            e.status.lock().is_ok_and(|s| {
-                                s.disconnected_at.is_some_and(|at| {
-                                    SystemTime::now().duration_since(at).unwrap_or_default() > grace
-                                }) && s
-                                    .connected_since
-                                    .is_some_and(|c| s.disconnected_at.is_some_and(|d| d >= c))
-                            })
+                            e.streams.load(Ordering::SeqCst) == 0
+                                && e.status.lock().is_ok_and(|s| {
+                                    s.disconnected_at.is_some_and(|at| {
+                                        SystemTime::now().duration_since(at).unwrap_or_default()
+                                            > grace
+                                    }) && s
+                                        .connected_since
+                                        .is_some_and(|c| s.disconnected_at.is_some_and(|d| d >= c))
+                                })
                         })
                         .map(|(k, _)| k.clone())
                         .collect()
@@ -339,11 +367,10 @@ impl ZoneDirectory {
         }
     }
 
-    fn status_json(status: &SharedStatus, build: Option<&ProxyBuild>) -> Value {
-        let s = status.lock().map(|s| s.clone()).unwrap_or_default();
-        let online = s.connected_since.is_some()
-            && s.disconnected_at
-                .is_none_or(|d| s.connected_since.is_some_and(|c| c > d));
+    fn status_json(entry: &ProxyEntry) -> Value {
+        let build = entry.last.as_deref();
+        let s = entry.status.lock().map(|s| s.clone()).unwrap_or_default();
+        let online = entry.streams.load(Ordering::SeqCst) > 0;
         let time = |t: Option<SystemTime>| {
             t.map(|t| {
                 chrono::DateTime::<Utc>::from(t)
@@ -392,15 +419,21 @@ impl ProxyDirectory for ZoneDirectory {
             snapshots: watch::channel(built.snapshot.clone()).0,
             status: SharedStatus::default(),
             last: None,
+            streams: Arc::new(AtomicUsize::new(0)),
         });
+        entry.streams.fetch_add(1, Ordering::SeqCst);
+        let guard = StreamGuard(entry.streams.clone());
         entry.snapshots.send_replace(built.snapshot.clone());
         entry.last = Some(built);
-        Ok(ProxySubscription {
+        let subscription = Ok(ProxySubscription {
             proxy_id: node.id.clone(),
             snapshots: entry.snapshots.subscribe(),
             status: entry.status.clone(),
-            _connection: watch::channel(()).0,
-        })
+            connection: Some(Box::new(guard)),
+        });
+        drop(proxies);
+        self.wake.notify_one();
+        subscription
     }
 }
 
@@ -421,7 +454,7 @@ impl DataplaneInspector for ZoneDirectory {
                     .as_ref()
                     .and_then(|p| p.get(&(mesh.to_string(), dp.name.clone())));
                 let status = match entry {
-                    Some(e) => Self::status_json(&e.status, e.last.as_deref()),
+                    Some(e) => Self::status_json(e),
                     None => json!({"online": false}),
                 };
                 json!({"mesh": mesh, "name": dp.name, "dataplane": dp.to_value(), "status": status})
