@@ -136,6 +136,8 @@ enum Target {
     },
     /// `POST /tokens/dataplane`.
     DataplaneToken,
+    /// `POST /tokens/zone` (global control plane).
+    ZoneToken,
     /// `GET /meshes/{mesh}/dataplanes/_overview`.
     Overview {
         mesh: String,
@@ -190,6 +192,7 @@ fn route(path: &str) -> Result<(&'static str, Target), ApiError> {
     Ok(match segments.as_slice() {
         [] => ("/", Target::Index),
         ["tokens", "dataplane"] => ("/tokens/dataplane", Target::DataplaneToken),
+        ["tokens", "zone"] => ("/tokens/zone", Target::ZoneToken),
         ["meshes", mesh, "dataplanes", "_overview"] => (
             "/meshes/{mesh}/dataplanes/_overview",
             Target::Overview {
@@ -337,6 +340,20 @@ async fn serve(
                 .await
                 .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
             dataplane_token(state, &body).await
+        }
+        (&Method::POST, Target::ZoneToken) => {
+            if !is_admin {
+                return Err(admin_required(&req));
+            }
+            if state.mode != Mode::Global {
+                return Err(ApiError::bad_request(
+                    "zone tokens are issued by the global control plane: call POST /tokens/zone there",
+                ));
+            }
+            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            zone_token(state, &body).await
         }
         (&Method::GET, Target::Overview { mesh }) => {
             ensure_mesh_exists(state, &mesh).await?;
@@ -493,6 +510,77 @@ async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
         ),
     })?;
     tracing::info!(%mesh, %name, "issued a dataplane token");
+    Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
+}
+
+/// `POST /tokens/zone` with `{"zone", "scope": "cp"|"ingress"|"egress" (or a one-item list, as
+/// Kuma writes it), "validFor"?}`: answers the token as plain text.
+async fn zone_token(state: &ApiState, body: &[u8]) -> ApiResult {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;
+    let root = atoll_core::FieldPath::root();
+    let mut v = Violations::new();
+    let zone = doc
+        .get("zone")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    if zone.is_empty() {
+        v.add(&root.field("zone"), "must name the zone the token is for");
+    } else {
+        atoll_core::name::check_mesh_name(&zone, &root.field("zone"), &mut v);
+    }
+    let scope_text = match doc.get("scope") {
+        None => Some("cp".to_string()),
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(Value::Array(a)) if a.len() == 1 => a[0].as_str().map(str::to_string),
+        Some(_) => None,
+    };
+    let scope = match scope_text.as_deref() {
+        Some("cp") => Some(atoll_identity::Scope::Cp),
+        Some("ingress") => Some(atoll_identity::Scope::Ingress),
+        Some("egress") => Some(atoll_identity::Scope::Egress),
+        other => {
+            v.add(
+                &root.field("scope"),
+                format!("must be one of: cp, ingress, egress (got {other:?})"),
+            );
+            None
+        }
+    };
+    let valid_for = match doc.get("validFor").and_then(Value::as_str) {
+        None => std::time::Duration::from_secs(365 * 24 * 3600),
+        Some(d) => match atoll_core::types::parse_go_duration(d) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                v.add(
+                    &root.field("validFor"),
+                    format!("must be a positive duration such as 720h (got {d:?})"),
+                );
+                std::time::Duration::ZERO
+            }
+        },
+    };
+    let (Some(scope), true) = (scope, v.is_empty()) else {
+        return Err(ApiError::invalid(v));
+    };
+    let token = crate::tokens::issue_zone_token(
+        state.store.as_ref(),
+        &zone,
+        scope,
+        valid_for,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Token not issued",
+            other.to_string(),
+        ),
+    })?;
+    tracing::info!(%zone, ?scope, "issued a zone token");
     Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
 }
 

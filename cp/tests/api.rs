@@ -348,3 +348,67 @@ async fn index_reports_mode_and_instance() {
     assert_eq!(b["instanceId"], "test-1");
     assert!(b["version"].is_string());
 }
+
+#[tokio::test]
+async fn global_issues_zone_tokens_that_verify_and_name_their_zone() {
+    let (app, store) = app();
+    let req = Request::post("/tokens/zone")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"zone": "zone-1", "scope": "cp", "validFor": "1h"}).to_string(),
+        ))
+        .expect("request");
+    let resp = app.clone().oneshot(req).await.expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let bytes = axum::body::to_bytes(resp.into_body(), 1 << 16)
+        .await
+        .expect("body");
+    let token = String::from_utf8(bytes.to_vec()).expect("utf8");
+    let keys = atoll_cp::tokens::zone_verification_keys(store.as_ref())
+        .await
+        .expect("keys");
+    let claims =
+        atoll_identity::verify_zone_token(&token, &keys, chrono::Utc::now()).expect("verifies");
+    assert_eq!(claims.zone, "zone-1");
+    assert_eq!(claims.scope, atoll_identity::Scope::Cp);
+    // A zone token is not a dataplane token.
+    assert!(atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_err());
+
+    let bad = Request::post("/tokens/zone")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            json!({"zone": "", "scope": "admin"}).to_string(),
+        ))
+        .expect("request");
+    let (s, b) = call(&app, bad).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let fields: Vec<&str> = b["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect();
+    assert_eq!(fields, ["zone", "scope"], "{b}");
+}
+
+#[tokio::test]
+async fn dataplane_tokens_need_an_existing_mesh_and_a_name() {
+    let (app, _) = app();
+    let req = |body: Value| {
+        Request::post("/tokens/dataplane")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_string()))
+            .expect("request")
+    };
+    let (s, b) = call(&app, req(json!({"mesh": "nope", "name": "web-1"}))).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    create_mesh(&app, "default").await;
+    let (s, b) = call(&app, req(json!({"mesh": "default", "validFor": "soon"}))).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
+    let (s, _) = call(
+        &app,
+        req(json!({"mesh": "default", "name": "web-1", "validFor": "1h"})),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK);
+}

@@ -97,6 +97,16 @@ enum GenerateCommand {
         #[arg(long, default_value = "24h")]
         valid_for: String,
     },
+    /// A token a zone control plane (scope cp), or its ingress or egress, presents to the
+    /// global control plane. Call it against the global API.
+    ZoneToken {
+        #[arg(long)]
+        zone: String,
+        #[arg(long, value_parser = ["cp", "ingress", "egress"], default_value = "cp")]
+        scope: String,
+        #[arg(long, default_value = "8760h")]
+        valid_for: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -161,6 +171,22 @@ async fn execute(client: &ApiClient, command: Command) -> Result<(), String> {
             let body = serde_json::json!({"mesh": mesh, "name": name, "validFor": valid_for});
             let token = client
                 .post_text("/tokens/dataplane", &body)
+                .await
+                .map_err(|e| render_error(&e))?;
+            println!("{}", token.trim());
+            Ok(())
+        }
+        Command::Generate {
+            what:
+                GenerateCommand::ZoneToken {
+                    zone,
+                    scope,
+                    valid_for,
+                },
+        } => {
+            let body = serde_json::json!({"zone": zone, "scope": scope, "validFor": valid_for});
+            let token = client
+                .post_text("/tokens/zone", &body)
                 .await
                 .map_err(|e| render_error(&e))?;
             println!("{}", token.trim());

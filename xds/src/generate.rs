@@ -309,6 +309,7 @@ fn inbound_resources(ctx: &ProxyContext, inbound: &InboundContext) -> Vec<Resour
                     name: Some(format!("{name}:mtls")),
                     filter_chain_match: Some(FilterChainMatch {
                         transport_protocol: Some("tls".to_string()),
+                        ..Default::default()
                     }),
                     transport_socket: Some(inbound_tls(&ctx.mesh)),
                     ..chain(mesh_peer)
@@ -317,6 +318,7 @@ fn inbound_resources(ctx: &ProxyContext, inbound: &InboundContext) -> Vec<Resour
                     name: Some(format!("{name}:plaintext")),
                     filter_chain_match: Some(FilterChainMatch {
                         transport_protocol: Some("raw_buffer".to_string()),
+                        ..Default::default()
                     }),
                     ..chain(Peer::Plaintext)
                 },
@@ -412,6 +414,7 @@ fn inbound_filters(
                 timeout: Some(defaults::INBOUND_REQUEST_TIMEOUT),
                 idle_timeout: None,
                 retry_policy: None,
+                auto_host_rewrite: None,
             };
             vec![http_connection_manager(
                 stat_prefix,
@@ -441,7 +444,7 @@ fn inbound_tls(mesh: &str) -> TransportSocket {
     })
 }
 
-fn mesh_validation(san: StringMatcher) -> CombinedValidationContext {
+pub(crate) fn mesh_validation(san: StringMatcher) -> CombinedValidationContext {
     CombinedValidationContext {
         default_validation_context: CertificateValidationContext {
             trusted_ca: None,
@@ -613,6 +616,7 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
                         max_interval: Some(defaults::RETRY_MAX_INTERVAL),
                     }),
                 }),
+                auto_host_rewrite: None,
             };
             vec![http_connection_manager(
                 &stat_prefix,
@@ -732,7 +736,7 @@ pub fn load_assignment(
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
 
-fn http_connection_manager(
+pub(crate) fn http_connection_manager(
     stat_prefix: &str,
     route_config_name: &str,
     service: &str,
@@ -771,7 +775,7 @@ fn http_connection_manager(
 
 /// The upstream HTTP options of a cluster: HTTP/2 for http2 and gRPC, HTTP/1.1 for http, with
 /// the connection idle timeout; nothing for TCP.
-fn http_protocol_options(
+pub(crate) fn http_protocol_options(
     protocol: Protocol,
     idle_timeout: model::Duration,
 ) -> BTreeMap<String, TypedConfig> {
@@ -796,7 +800,7 @@ fn http_protocol_options(
 
 /// A stats-friendly form of a name: every character other than ASCII letters, digits and `_`
 /// becomes `_` (`inbound:10.0.0.1:8080` -> `inbound_10_0_0_1_8080`).
-fn stat_name(name: &str) -> String {
+pub(crate) fn stat_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {

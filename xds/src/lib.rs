@@ -8,6 +8,9 @@
 //! - `proto`: the model converted to Envoy's protobuf types for the wire.
 //! - `generate`: the pure, deterministic function (context -> resources).
 //! - `bootstrap`: the Envoy bootstrap a dataplane starts with.
+//! - `zone_context` and `zone_proxy`: the same for the zone ingress and the zone egress
+//!   (SNI-routed cross-zone traffic, MeshExternalService), and the helpers that give sidecars
+//!   the endpoints of other zones and of the local egress (see `ZONE-PROXIES.md`).
 //!
 //! This crate never touches a store or a socket.
 
@@ -16,3 +19,5 @@ pub mod context;
 pub mod generate;
 pub mod model;
 pub mod proto;
+pub mod zone_context;
+pub mod zone_proxy;

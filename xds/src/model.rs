@@ -386,6 +386,9 @@ pub struct FilterChainMatch {
     /// `"tls"` (set by the TLS inspector) or `"raw_buffer"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub transport_protocol: Option<String>,
+    /// The SNI values (from the TLS inspector) this chain serves; empty matches any.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_names: Vec<String>,
 }
 
 /// `config.listener.v3.Filter`.
@@ -582,6 +585,10 @@ pub struct RouteAction {
     pub idle_timeout: Option<Duration>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_policy: Option<RetryPolicy>,
+    /// Rewrites the Host header to the DNS name of the chosen upstream host (STRICT_DNS and
+    /// LOGICAL_DNS clusters only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_host_rewrite: Option<bool>,
 }
 
 /// `config.route.v3.RetryPolicy`.

@@ -228,6 +228,7 @@ impl ToProto for model::FilterChain {
             filter_chain_match: self.filter_chain_match.as_ref().map(|m| {
                 listener_pb::FilterChainMatch {
                     transport_protocol: m.transport_protocol.clone().unwrap_or_default(),
+                    server_names: m.server_names.clone(),
                     ..Default::default()
                 }
             }),
@@ -456,6 +457,9 @@ impl ToProto for model::RouteAction {
             timeout: duration(self.timeout),
             idle_timeout: duration(self.idle_timeout),
             retry_policy: self.retry_policy.as_ref().map(ToProto::to_proto),
+            host_rewrite_specifier: self.auto_host_rewrite.map(|value| {
+                route_pb::route_action::HostRewriteSpecifier::AutoHostRewrite(BoolValue { value })
+            }),
             ..Default::default()
         }
     }
@@ -931,6 +935,7 @@ mod tests {
                 name: None,
                 filter_chain_match: Some(FilterChainMatch {
                     transport_protocol: Some("tls".into()),
+                    ..Default::default()
                 }),
                 filters: vec![Filter {
                     name: names::TCP_PROXY.into(),

@@ -4,80 +4,24 @@
 //! atoll-xds` rewrites the golden files instead of comparing.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
 use atoll_xds::bootstrap::bootstrap;
 use atoll_xds::context::ProxyContext;
 use atoll_xds::generate::generate;
-use serde::Serialize;
 
 mod common;
+#[path = "support/golden.rs"]
+mod golden_support;
 
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct GoldenEntry<'a> {
-    type_url: &'a str,
-    name: &'a str,
-    resource: &'a serde_json::Value,
-}
+use golden_support::{check, testdata, to_yaml};
 
-fn testdata() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
-}
-
-fn updating() -> bool {
-    std::env::var("UPDATE_GOLDEN_FILES").is_ok_and(|v| v == "true")
-}
-
-/// Compares `actual` with the golden file (or rewrites it); returns a failure message.
-fn check(golden: &Path, actual: &str) -> Option<String> {
-    if updating() {
-        fs::write(golden, actual).expect("write golden file");
-        return None;
-    }
-    let expected = fs::read_to_string(golden).unwrap_or_default();
-    if expected == actual {
-        return None;
-    }
-    Some(format!(
-        "{} differs (run with UPDATE_GOLDEN_FILES=true to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
-        golden.display()
-    ))
-}
-
-/// YAML without folded block scalars, so long type URLs stay on one line.
-fn to_yaml<T: Serialize>(value: &T) -> String {
-    let mut options = serde_saphyr::SerializerOptions::default();
-    options.prefer_block_scalars = false;
-    serde_saphyr::to_string_with_options(value, options).expect("serializes to YAML")
-}
-
-fn input_cases() -> Vec<(String, PathBuf)> {
-    let mut cases: Vec<_> = fs::read_dir(testdata())
-        .expect("testdata directory")
-        .map(|e| e.expect("dir entry").path())
-        .filter_map(|p| {
-            let file = p.file_name()?.to_str()?.to_string();
-            let case = file.strip_suffix(".input.yaml")?.to_string();
-            Some((case, p))
-        })
-        .collect();
-    cases.sort();
-    cases
+fn input_cases() -> Vec<(String, std::path::PathBuf)> {
+    golden_support::input_cases(&testdata())
 }
 
 /// The golden YAML of one context.
 fn render(ctx: &ProxyContext) -> String {
-    let resources = generate(ctx).expect("generates");
-    let entries: Vec<_> = resources
-        .iter()
-        .map(|r| GoldenEntry {
-            type_url: &r.type_url,
-            name: &r.name,
-            resource: &r.json,
-        })
-        .collect();
-    to_yaml(&entries)
+    golden_support::render(&generate(ctx).expect("generates"))
 }
 
 #[test]

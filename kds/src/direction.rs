@@ -1,0 +1,247 @@
+//! Which kinds flow which way between the global control plane and its zones, and how a synced
+//! copy is named. This table is the only place where kinds are told apart: the engine, the
+//! naming and the wire encoding ask it and have no per-kind cases of their own.
+//!
+//! | kind | global -> zone | zone -> global | global relays to other zones | keeps its name from global |
+//! |---|---|---|---|---|
+//! | Mesh | yes | | | yes (meshes must match across zones) |
+//! | the 16 targetRef policies | yes | | | no |
+//! | Secret | yes | | | yes (Meshes name their CA Secrets) |
+//! | MeshExternalService | yes | | | no |
+//! | MeshMultiZoneService | yes | | | no |
+//! | HostnameGenerator | yes | | | yes (global-scoped, unique already) |
+//! | Dataplane | | yes | | |
+//! | ZoneEgress | | yes | | |
+//! | ZoneIngress | | yes | yes | |
+//! | MeshService | | yes | yes | |
+//! | Zone | never | never | | |
+//! | GlobalSecret | never | never | | |
+//!
+//! - **GlobalSecret stays on global.** It holds the global control plane's own credentials (the
+//!   zone-token signing key above all). Kuma syncs only a public key derived from that signing
+//!   key, so zones can check zone tokens; in Atoll the global checks zone tokens itself, so no
+//!   zone needs anything from a GlobalSecret, and a leaked zone store leaks no global key.
+//! - **MeshExternalService flows global -> zone**: it is mesh configuration an operator writes on
+//!   global, like a policy (the brief did not list it; Kuma syncs it the same way).
+//! - **Zone** is global's record of its zones; a zone never receives or sends it.
+//! - Resources created in a zone always get a hashed name on global (zone names collide across
+//!   zones: every zone has a `zone-ingress`). Resources created on global keep their name in the
+//!   zones when `keeps_global_name`; the others get `<name>-<hash>` as in Kuma, which leaves the
+//!   plain name free for a zone's own resources.
+//! - A relayed resource (created in zone A, sent by global to zone B) keeps the name and labels it
+//!   got on global, so every zone sees it under the same name.
+
+use atoll_core::Kind;
+
+/// One side of a KDS connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Side {
+    Global,
+    Zone,
+}
+
+impl Side {
+    /// The other side.
+    pub fn peer(self) -> Side {
+        match self {
+            Side::Global => Side::Zone,
+            Side::Zone => Side::Global,
+        }
+    }
+}
+
+/// One control plane in a KDS connection: global, or a zone by name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Party {
+    Global,
+    Zone(String),
+}
+
+impl Party {
+    pub fn zone(name: impl Into<String>) -> Party {
+        Party::Zone(name.into())
+    }
+
+    pub fn side(&self) -> Side {
+        match self {
+            Party::Global => Side::Global,
+            Party::Zone(_) => Side::Zone,
+        }
+    }
+
+    /// The zone's name, for a zone.
+    pub fn zone_name(&self) -> Option<&str> {
+        match self {
+            Party::Global => None,
+            Party::Zone(z) => Some(z),
+        }
+    }
+}
+
+impl std::fmt::Display for Party {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Party::Global => f.write_str("global"),
+            Party::Zone(z) => write!(f, "zone {z:?}"),
+        }
+    }
+}
+
+/// What of one kind leaves one side for the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Flow {
+    /// Resources created on this side are sent to the other side.
+    pub own: bool,
+    /// (Global only) resources global received from one zone are sent on to the other zones.
+    pub relay: bool,
+}
+
+impl Flow {
+    /// Nothing of the kind leaves this side.
+    pub fn is_none(self) -> bool {
+        !self.own && !self.relay
+    }
+}
+
+/// The sync rule of one kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncRule {
+    /// Resources created on global are sent to every zone.
+    pub global_to_zone: bool,
+    /// Resources created in a zone are sent to global.
+    pub zone_to_global: bool,
+    /// Global sends what it received from one zone on to the other zones.
+    pub relay_to_other_zones: bool,
+    /// A resource sent by global keeps its name in the zones (no hash suffix).
+    pub keeps_global_name: bool,
+}
+
+const NEVER: SyncRule = SyncRule {
+    global_to_zone: false,
+    zone_to_global: false,
+    relay_to_other_zones: false,
+    keeps_global_name: false,
+};
+
+const FROM_GLOBAL: SyncRule = SyncRule {
+    global_to_zone: true,
+    ..NEVER
+};
+
+const FROM_GLOBAL_SAME_NAME: SyncRule = SyncRule {
+    global_to_zone: true,
+    keeps_global_name: true,
+    ..NEVER
+};
+
+const FROM_ZONE: SyncRule = SyncRule {
+    zone_to_global: true,
+    ..NEVER
+};
+
+const FROM_ZONE_RELAYED: SyncRule = SyncRule {
+    zone_to_global: true,
+    relay_to_other_zones: true,
+    ..NEVER
+};
+
+/// The sync rule of a kind. Every kind is listed (no catch-all), so a new kind cannot be added
+/// without deciding how it syncs.
+pub fn rule(kind: Kind) -> SyncRule {
+    match kind {
+        Kind::Zone | Kind::GlobalSecret => NEVER,
+        Kind::Mesh | Kind::Secret | Kind::HostnameGenerator => FROM_GLOBAL_SAME_NAME,
+        Kind::MeshExternalService
+        | Kind::MeshMultiZoneService
+        | Kind::MeshTrafficPermission
+        | Kind::MeshTimeout
+        | Kind::MeshRetry
+        | Kind::MeshHTTPRoute
+        | Kind::MeshTCPRoute
+        | Kind::MeshCircuitBreaker
+        | Kind::MeshHealthCheck
+        | Kind::MeshRateLimit
+        | Kind::MeshAccessLog
+        | Kind::MeshTrace
+        | Kind::MeshMetric
+        | Kind::MeshLoadBalancingStrategy
+        | Kind::MeshFaultInjection
+        | Kind::MeshPassthrough
+        | Kind::MeshProxyPatch
+        | Kind::MeshTLS => FROM_GLOBAL,
+        Kind::Dataplane | Kind::ZoneEgress => FROM_ZONE,
+        Kind::ZoneIngress | Kind::MeshService => FROM_ZONE_RELAYED,
+    }
+}
+
+/// What of `kind` leaves side `from` for the other side.
+pub fn flows(kind: Kind, from: Side) -> Flow {
+    let r = rule(kind);
+    match from {
+        Side::Global => Flow {
+            own: r.global_to_zone,
+            relay: r.relay_to_other_zones,
+        },
+        Side::Zone => Flow {
+            own: r.zone_to_global,
+            relay: false,
+        },
+    }
+}
+
+/// The kinds that side `from` sends to the other side, in `Kind::ALL` order.
+pub fn kinds_sent_by(from: Side) -> Vec<Kind> {
+    Kind::ALL
+        .iter()
+        .copied()
+        .filter(|k| !flows(*k, from).is_none())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kind_has_a_decided_direction() {
+        let mut never = Vec::new();
+        for kind in Kind::ALL.iter().copied() {
+            let r = rule(kind);
+            // A kind flows one way at most (relaying is global passing a zone's resource on).
+            assert!(
+                !(r.global_to_zone && r.zone_to_global),
+                "{kind} flows both ways"
+            );
+            assert!(
+                !r.relay_to_other_zones || r.zone_to_global,
+                "{kind} relayed without coming from a zone"
+            );
+            assert!(!flows(kind, Side::Zone).relay, "zones relay nothing");
+            if kind.is_policy() {
+                assert!(r.global_to_zone && !r.keeps_global_name, "{kind}");
+            }
+            if r == NEVER {
+                never.push(kind);
+            }
+        }
+        assert_eq!(never, [Kind::Zone, Kind::GlobalSecret]);
+        assert!(rule(Kind::Mesh).keeps_global_name);
+        let from_zone = kinds_sent_by(Side::Zone);
+        assert_eq!(
+            from_zone,
+            [
+                Kind::ZoneIngress,
+                Kind::ZoneEgress,
+                Kind::Dataplane,
+                Kind::MeshService
+            ]
+        );
+        // Global sends its own kinds plus the relayed ones: everything but the never kinds and
+        // the zone-only ones.
+        let from_global = kinds_sent_by(Side::Global);
+        assert_eq!(from_global.len(), Kind::ALL.len() - 2 - 2);
+        assert!(from_global.contains(&Kind::ZoneIngress));
+        assert!(!from_global.contains(&Kind::Dataplane));
+        assert_eq!(Side::Zone.peer(), Side::Global);
+    }
+}

@@ -1,0 +1,75 @@
+//! Golden file helpers shared by the sidecar and the zone proxy golden tests (included with
+//! `#[path]`). `UPDATE_GOLDEN_FILES=true` rewrites the golden files instead of comparing.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use atoll_xds::proto::EnvoyResource;
+use serde::Serialize;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct GoldenEntry<'a> {
+    type_url: &'a str,
+    name: &'a str,
+    resource: &'a serde_json::Value,
+}
+
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata")
+}
+
+fn updating() -> bool {
+    std::env::var("UPDATE_GOLDEN_FILES").is_ok_and(|v| v == "true")
+}
+
+/// Compares `actual` with the golden file (or rewrites it); returns a failure message.
+pub fn check(golden: &Path, actual: &str) -> Option<String> {
+    if updating() {
+        fs::write(golden, actual).expect("write golden file");
+        return None;
+    }
+    let expected = fs::read_to_string(golden).unwrap_or_default();
+    if expected == actual {
+        return None;
+    }
+    Some(format!(
+        "{} differs (run with UPDATE_GOLDEN_FILES=true to accept):\n--- expected\n{expected}\n--- actual\n{actual}",
+        golden.display()
+    ))
+}
+
+/// YAML without folded block scalars, so long type URLs stay on one line.
+pub fn to_yaml<T: Serialize>(value: &T) -> String {
+    let mut options = serde_saphyr::SerializerOptions::default();
+    options.prefer_block_scalars = false;
+    serde_saphyr::to_string_with_options(value, options).expect("serializes to YAML")
+}
+
+/// The `<case>.input.yaml` files of a directory, sorted by case name.
+pub fn input_cases(dir: &Path) -> Vec<(String, PathBuf)> {
+    let mut cases: Vec<_> = fs::read_dir(dir)
+        .expect("testdata directory")
+        .map(|e| e.expect("dir entry").path())
+        .filter_map(|p| {
+            let file = p.file_name()?.to_str()?.to_string();
+            let case = file.strip_suffix(".input.yaml")?.to_string();
+            Some((case, p))
+        })
+        .collect();
+    cases.sort();
+    cases
+}
+
+/// The golden YAML of generated resources: a list of `{typeUrl, name, resource}`.
+pub fn render(resources: &[EnvoyResource]) -> String {
+    let entries: Vec<_> = resources
+        .iter()
+        .map(|r| GoldenEntry {
+            type_url: &r.type_url,
+            name: &r.name,
+            resource: &r.json,
+        })
+        .collect();
+    to_yaml(&entries)
+}
