@@ -117,6 +117,33 @@ pub struct OutboundContext {
     /// Healthy endpoints of the service in the mesh, sorted.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
+    /// MeshTimeout values for this destination; unset ones keep Kuma's defaults.
+    #[serde(default, skip_serializing_if = "OutboundTimeouts::is_empty")]
+    pub timeouts: OutboundTimeouts,
+}
+
+/// MeshTimeout's outbound settings (Go durations, as the policy writes them).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutboundTimeouts {
+    /// Cluster `connect_timeout`.
+    #[serde(default)]
+    pub connection_timeout: Option<String>,
+    /// TCP proxy idle timeout / HTTP connection idle timeout.
+    #[serde(default)]
+    pub idle_timeout: Option<String>,
+    /// HTTP route timeout (`0s` turns it off).
+    #[serde(default)]
+    pub request_timeout: Option<String>,
+    /// HTTP stream idle timeout.
+    #[serde(default)]
+    pub stream_idle_timeout: Option<String>,
+}
+
+impl OutboundTimeouts {
+    pub fn is_empty(&self) -> bool {
+        self == &OutboundTimeouts::default()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

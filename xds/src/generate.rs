@@ -582,8 +582,26 @@ fn source_principal(source: &SourceMatch, peer: Peer<'_>) -> Option<Principal> {
 // Outbound
 // ---------------------------------------------------------------------------------------------
 
+/// A MeshTimeout duration, or the default when unset (validated policies always parse).
+fn timeout_or(value: &Option<String>, default: model::Duration) -> model::Duration {
+    value
+        .as_deref()
+        .and_then(atoll_core::types::parse_go_duration)
+        .map_or(default, |d| {
+            model::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        })
+}
+
 fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Resource> {
     let name = outbound_listener_name(&outbound.address, outbound.port);
+    let t = &outbound.timeouts;
+    let connect_timeout = timeout_or(&t.connection_timeout, defaults::OUTBOUND_CONNECT_TIMEOUT);
+    let idle_timeout = timeout_or(&t.idle_timeout, defaults::OUTBOUND_IDLE_TIMEOUT);
+    let request_timeout = timeout_or(&t.request_timeout, defaults::OUTBOUND_REQUEST_TIMEOUT);
+    let stream_idle_timeout = timeout_or(
+        &t.stream_idle_timeout,
+        defaults::OUTBOUND_STREAM_IDLE_TIMEOUT,
+    );
     let stat_prefix = stat_name(&name);
     let cluster_name = outbound.service.clone();
 
@@ -593,7 +611,7 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
             typed_config: TypedConfig::TcpProxy(TcpProxy {
                 stat_prefix: stat_prefix.clone(),
                 cluster: cluster_name.clone(),
-                idle_timeout: Some(defaults::OUTBOUND_IDLE_TIMEOUT),
+                idle_timeout: Some(idle_timeout),
                 max_connect_attempts: Some(defaults::TCP_MAX_CONNECT_ATTEMPTS),
             }),
         }],
@@ -605,7 +623,7 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
             };
             let route = RouteAction {
                 cluster: cluster_name.clone(),
-                timeout: Some(defaults::OUTBOUND_REQUEST_TIMEOUT),
+                timeout: Some(request_timeout),
                 idle_timeout: None,
                 retry_policy: Some(RetryPolicy {
                     retry_on: retry_on.to_string(),
@@ -624,8 +642,8 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
                 &outbound.service,
                 route,
                 vec![HttpFilter::router()],
-                defaults::OUTBOUND_IDLE_TIMEOUT,
-                defaults::OUTBOUND_STREAM_IDLE_TIMEOUT,
+                idle_timeout,
+                stream_idle_timeout,
             )]
         }
     };
@@ -661,7 +679,7 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: ConfigSource::ads(),
         }),
-        connect_timeout: defaults::OUTBOUND_CONNECT_TIMEOUT,
+        connect_timeout,
         load_assignment: None,
         circuit_breakers: Some(CircuitBreakers {
             thresholds: vec![Thresholds {
@@ -672,10 +690,7 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
             }],
         }),
         outlier_detection: None,
-        typed_extension_protocol_options: http_protocol_options(
-            outbound.protocol,
-            defaults::OUTBOUND_IDLE_TIMEOUT,
-        ),
+        typed_extension_protocol_options: http_protocol_options(outbound.protocol, idle_timeout),
         transport_socket,
     };
     let assignment = load_assignment(&cluster_name, &outbound.endpoints);
@@ -849,8 +864,36 @@ mod tests {
                 service: "backend".into(),
                 protocol: Protocol::Tcp,
                 endpoints,
+                timeouts: Default::default(),
             }],
         }
+    }
+
+    #[test]
+    fn mesh_timeout_values_replace_the_defaults_they_set() {
+        let mut c = ctx(vec![], vec![endpoint("10.0.0.1", None)]);
+        c.outbounds[0].timeouts.connection_timeout = Some("2s".into());
+        c.outbounds[0].timeouts.idle_timeout = Some("20s".into());
+        let out = generate(&c).expect("generates");
+        let cluster = out
+            .iter()
+            .find(|r| r.type_url.ends_with("Cluster") && r.name == "backend")
+            .expect("cluster");
+        assert_eq!(cluster.json["connect_timeout"], "2s", "{}", cluster.json);
+        let listener = out
+            .iter()
+            .find(|r| r.name.starts_with("outbound:"))
+            .expect("listener")
+            .json
+            .to_string();
+        assert!(listener.contains("\"idle_timeout\":\"20s\""), "{listener}");
+        // Unset values keep Kuma's defaults.
+        let default = generate(&ctx(vec![], vec![endpoint("10.0.0.1", None)])).expect("generates");
+        let cluster = default
+            .iter()
+            .find(|r| r.type_url.ends_with("Cluster") && r.name == "backend")
+            .expect("cluster");
+        assert_eq!(cluster.json["connect_timeout"], "5s");
     }
 
     fn endpoint(address: &str, zone: Option<&str>) -> Endpoint {
@@ -902,6 +945,7 @@ mod tests {
             service: "db".into(),
             protocol: Protocol::Tcp,
             endpoints: vec![],
+            timeouts: Default::default(),
         };
         a.outbounds.push(second.clone());
         b.outbounds.insert(0, second);

@@ -73,6 +73,8 @@ pub struct MeshState {
     pub services: HashMap<String, ServiceEndpoints>,
     /// MeshTrafficPermissions by name.
     pub traffic_permissions: BTreeMap<String, PolicyView>,
+    /// MeshTimeouts by name.
+    pub timeouts: BTreeMap<String, PolicyView>,
 }
 
 pub fn protocol_of(tags: &BTreeMap<String, String>) -> Protocol {
@@ -109,6 +111,7 @@ impl MeshState {
             dataplanes: HashMap::new(),
             services: HashMap::new(),
             traffic_permissions: BTreeMap::new(),
+            timeouts: BTreeMap::new(),
         }
     }
 
@@ -239,6 +242,15 @@ impl MeshIndex {
                 state.traffic_permissions.insert(r.name.clone(), view);
             }
         }
+        let timeouts = self
+            .store
+            .list(&ListFilter::in_mesh(Kind::MeshTimeout, mesh))
+            .await?;
+        for r in &timeouts.items {
+            if let Ok(view) = PolicyView::from_resource(r) {
+                state.timeouts.insert(r.name.clone(), view);
+            }
+        }
         Ok(state)
     }
 
@@ -291,19 +303,24 @@ impl MeshIndex {
                 }
                 Some(state)
             }
-            Kind::MeshTrafficPermission => {
+            Kind::MeshTrafficPermission | Kind::MeshTimeout => {
                 let mut state = (*current).clone();
+                let policies = if key.kind == Kind::MeshTimeout {
+                    &mut state.timeouts
+                } else {
+                    &mut state.traffic_permissions
+                };
                 match self.store.get(key).await? {
                     Some(r) => match PolicyView::from_resource(&r) {
                         Ok(view) => {
-                            state.traffic_permissions.insert(key.name.clone(), view);
+                            policies.insert(key.name.clone(), view);
                         }
                         Err(_) => {
-                            state.traffic_permissions.remove(&key.name);
+                            policies.remove(&key.name);
                         }
                     },
                     None => {
-                        state.traffic_permissions.remove(&key.name);
+                        policies.remove(&key.name);
                     }
                 }
                 Some(state)

@@ -8,15 +8,15 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use atoll_core::matching::{PolicyView, ProxyView};
+use atoll_core::matching::{Destination, PolicyView, ProxyView, outbound_conf_for};
 use atoll_core::policies::mesh_traffic_permission::Action;
 use atoll_core::traffic_permission::inbound_permission_rules;
 use atoll_core::{Kind, ResourceKey};
 use atoll_identity::{IssuedCert, WorkloadCertRequest};
 use atoll_store::StoreError;
 use atoll_xds::context::{
-    InboundContext, InboundPermissions, MeshMtls, OutboundContext, PermissionAction,
-    PermissionRule, Protocol, ProxyContext, SourceMatch,
+    InboundContext, InboundPermissions, MeshMtls, OutboundContext, OutboundTimeouts,
+    PermissionAction, PermissionRule, Protocol, ProxyContext, SourceMatch,
 };
 use atoll_xds_server::session::{Snapshot, SnapshotResource};
 
@@ -160,6 +160,8 @@ pub fn build_from(
     }
 
     let mut outbounds = Vec::new();
+    let mut rules_out = Vec::new();
+    let timeout_policies: Vec<PolicyView> = state.timeouts.values().cloned().collect();
     let mut outbound_services = BTreeSet::new();
     for outbound in &networking.outbound {
         let service = match (&outbound.tags, &outbound.backend_ref) {
@@ -174,6 +176,8 @@ pub fn build_from(
         };
         outbound_services.insert(service.clone());
         let found = state.services.get(&service);
+        let timeouts = outbound_timeouts(&timeout_policies, &proxy, &service);
+        rules_out.push(json!({"service": service, "port": port, "meshTimeout": timeouts}));
         outbounds.push(OutboundContext {
             address: outbound
                 .address
@@ -183,6 +187,7 @@ pub fn build_from(
             service: service.clone(),
             protocol: found.map_or(Protocol::Tcp, |s| s.protocol()),
             endpoints: found.map(|s| s.endpoints()).unwrap_or_default(),
+            timeouts,
         });
     }
 
@@ -238,9 +243,7 @@ pub fn build_from(
     snapshot.version = format!("{:016x}", digest.finish());
     let rules_json = json!({
         "inbounds": rules_in,
-        "outbounds": ctx.outbounds.iter().map(|o| json!({
-            "port": o.port, "service": o.service, "endpoints": o.endpoints.len(),
-        })).collect::<Vec<_>>(),
+        "outbounds": rules_out,
         "mtls": ca.map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
     });
     Ok(ProxyBuild {
@@ -251,6 +254,30 @@ pub fn build_from(
         own_services,
         cert,
     })
+}
+
+/// The merged MeshTimeout for traffic to `service` (Kuma's `to` rules); unset fields keep the
+/// generator's defaults.
+fn outbound_timeouts(
+    policies: &[PolicyView],
+    proxy: &ProxyView,
+    service: &str,
+) -> OutboundTimeouts {
+    let destination = Destination::Named {
+        kind: "MeshService".into(),
+        name: service.to_string(),
+        section_name: None,
+    };
+    let Some(rule) = outbound_conf_for(policies, proxy, &destination) else {
+        return OutboundTimeouts::default();
+    };
+    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
+    OutboundTimeouts {
+        connection_timeout: text(rule.conf.get("connectionTimeout")),
+        idle_timeout: text(rule.conf.get("idleTimeout")),
+        request_timeout: text(rule.conf.pointer("/http/requestTimeout")),
+        stream_idle_timeout: text(rule.conf.pointer("/http/streamIdleTimeout")),
+    }
 }
 
 /// A proxy certificate and what it was issued for.
@@ -339,5 +366,85 @@ impl Fnv {
 
     fn finish(&self) -> u64 {
         self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{DataplaneEntry, MeshState};
+    use atoll_core::Resource;
+    use serde_json::json;
+
+    fn mesh_without_mtls() -> MeshState {
+        let doc = serde_json::from_value(json!({})).expect("mesh");
+        let mut state = MeshState::new("default", doc, None);
+        let dp = |v: Value| DataplaneEntry {
+            labels: Default::default(),
+            doc: serde_json::from_value(v).expect("dataplane"),
+            services: Default::default(),
+        };
+        state.upsert_dataplane(
+            "web-1",
+            dp(json!({"networking": {"address": "127.0.0.1",
+                "inbound": [{"port": 8080, "servicePort": 80, "tags": {"kuma.io/service": "web"}}],
+                "outbound": [{"port": 10001, "tags": {"kuma.io/service": "backend"}},
+                             {"port": 10002, "tags": {"kuma.io/service": "db"}}]}})),
+        );
+        state
+    }
+
+    fn cluster_connect_timeout(build: &ProxyBuild, cluster: &str) -> Value {
+        build.config_json["resources"]
+            .as_array()
+            .expect("resources")
+            .iter()
+            .find(|r| {
+                r["typeUrl"]
+                    .as_str()
+                    .is_some_and(|t| t.ends_with("Cluster"))
+                    && r["name"] == cluster
+            })
+            .map(|r| r["resource"]["connect_timeout"].clone())
+            .unwrap_or(Value::Null)
+    }
+
+    #[test]
+    fn mesh_timeout_for_one_service_changes_only_its_cluster() {
+        let mut state = mesh_without_mtls();
+        let policy = Resource::from_value(json!({
+            "type": "MeshTimeout", "mesh": "default", "name": "backend-timeouts",
+            "spec": {"targetRef": {"kind": "Mesh"}, "to": [{
+                "targetRef": {"kind": "MeshService", "name": "backend"},
+                "default": {"connectionTimeout": "2s", "http": {"requestTimeout": "3s"}}
+            }]}
+        }))
+        .expect("valid policy");
+        let view = PolicyView::from_resource(&policy).expect("view");
+        state.timeouts.insert("backend-timeouts".into(), view);
+        let built = build_from(&state, "web-1", None, Utc::now()).expect("builds");
+        assert_eq!(cluster_connect_timeout(&built, "backend"), "2s");
+        assert_eq!(
+            cluster_connect_timeout(&built, "db"),
+            "5s",
+            "Kuma's default elsewhere"
+        );
+        assert_eq!(
+            built.rules_json["outbounds"][0]["meshTimeout"]["connectionTimeout"],
+            "2s"
+        );
+    }
+
+    #[test]
+    fn without_mtls_every_client_is_allowed() {
+        let state = mesh_without_mtls();
+        let built = build_from(&state, "web-1", None, Utc::now()).expect("builds");
+        assert_eq!(
+            built.rules_json["inbounds"][0]["trafficPermissions"][0]["action"],
+            "Allow"
+        );
+        assert!(built.cert.is_none());
+        let missing = build_from(&state, "nope", None, Utc::now());
+        assert!(matches!(missing, Err(BuildError::MissingDataplane(_))));
     }
 }
