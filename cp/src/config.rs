@@ -30,6 +30,7 @@ pub const DEFAULT_DIAGNOSTICS_ADDRESS: &str = "0.0.0.0:5680";
 pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
 pub const DEFAULT_ZONE: &str = "default";
 pub const DEFAULT_XDS_ADDRESS: &str = "0.0.0.0:5678";
+pub const DEFAULT_KDS_ADDRESS: &str = "0.0.0.0:5685";
 /// Kuma removes universal dataplanes that stayed offline this long (72h).
 pub const DEFAULT_DATAPLANE_OFFLINE_GRACE: &str = "72h";
 
@@ -101,6 +102,33 @@ pub struct ConfigArgs {
     /// Zone CP: dataplanes offline longer than this are removed [default: 72h].
     #[arg(long, env = "ATOLL_DATAPLANE_OFFLINE_GRACE")]
     pub dataplane_offline_grace: Option<String>,
+
+    /// Global CP: address of the KDS server zones connect to (gRPC over TLS)
+    /// [default: 0.0.0.0:5685].
+    #[arg(long, env = "ATOLL_KDS_ADDRESS")]
+    pub kds_address: Option<SocketAddr>,
+
+    /// Global CP: PEM certificate chain for the KDS server; a self-signed one is generated in the
+    /// data directory (`kds-tls/`) when not given.
+    #[arg(long, env = "ATOLL_KDS_TLS_CERT_FILE")]
+    pub kds_tls_cert_file: Option<PathBuf>,
+
+    /// Global CP: PEM private key for the KDS server.
+    #[arg(long, env = "ATOLL_KDS_TLS_KEY_FILE")]
+    pub kds_tls_key_file: Option<PathBuf>,
+
+    /// Zone CP: the global control plane's KDS address, `grpcs://host:port`; without it the zone
+    /// runs standalone.
+    #[arg(long, env = "ATOLL_GLOBAL_ADDRESS")]
+    pub global_address: Option<String>,
+
+    /// Zone CP: PEM CA certificate that signed the global's KDS certificate.
+    #[arg(long, env = "ATOLL_GLOBAL_CA_FILE")]
+    pub global_ca_file: Option<PathBuf>,
+
+    /// Zone CP: file holding the zone token (scope cp) presented to the global.
+    #[arg(long, env = "ATOLL_ZONE_TOKEN_FILE")]
+    pub zone_token_file: Option<PathBuf>,
 }
 
 /// The same settings read from a YAML file.
@@ -127,6 +155,18 @@ struct ConfigFile {
     dp_auth: Option<DpAuth>,
     #[serde(alias = "dataplane-offline-grace")]
     dataplane_offline_grace: Option<String>,
+    #[serde(alias = "kds-address")]
+    kds_address: Option<SocketAddr>,
+    #[serde(alias = "kds-tls-cert-file")]
+    kds_tls_cert_file: Option<PathBuf>,
+    #[serde(alias = "kds-tls-key-file")]
+    kds_tls_key_file: Option<PathBuf>,
+    #[serde(alias = "global-address")]
+    global_address: Option<String>,
+    #[serde(alias = "global-ca-file")]
+    global_ca_file: Option<PathBuf>,
+    #[serde(alias = "zone-token-file")]
+    zone_token_file: Option<PathBuf>,
 }
 
 /// The resolved configuration a control plane runs with.
@@ -144,6 +184,13 @@ pub struct Config {
     pub xds_tls_key_file: Option<PathBuf>,
     pub dp_auth: DpAuth,
     pub dataplane_offline_grace: std::time::Duration,
+    pub kds_address: SocketAddr,
+    pub kds_tls_cert_file: Option<PathBuf>,
+    pub kds_tls_key_file: Option<PathBuf>,
+    /// `grpcs://host:port` of the global's KDS server (zone CP).
+    pub global_address: Option<String>,
+    pub global_ca_file: Option<PathBuf>,
+    pub zone_token_file: Option<PathBuf>,
 }
 
 /// Why the configuration could not be resolved.
@@ -222,6 +269,24 @@ impl Config {
                     reason: format!("must be a duration such as 30s or 72h (got {text:?})"),
                 })?
             },
+            kds_address: args
+                .kds_address
+                .or(file.kds_address)
+                .or_else(|| default_addr(DEFAULT_KDS_ADDRESS))
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5685))),
+            kds_tls_cert_file: args.kds_tls_cert_file.clone().or(file.kds_tls_cert_file),
+            kds_tls_key_file: args.kds_tls_key_file.clone().or(file.kds_tls_key_file),
+            global_address: match args.global_address.clone().or(file.global_address) {
+                Some(a) if !a.starts_with("grpcs://") => {
+                    return Err(ConfigError::Setting {
+                        setting: "ATOLL_GLOBAL_ADDRESS",
+                        reason: format!("must be grpcs://host:port (got {a:?})"),
+                    });
+                }
+                other => other.filter(|a| !a.is_empty()),
+            },
+            global_ca_file: args.global_ca_file.clone().or(file.global_ca_file),
+            zone_token_file: args.zone_token_file.clone().or(file.zone_token_file),
         })
     }
 }

@@ -26,7 +26,10 @@ async fn get(api: &str, path: &str) -> (u16, Value) {
 }
 
 fn spawn(data_dir: &Path, store: Option<&str>) -> CpProcess {
-    let env: Vec<(&str, &str)> = store.map(|s| ("ATOLL_STORE", s)).into_iter().collect();
+    // Each process gets its own KDS port, so tests can run in parallel.
+    let kds = format!("127.0.0.1:{}", free_port());
+    let mut env: Vec<(&str, &str)> = store.map(|s| ("ATOLL_STORE", s)).into_iter().collect();
+    env.push(("ATOLL_KDS_ADDRESS", &kds));
     CpProcess::spawn(env!("CARGO_BIN_EXE_atoll-global-cp"), data_dir, &env)
 }
 

@@ -7,6 +7,7 @@ pub mod bootstrap;
 pub mod ca;
 pub mod directory;
 pub mod index;
+pub mod kds_client;
 pub mod snapshot;
 pub mod tls;
 
@@ -80,5 +81,9 @@ pub async fn start_on(
             .clone()
             .collect_offline(ctx.config.dataplane_offline_grace, ctx.shutdown.clone()),
     );
-    Ok(vec![server, watcher, collector])
+    let mut tasks = vec![server, watcher, collector];
+    if let Some(link) = kds_client::spawn(&ctx.config, ctx.store.clone(), ctx.shutdown.clone())? {
+        tasks.push(link);
+    }
+    Ok(tasks)
 }

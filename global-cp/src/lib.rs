@@ -1,0 +1,53 @@
+//! What only the global control plane does beside the shared runtime (atoll-cp): serve KDS, the
+//! sync with the zones, over TLS on `ATOLL_KDS_ADDRESS`. It plugs into the runtime through
+//! [`start_hook`].
+
+pub mod server;
+pub mod tls;
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use atoll_cp::extension::{ExtensionContext, StartHook};
+use atoll_kds::transport::KdsServer;
+
+pub use server::{GlobalKds, ZoneLink, ZoneStatus};
+
+/// Starts the KDS server beside the shared runtime.
+pub fn start_hook() -> StartHook {
+    Box::new(|ctx: ExtensionContext| Box::pin(start(ctx)))
+}
+
+async fn start(ctx: ExtensionContext) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let listener = TcpListener::bind(ctx.config.kds_address)
+        .await
+        .with_context(|| format!("binding the KDS address {}", ctx.config.kds_address))?;
+    start_on(ctx, listener).await
+}
+
+/// Like the hook, on a listener the caller bound (tests).
+pub async fn start_on(
+    ctx: ExtensionContext,
+    listener: TcpListener,
+) -> anyhow::Result<Vec<JoinHandle<()>>> {
+    let tls = tls::load_or_generate(&ctx.config)?;
+    let server_tls =
+        atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+            .context("the KDS server certificate")?;
+    let handler = Arc::new(GlobalKds::new(ctx.store.clone(), ctx.shutdown.clone()));
+    let app = tonic::service::Routes::new(KdsServer::new(handler)).into_axum_router();
+    tracing::info!(address = %listener.local_addr()?, "KDS server listening (gRPC, TLS)");
+    let mut shutdown = ctx.shutdown.clone();
+    let server = tokio::spawn(atoll_xds_server::listener::serve_tls(
+        listener,
+        server_tls,
+        app,
+        async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        },
+    ));
+    Ok(vec![server])
+}

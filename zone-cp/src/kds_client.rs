@@ -1,0 +1,209 @@
+//! The zone's KDS link to the global control plane (`ATOLL_GLOBAL_ADDRESS`): dial over TLS
+//! trusting `ATOLL_GLOBAL_CA_FILE`, present the zone token from `ATOLL_ZONE_TOKEN_FILE`, store
+//! what global sends and send the zone's own resources (`atoll_kds::sync::zone_session`).
+//! Reconnects forever with capped, jittered exponential backoff. Nothing else in the zone
+//! depends on this link: with global away the zone keeps serving from its own store, and on
+//! reconnect both sides resync only what changed.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tonic::Code;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig};
+
+use atoll_cp::Config;
+use atoll_kds::sync::{SyncError, zone_session};
+use atoll_store::SharedStore;
+
+/// First reconnect delay.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
+/// Longest reconnect delay.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// A connection that lasted this long resets the backoff.
+const STABLE: Duration = Duration::from_secs(30);
+
+/// Where and how to dial global.
+#[derive(Debug, Clone)]
+pub struct GlobalLink {
+    /// `https://host:port`.
+    pub uri: String,
+    pub ca_pem: String,
+    pub token_file: std::path::PathBuf,
+    pub zone: String,
+}
+
+impl GlobalLink {
+    /// The link the configuration asks for; `None` for a standalone zone.
+    pub fn from_config(config: &Config) -> anyhow::Result<Option<GlobalLink>> {
+        let Some(address) = &config.global_address else {
+            return Ok(None);
+        };
+        let hostport = address.strip_prefix("grpcs://").with_context(|| {
+            format!("ATOLL_GLOBAL_ADDRESS must be grpcs://host:port (got {address:?})")
+        })?;
+        let ca_file = config
+            .global_ca_file
+            .as_ref()
+            .context("ATOLL_GLOBAL_CA_FILE is required with ATOLL_GLOBAL_ADDRESS")?;
+        let ca_pem = std::fs::read_to_string(ca_file)
+            .with_context(|| format!("reading ATOLL_GLOBAL_CA_FILE {}", ca_file.display()))?;
+        let token_file = config
+            .zone_token_file
+            .clone()
+            .context("ATOLL_ZONE_TOKEN_FILE is required with ATOLL_GLOBAL_ADDRESS")?;
+        Ok(Some(GlobalLink {
+            uri: format!("https://{hostport}"),
+            ca_pem,
+            token_file,
+            zone: config.zone.clone(),
+        }))
+    }
+}
+
+/// Starts the link when the configuration names a global; `None` for a standalone zone.
+pub fn spawn(
+    config: &Config,
+    store: SharedStore,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    Ok(GlobalLink::from_config(config)?.map(|link| tokio::spawn(run(link, store, shutdown))))
+}
+
+/// Keeps the link up until shutdown.
+pub async fn run(link: GlobalLink, store: SharedStore, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+    loop {
+        let started = Instant::now();
+        tokio::select! {
+            r = connect_once(&link, store.clone()) => report(&link, r),
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        if started.elapsed() >= STABLE {
+            backoff.reset();
+        }
+        let delay = backoff.next_delay();
+        tracing::info!(zone = %link.zone, global = %link.uri, retry_in = ?delay, "reconnecting to global later");
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn connect_once(link: &GlobalLink, store: SharedStore) -> Result<(), SyncError> {
+    let token = std::fs::read_to_string(&link.token_file).map_err(|e| {
+        SyncError::Transport(format!(
+            "reading ATOLL_ZONE_TOKEN_FILE {}: {e}",
+            link.token_file.display()
+        ))
+    })?;
+    let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&link.ca_pem));
+    let channel = Channel::from_shared(link.uri.clone())
+        .map_err(|e| SyncError::Transport(format!("bad global address {}: {e}", link.uri)))?
+        .tls_config(tls)
+        .map_err(|e| SyncError::Transport(format!("TLS settings: {e}")))?
+        .connect_timeout(Duration::from_secs(10))
+        .http2_keep_alive_interval(Duration::from_secs(30))
+        .keep_alive_timeout(Duration::from_secs(10))
+        .connect()
+        .await
+        .map_err(|e| {
+            SyncError::Transport(format!("connecting to {}: {}", link.uri, error_chain(&e)))
+        })?;
+    zone_session(channel, store, &link.zone, token.trim()).await
+}
+
+fn report(link: &GlobalLink, result: Result<(), SyncError>) {
+    let zone = &link.zone;
+    match result {
+        Ok(()) | Err(SyncError::Ended) => {
+            tracing::warn!(zone, global = %link.uri, "global ended the KDS connection")
+        }
+        Err(SyncError::Stream(s)) if s.code() == Code::Unauthenticated => tracing::error!(
+            zone,
+            global = %link.uri,
+            reason = %s.message(),
+            "global refused this zone's KDS connection; check ATOLL_ZONE_TOKEN_FILE and ATOLL_ZONE"
+        ),
+        Err(e) => {
+            tracing::warn!(zone, global = %link.uri, error = %e, "KDS connection to global failed")
+        }
+    }
+}
+
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Exponential backoff with a cap and "equal jitter" (half fixed, half random).
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    initial: Duration,
+    max: Duration,
+    current: Duration,
+    seed: u64,
+}
+
+impl Backoff {
+    pub fn new(initial: Duration, max: Duration) -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
+            | 1;
+        Self {
+            initial,
+            max,
+            current: initial,
+            seed,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.current = self.initial;
+    }
+
+    /// The next delay, in [current/2, current], then doubles current up to the cap.
+    pub fn next_delay(&mut self) -> Duration {
+        // xorshift64*
+        self.seed ^= self.seed >> 12;
+        self.seed ^= self.seed << 25;
+        self.seed ^= self.seed >> 27;
+        let r = self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
+        let fraction = (r >> 11) as f64 / (1u64 << 53) as f64;
+        let base = self.current.min(self.max);
+        let delay = base / 2 + base.mul_f64(fraction / 2.0);
+        self.current = (self.current * 2).min(self.max);
+        delay
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+        let mut last = Duration::ZERO;
+        for i in 0..20 {
+            let d = b.next_delay();
+            assert!(d <= Duration::from_secs(30), "{i}: {d:?}");
+            if i > 10 {
+                assert!(d >= Duration::from_secs(15), "{i}: {d:?}");
+            }
+            last = d;
+        }
+        assert!(last >= Duration::from_secs(15));
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(500));
+    }
+}
