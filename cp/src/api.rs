@@ -39,6 +39,43 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Live dataplane state, when this control plane serves proxies (zone).
     pub inspector: Arc<std::sync::OnceLock<Arc<dyn crate::extension::DataplaneInspector>>>,
+    /// The global control plane a zone syncs with (`ATOLL_GLOBAL_ADDRESS`), for messages.
+    pub global_address: Option<String>,
+}
+
+/// The label KDS puts on synced resources: `global` or `zone`.
+pub const ORIGIN_LABEL: &str = "kuma.io/origin";
+
+/// Refuses changing a resource another control plane owns: on a zone, what came from global;
+/// on global, what came from a zone. They are changed where they were created and synced here.
+fn check_ownership(state: &ApiState, existing: &Resource) -> Result<(), ApiError> {
+    let origin = existing.labels.get(ORIGIN_LABEL).map(String::as_str);
+    let message = match (state.mode, origin) {
+        (Mode::Zone, Some("global")) => format!(
+            "{} is managed by the global control plane{}: change it there; it is synced to this zone",
+            existing.key(),
+            state
+                .global_address
+                .as_deref()
+                .map(|a| format!(" at {a}"))
+                .unwrap_or_default()
+        ),
+        (Mode::Global, Some("zone")) => format!(
+            "{} is managed by zone {:?}: change it on that zone's control plane; it is synced to global",
+            existing.key(),
+            existing
+                .labels
+                .get("kuma.io/zone")
+                .map(String::as_str)
+                .unwrap_or("?")
+        ),
+        _ => return Ok(()),
+    };
+    Err(ApiError::new(
+        StatusCode::CONFLICT,
+        "Managed by another control plane",
+        message,
+    ))
 }
 
 /// The API as a router, so tests can call it without binding a socket.
@@ -661,6 +698,9 @@ async fn put(state: &ApiState, key: ResourceKey, content_type: &str, body: &[u8]
 
     let expected = resource.version;
     let existing = state.store.get(&key).await?;
+    if let Some(current) = &existing {
+        check_ownership(state, current)?;
+    }
     let (stored, created) = match existing {
         Some(current) => {
             let expected = if expected > 0 {
@@ -697,9 +737,10 @@ async fn put(state: &ApiState, key: ResourceKey, content_type: &str, body: &[u8]
 }
 
 async fn delete(state: &ApiState, key: ResourceKey) -> ApiResult {
-    if state.store.get(&key).await?.is_none() {
+    let Some(existing) = state.store.get(&key).await? else {
         return Err(ApiError::not_found(format!("{key} not found")));
-    }
+    };
+    check_ownership(state, &existing)?;
     if key.kind == Kind::Mesh {
         let removed = state.store.delete_mesh_contents(&key.name).await?;
         tracing::info!(mesh = %key.name, removed, "deleted the mesh's resources");

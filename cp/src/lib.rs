@@ -187,6 +187,7 @@ impl ControlPlane {
             admin_token,
             metrics: metrics.clone(),
             inspector: inspector.clone(),
+            global_address: config.global_address.clone(),
         });
         let api_address = api.local_addr()?;
         let diagnostics_address = diagnostics.local_addr()?;

@@ -27,6 +27,7 @@ fn app() -> (axum::Router, SharedStore) {
         admin_token: TOKEN.into(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
+        global_address: None,
     });
     (router(state), store)
 }
@@ -411,4 +412,72 @@ async fn dataplane_tokens_need_an_existing_mesh_and_a_name() {
     )
     .await;
     assert_eq!(s, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn synced_resources_are_changed_only_where_they_were_created() {
+    let zone_store: SharedStore = Arc::new(MemoryStore::new());
+    let zone = router(Arc::new(ApiState {
+        store: zone_store.clone(),
+        mode: Mode::Zone,
+        zone: "east".into(),
+        instance_id: "z".into(),
+        admin_token: TOKEN.into(),
+        metrics: Metrics::new().expect("metrics"),
+        inspector: Default::default(),
+        global_address: Some("grpcs://global.example:5685".into()),
+    }));
+    // What KDS stored: a Mesh that came from global.
+    let mut synced = atoll_core::Resource::new(atoll_core::Kind::Mesh, "", "default");
+    synced
+        .labels
+        .insert("kuma.io/origin".into(), "global".into());
+    zone_store.create(synced).await.expect("stored");
+    let (s, b) = call(
+        &zone,
+        put(
+            "/meshes/default",
+            "application/json",
+            &json!({"type": "Mesh", "name": "default"}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["details"]
+            .as_str()
+            .expect("details")
+            .contains("global.example"),
+        "{b}"
+    );
+    let (s, _) = call(
+        &zone,
+        Request::delete("/meshes/default")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT);
+
+    // And on global, what came from a zone.
+    let (global, global_store) = app();
+    create_mesh(&global, "default").await;
+    let mut dp = atoll_core::Resource::from_value(json!({"type": "Dataplane", "mesh": "default", "name": "web-1-abc",
+        "labels": {"kuma.io/origin": "zone", "kuma.io/zone": "east"},
+        "networking": {"address": "10.0.0.1", "inbound": [{"port": 80, "tags": {"kuma.io/service": "web"}}]}}))
+        .expect("valid");
+    dp.version = 0;
+    global_store.create(dp).await.expect("stored");
+    let (s, b) = call(
+        &global,
+        Request::delete("/meshes/default/dataplanes/web-1-abc")
+            .body(Body::empty())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    assert!(
+        b["details"].as_str().expect("details").contains("east"),
+        "{b}"
+    );
 }
