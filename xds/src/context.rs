@@ -120,6 +120,62 @@ pub struct OutboundContext {
     /// MeshTimeout values for this destination; unset ones keep Kuma's defaults.
     #[serde(default, skip_serializing_if = "OutboundTimeouts::is_empty")]
     pub timeouts: OutboundTimeouts,
+    /// MeshRetry values for this destination; unset ones keep Kuma's defaults.
+    #[serde(default, skip_serializing_if = "OutboundRetry::is_empty")]
+    pub retry: OutboundRetry,
+    /// MeshCircuitBreaker connection limits for this destination; unset ones keep Kuma's
+    /// defaults.
+    #[serde(default, skip_serializing_if = "ConnectionLimits::is_empty")]
+    pub connection_limits: ConnectionLimits,
+}
+
+/// MeshRetry's settings for one destination, already for its protocol (`http`/`grpc`/`tcp`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutboundRetry {
+    #[serde(default)]
+    pub num_retries: Option<u32>,
+    /// Go duration.
+    #[serde(default)]
+    pub per_try_timeout: Option<String>,
+    /// Go duration.
+    #[serde(default)]
+    pub base_interval: Option<String>,
+    /// Go duration.
+    #[serde(default)]
+    pub max_interval: Option<String>,
+    /// Envoy's `retry_on` (comma-separated Envoy condition names).
+    #[serde(default)]
+    pub retry_on: Option<String>,
+    /// TCP proxy `max_connect_attempts`.
+    #[serde(default)]
+    pub max_connect_attempts: Option<u32>,
+}
+
+impl OutboundRetry {
+    pub fn is_empty(&self) -> bool {
+        self == &OutboundRetry::default()
+    }
+}
+
+/// MeshCircuitBreaker's `connectionLimits`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ConnectionLimits {
+    #[serde(default)]
+    pub max_connections: Option<u32>,
+    #[serde(default)]
+    pub max_pending_requests: Option<u32>,
+    #[serde(default)]
+    pub max_requests: Option<u32>,
+    #[serde(default)]
+    pub max_retries: Option<u32>,
+}
+
+impl ConnectionLimits {
+    pub fn is_empty(&self) -> bool {
+        self == &ConnectionLimits::default()
+    }
 }
 
 /// MeshTimeout's outbound settings (Go durations, as the policy writes them).

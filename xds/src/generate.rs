@@ -602,6 +602,8 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
         &t.stream_idle_timeout,
         defaults::OUTBOUND_STREAM_IDLE_TIMEOUT,
     );
+    let r = &outbound.retry;
+    let limits = &outbound.connection_limits;
     let stat_prefix = stat_name(&name);
     let cluster_name = outbound.service.clone();
 
@@ -612,7 +614,10 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
                 stat_prefix: stat_prefix.clone(),
                 cluster: cluster_name.clone(),
                 idle_timeout: Some(idle_timeout),
-                max_connect_attempts: Some(defaults::TCP_MAX_CONNECT_ATTEMPTS),
+                max_connect_attempts: Some(
+                    r.max_connect_attempts
+                        .unwrap_or(defaults::TCP_MAX_CONNECT_ATTEMPTS),
+                ),
             }),
         }],
         Protocol::Http | Protocol::Http2 | Protocol::Grpc => {
@@ -626,12 +631,18 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
                 timeout: Some(request_timeout),
                 idle_timeout: None,
                 retry_policy: Some(RetryPolicy {
-                    retry_on: retry_on.to_string(),
-                    num_retries: Some(defaults::NUM_RETRIES),
-                    per_try_timeout: Some(defaults::PER_TRY_TIMEOUT),
+                    retry_on: r.retry_on.clone().unwrap_or_else(|| retry_on.to_string()),
+                    num_retries: Some(r.num_retries.unwrap_or(defaults::NUM_RETRIES)),
+                    per_try_timeout: Some(timeout_or(
+                        &r.per_try_timeout,
+                        defaults::PER_TRY_TIMEOUT,
+                    )),
                     retry_back_off: Some(RetryBackOff {
-                        base_interval: defaults::RETRY_BASE_INTERVAL,
-                        max_interval: Some(defaults::RETRY_MAX_INTERVAL),
+                        base_interval: timeout_or(&r.base_interval, defaults::RETRY_BASE_INTERVAL),
+                        max_interval: Some(timeout_or(
+                            &r.max_interval,
+                            defaults::RETRY_MAX_INTERVAL,
+                        )),
                     }),
                 }),
                 auto_host_rewrite: None,
@@ -683,10 +694,14 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
         load_assignment: None,
         circuit_breakers: Some(CircuitBreakers {
             thresholds: vec![Thresholds {
-                max_connections: Some(defaults::MAX_CONNECTIONS),
-                max_pending_requests: Some(defaults::MAX_PENDING_REQUESTS),
-                max_requests: Some(defaults::MAX_REQUESTS),
-                max_retries: Some(defaults::MAX_RETRIES),
+                max_connections: Some(limits.max_connections.unwrap_or(defaults::MAX_CONNECTIONS)),
+                max_pending_requests: Some(
+                    limits
+                        .max_pending_requests
+                        .unwrap_or(defaults::MAX_PENDING_REQUESTS),
+                ),
+                max_requests: Some(limits.max_requests.unwrap_or(defaults::MAX_REQUESTS)),
+                max_retries: Some(limits.max_retries.unwrap_or(defaults::MAX_RETRIES)),
             }],
         }),
         outlier_detection: None,
@@ -865,6 +880,8 @@ mod tests {
                 protocol: Protocol::Tcp,
                 endpoints,
                 timeouts: Default::default(),
+                retry: Default::default(),
+                connection_limits: Default::default(),
             }],
         }
     }
@@ -946,6 +963,8 @@ mod tests {
             protocol: Protocol::Tcp,
             endpoints: vec![],
             timeouts: Default::default(),
+            retry: Default::default(),
+            connection_limits: Default::default(),
         };
         a.outbounds.push(second.clone());
         b.outbounds.insert(0, second);

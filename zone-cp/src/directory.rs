@@ -209,7 +209,11 @@ impl ZoneDirectory {
                                 .as_ref()
                                 .is_none_or(|b| !b.outbound_services.is_disjoint(changed_services)))
                 }
-                Kind::MeshTrafficPermission | Kind::MeshTimeout | Kind::Secret => mesh == &key.mesh,
+                Kind::MeshTrafficPermission
+                | Kind::MeshTimeout
+                | Kind::MeshRetry
+                | Kind::MeshCircuitBreaker
+                | Kind::Secret => mesh == &key.mesh,
                 _ => false,
             })
             .map(|(k, _)| k.clone())

@@ -75,6 +75,10 @@ pub struct MeshState {
     pub traffic_permissions: BTreeMap<String, PolicyView>,
     /// MeshTimeouts by name.
     pub timeouts: BTreeMap<String, PolicyView>,
+    /// MeshRetries by name.
+    pub retries: BTreeMap<String, PolicyView>,
+    /// MeshCircuitBreakers by name.
+    pub circuit_breakers: BTreeMap<String, PolicyView>,
 }
 
 pub fn protocol_of(tags: &BTreeMap<String, String>) -> Protocol {
@@ -112,6 +116,19 @@ impl MeshState {
             services: HashMap::new(),
             traffic_permissions: BTreeMap::new(),
             timeouts: BTreeMap::new(),
+            retries: BTreeMap::new(),
+            circuit_breakers: BTreeMap::new(),
+        }
+    }
+
+    /// The indexed policies of a kind (the kinds generation applies).
+    pub fn policies_mut(&mut self, kind: Kind) -> Option<&mut BTreeMap<String, PolicyView>> {
+        match kind {
+            Kind::MeshTrafficPermission => Some(&mut self.traffic_permissions),
+            Kind::MeshTimeout => Some(&mut self.timeouts),
+            Kind::MeshRetry => Some(&mut self.retries),
+            Kind::MeshCircuitBreaker => Some(&mut self.circuit_breakers),
+            _ => None,
         }
     }
 
@@ -242,13 +259,14 @@ impl MeshIndex {
                 state.traffic_permissions.insert(r.name.clone(), view);
             }
         }
-        let timeouts = self
-            .store
-            .list(&ListFilter::in_mesh(Kind::MeshTimeout, mesh))
-            .await?;
-        for r in &timeouts.items {
-            if let Ok(view) = PolicyView::from_resource(r) {
-                state.timeouts.insert(r.name.clone(), view);
+        for kind in [Kind::MeshTimeout, Kind::MeshRetry, Kind::MeshCircuitBreaker] {
+            let page = self.store.list(&ListFilter::in_mesh(kind, mesh)).await?;
+            for r in &page.items {
+                if let (Ok(view), Some(map)) =
+                    (PolicyView::from_resource(r), state.policies_mut(kind))
+                {
+                    map.insert(r.name.clone(), view);
+                }
             }
         }
         Ok(state)
@@ -303,24 +321,23 @@ impl MeshIndex {
                 }
                 Some(state)
             }
-            Kind::MeshTrafficPermission | Kind::MeshTimeout => {
+            Kind::MeshTrafficPermission
+            | Kind::MeshTimeout
+            | Kind::MeshRetry
+            | Kind::MeshCircuitBreaker => {
                 let mut state = (*current).clone();
-                let policies = if key.kind == Kind::MeshTimeout {
-                    &mut state.timeouts
-                } else {
-                    &mut state.traffic_permissions
+                let view = match self.store.get(key).await? {
+                    Some(r) => PolicyView::from_resource(&r).ok(),
+                    None => None,
                 };
-                match self.store.get(key).await? {
-                    Some(r) => match PolicyView::from_resource(&r) {
-                        Ok(view) => {
+                if let Some(policies) = state.policies_mut(key.kind) {
+                    match view {
+                        Some(view) => {
                             policies.insert(key.name.clone(), view);
                         }
-                        Err(_) => {
+                        None => {
                             policies.remove(&key.name);
                         }
-                    },
-                    None => {
-                        policies.remove(&key.name);
                     }
                 }
                 Some(state)

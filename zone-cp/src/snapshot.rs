@@ -15,8 +15,8 @@ use atoll_core::{Kind, ResourceKey};
 use atoll_identity::{IssuedCert, WorkloadCertRequest};
 use atoll_store::StoreError;
 use atoll_xds::context::{
-    InboundContext, InboundPermissions, MeshMtls, OutboundContext, OutboundTimeouts,
-    PermissionAction, PermissionRule, Protocol, ProxyContext, SourceMatch,
+    ConnectionLimits, InboundContext, InboundPermissions, MeshMtls, OutboundContext, OutboundRetry,
+    OutboundTimeouts, PermissionAction, PermissionRule, Protocol, ProxyContext, SourceMatch,
 };
 use atoll_xds_server::session::{Snapshot, SnapshotResource};
 
@@ -162,6 +162,8 @@ pub fn build_from(
     let mut outbounds = Vec::new();
     let mut rules_out = Vec::new();
     let timeout_policies: Vec<PolicyView> = state.timeouts.values().cloned().collect();
+    let retry_policies: Vec<PolicyView> = state.retries.values().cloned().collect();
+    let breaker_policies: Vec<PolicyView> = state.circuit_breakers.values().cloned().collect();
     let mut outbound_services = BTreeSet::new();
     for outbound in &networking.outbound {
         let service = match (&outbound.tags, &outbound.backend_ref) {
@@ -177,7 +179,13 @@ pub fn build_from(
         outbound_services.insert(service.clone());
         let found = state.services.get(&service);
         let timeouts = outbound_timeouts(&timeout_policies, &proxy, &service);
-        rules_out.push(json!({"service": service, "port": port, "meshTimeout": timeouts}));
+        let protocol = found.map_or(Protocol::Tcp, |s| s.protocol());
+        let retry = outbound_retry(&retry_policies, &proxy, &service, protocol);
+        let connection_limits = outbound_limits(&breaker_policies, &proxy, &service);
+        rules_out.push(json!({
+            "service": service, "port": port, "meshTimeout": timeouts,
+            "meshRetry": retry, "meshCircuitBreaker": connection_limits,
+        }));
         outbounds.push(OutboundContext {
             address: outbound
                 .address
@@ -188,6 +196,8 @@ pub fn build_from(
             protocol: found.map_or(Protocol::Tcp, |s| s.protocol()),
             endpoints: found.map(|s| s.endpoints()).unwrap_or_default(),
             timeouts,
+            retry,
+            connection_limits,
         });
     }
 
@@ -256,27 +266,118 @@ pub fn build_from(
     })
 }
 
-/// The merged MeshTimeout for traffic to `service` (Kuma's `to` rules); unset fields keep the
-/// generator's defaults.
-fn outbound_timeouts(
-    policies: &[PolicyView],
-    proxy: &ProxyView,
-    service: &str,
-) -> OutboundTimeouts {
+/// The merged `to` conf of `policies` for traffic to `service` (Kuma's outbound rules).
+fn outbound_conf(policies: &[PolicyView], proxy: &ProxyView, service: &str) -> Option<Value> {
     let destination = Destination::Named {
         kind: "MeshService".into(),
         name: service.to_string(),
         section_name: None,
     };
-    let Some(rule) = outbound_conf_for(policies, proxy, &destination) else {
+    outbound_conf_for(policies, proxy, &destination).map(|r| r.conf)
+}
+
+fn text_at(conf: &Value, pointer: &str) -> Option<String> {
+    conf.pointer(pointer)
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
+fn number_at(conf: &Value, pointer: &str) -> Option<u32> {
+    conf.pointer(pointer)
+        .and_then(Value::as_u64)
+        .and_then(|n| u32::try_from(n).ok())
+}
+
+/// The merged MeshTimeout for traffic to `service`; unset fields keep the generator's defaults.
+fn outbound_timeouts(
+    policies: &[PolicyView],
+    proxy: &ProxyView,
+    service: &str,
+) -> OutboundTimeouts {
+    let Some(conf) = outbound_conf(policies, proxy, service) else {
         return OutboundTimeouts::default();
     };
-    let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_string);
     OutboundTimeouts {
-        connection_timeout: text(rule.conf.get("connectionTimeout")),
-        idle_timeout: text(rule.conf.get("idleTimeout")),
-        request_timeout: text(rule.conf.pointer("/http/requestTimeout")),
-        stream_idle_timeout: text(rule.conf.pointer("/http/streamIdleTimeout")),
+        connection_timeout: text_at(&conf, "/connectionTimeout"),
+        idle_timeout: text_at(&conf, "/idleTimeout"),
+        request_timeout: text_at(&conf, "/http/requestTimeout"),
+        stream_idle_timeout: text_at(&conf, "/http/streamIdleTimeout"),
+    }
+}
+
+/// MeshRetry for `service`, for its protocol. HTTP method conditions and status codes in
+/// `retryOn` are not Envoy `retry_on` conditions and are left out.
+fn outbound_retry(
+    policies: &[PolicyView],
+    proxy: &ProxyView,
+    service: &str,
+    protocol: Protocol,
+) -> OutboundRetry {
+    let Some(conf) = outbound_conf(policies, proxy, service) else {
+        return OutboundRetry::default();
+    };
+    let section = match protocol {
+        Protocol::Tcp => {
+            return OutboundRetry {
+                max_connect_attempts: number_at(&conf, "/tcp/maxConnectAttempt"),
+                ..OutboundRetry::default()
+            };
+        }
+        Protocol::Grpc => "/grpc",
+        Protocol::Http | Protocol::Http2 => "/http",
+    };
+    let retry_on = conf
+        .pointer(&format!("{section}/retryOn"))
+        .and_then(Value::as_array)
+        .map(|conds| {
+            conds
+                .iter()
+                .filter_map(Value::as_str)
+                .filter_map(envoy_retry_condition)
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .filter(|s| !s.is_empty());
+    OutboundRetry {
+        num_retries: number_at(&conf, &format!("{section}/numRetries")),
+        per_try_timeout: text_at(&conf, &format!("{section}/perTryTimeout")),
+        base_interval: text_at(&conf, &format!("{section}/backOff/baseInterval")),
+        max_interval: text_at(&conf, &format!("{section}/backOff/maxInterval")),
+        retry_on,
+        max_connect_attempts: None,
+    }
+}
+
+/// Kuma's `retryOn` names in Envoy's spelling.
+fn envoy_retry_condition(kuma: &str) -> Option<&'static str> {
+    Some(match kuma {
+        "5xx" | "5XX" => "5xx",
+        "GatewayError" => "gateway-error",
+        "Reset" => "reset",
+        "Retriable4xx" => "retriable-4xx",
+        "ConnectFailure" => "connect-failure",
+        "EnvoyRatelimited" => "envoy-ratelimited",
+        "RefusedStream" => "refused-stream",
+        "Http3PostConnectFailure" => "http3-post-connect-failure",
+        "Canceled" => "cancelled",
+        "DeadlineExceeded" => "deadline-exceeded",
+        "Internal" => "internal",
+        "ResourceExhausted" => "resource-exhausted",
+        "Unavailable" => "unavailable",
+        _ => return None,
+    })
+}
+
+/// MeshCircuitBreaker `connectionLimits` for `service`.
+fn outbound_limits(policies: &[PolicyView], proxy: &ProxyView, service: &str) -> ConnectionLimits {
+    let Some(conf) = outbound_conf(policies, proxy, service) else {
+        return ConnectionLimits::default();
+    };
+    ConnectionLimits {
+        max_connections: number_at(&conf, "/connectionLimits/maxConnections"),
+        max_pending_requests: number_at(&conf, "/connectionLimits/maxPendingRequests"),
+        max_requests: number_at(&conf, "/connectionLimits/maxRequests"),
+        max_retries: number_at(&conf, "/connectionLimits/maxRetries"),
     }
 }
 
@@ -446,5 +547,60 @@ mod tests {
         assert!(built.cert.is_none());
         let missing = build_from(&state, "nope", None, Utc::now());
         assert!(matches!(missing, Err(BuildError::MissingDataplane(_))));
+    }
+}
+
+#[cfg(test)]
+mod policy_tests {
+    use super::*;
+    use crate::index::{DataplaneEntry, MeshState};
+    use atoll_core::Resource;
+    use serde_json::json;
+
+    #[test]
+    fn mesh_retry_and_circuit_breaker_reach_the_destination_they_name() {
+        let doc = serde_json::from_value(json!({})).expect("mesh");
+        let mut state = MeshState::new("default", doc, None);
+        let dp = |v: Value| DataplaneEntry {
+            labels: Default::default(),
+            doc: serde_json::from_value(v).expect("dataplane"),
+            services: Default::default(),
+        };
+        state.upsert_dataplane(
+            "api-1",
+            dp(json!({"networking": {"address": "127.0.0.1",
+                "inbound": [{"port": 8080, "servicePort": 80, "tags": {"kuma.io/service": "api", "kuma.io/protocol": "http"}}]}})),
+        );
+        state.upsert_dataplane(
+            "web-1",
+            dp(json!({"networking": {"address": "127.0.0.2",
+                "inbound": [{"port": 8080, "servicePort": 80, "tags": {"kuma.io/service": "web"}}],
+                "outbound": [{"port": 10001, "tags": {"kuma.io/service": "api"}}]}})),
+        );
+        let policy = |v: Value| {
+            PolicyView::from_resource(&Resource::from_value(v).expect("valid")).expect("view")
+        };
+        state.retries.insert("r".into(), policy(json!({
+            "type": "MeshRetry", "mesh": "default", "name": "r",
+            "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "MeshService", "name": "api"},
+                "default": {"http": {"numRetries": 2, "retryOn": ["5xx", "HttpMethodGet", "503"]}}}]}
+        })));
+        state.circuit_breakers.insert(
+            "cb".into(),
+            policy(json!({
+                "type": "MeshCircuitBreaker", "mesh": "default", "name": "cb",
+                "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"},
+                    "default": {"connectionLimits": {"maxConnections": 7}}}]}
+            })),
+        );
+        let built = build_from(&state, "web-1", None, Utc::now()).expect("builds");
+        let text = built.config_json.to_string();
+        assert!(text.contains("\"num_retries\":2"), "{text}");
+        assert!(text.contains("\"retry_on\":\"5xx\""), "{text}");
+        assert!(text.contains("\"max_connections\":7"), "{text}");
+        assert_eq!(
+            built.rules_json["outbounds"][0]["meshRetry"]["numRetries"],
+            2
+        );
     }
 }
