@@ -1,9 +1,13 @@
 //! `atoll-bench`: Atoll's benchmarks: `store`, the store and REST API at scale (put, get, list a
 //! page, watch latency, API GET) on SQLite, PostgreSQL or memory; `xds-gen`, one proxy's config
-//! generation in a large mesh.
+//! generation in a large mesh; `floor`, push -> ACK between a minimal xDS server and one real
+//! Envoy; `dataplane`, the latency two Atoll sidecars add, against two hand-configured Envoys.
 //!
 //! Numbers are printed, never asserted: BENCHMARKS.md keeps them with the command that made them.
 
+mod dataplane;
+mod floor;
+mod procs;
 mod stats;
 mod store_bench;
 mod xds_gen;
@@ -25,6 +29,10 @@ enum Command {
     Store(store_bench::StoreBenchArgs),
     /// Config generation for one proxy in a large mesh (100 outbounds in 5,000 dataplanes).
     XdsGen(xds_gen::XdsGenArgs),
+    /// The convergence floor: push -> ACK between a minimal delta ADS server and one Envoy.
+    Floor(floor::FloorArgs),
+    /// Added latency of two Atoll sidecars vs two minimal static Envoys vs direct, one run.
+    Dataplane(dataplane::DataplaneArgs),
 }
 
 fn main() -> ExitCode {
@@ -43,6 +51,8 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Store(args) => store_bench::run(args).await,
             Command::XdsGen(args) => xds_gen::run(&args),
+            Command::Floor(args) => floor::run(args).await,
+            Command::Dataplane(args) => dataplane::run(args).await,
         }
     });
     match result {
