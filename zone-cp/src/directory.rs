@@ -469,12 +469,12 @@ impl DataplaneInspector for ZoneDirectory {
 
     async fn config(&self, mesh: &str, name: &str) -> Option<Value> {
         if let Some(b) = self.entry_build(mesh, name) {
-            return Some(b.config_json.clone());
+            return Some(b.config_json());
         }
         build(&self.index, mesh, name, None, Utc::now())
             .await
             .ok()
-            .map(|b| b.config_json)
+            .map(|b| b.config_json())
     }
 
     async fn rules(&self, mesh: &str, name: &str) -> Option<Value> {

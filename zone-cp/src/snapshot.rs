@@ -30,8 +30,10 @@ pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
 #[derive(Debug, Clone)]
 pub struct ProxyBuild {
     pub snapshot: Arc<Snapshot>,
-    /// The generated resources as Envoy JSON (private keys redacted).
-    pub config_json: Value,
+    /// The generated resources; rendered for the inspect API only when asked
+    /// ([`ProxyBuild::config_json`]), since copying every resource's JSON on each build would
+    /// cost more than generating it.
+    pub resources: Arc<Vec<atoll_xds::proto::EnvoyResource>>,
     /// The resolved policies per inbound and outbound.
     pub rules_json: Value,
     /// The services this proxy reaches (a change to their endpoints concerns it).
@@ -224,7 +226,6 @@ pub fn build_from(
     };
 
     let mut snapshot = Snapshot::default();
-    let mut config = Vec::new();
     let mut digest = Fnv::default();
     for r in &resources {
         digest.write(r.type_url.as_bytes());
@@ -241,14 +242,6 @@ pub fn build_from(
                     resource: r.any.clone(),
                 },
             );
-        let shown = if r.type_url.ends_with(".Secret") {
-            redact_keys(&r.json)
-        } else {
-            r.json.clone()
-        };
-        config.push(
-            json!({"typeUrl": r.type_url, "name": r.name, "version": r.version, "resource": shown}),
-        );
     }
     snapshot.version = format!("{:016x}", digest.finish());
     let rules_json = json!({
@@ -257,8 +250,8 @@ pub fn build_from(
         "mtls": ca.map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
     });
     Ok(ProxyBuild {
-        config_json: json!({"version": snapshot.version, "resources": config}),
         snapshot: Arc::new(snapshot),
+        resources: Arc::new(resources),
         rules_json,
         outbound_services,
         own_services,
@@ -381,6 +374,25 @@ fn outbound_limits(policies: &[PolicyView], proxy: &ProxyView, service: &str) ->
     }
 }
 
+impl ProxyBuild {
+    /// The generated resources as Envoy JSON, private keys redacted (the `_config` view).
+    pub fn config_json(&self) -> Value {
+        let resources: Vec<Value> = self
+            .resources
+            .iter()
+            .map(|r| {
+                let shown = if r.type_url.ends_with(".Secret") {
+                    redact_keys(&r.json)
+                } else {
+                    r.json.clone()
+                };
+                json!({"typeUrl": r.type_url, "name": r.name, "version": r.version, "resource": shown})
+            })
+            .collect();
+        json!({"version": self.snapshot.version, "resources": resources})
+    }
+}
+
 /// A proxy certificate and what it was issued for.
 #[derive(Debug, Clone)]
 pub struct ProxyCert {
@@ -496,7 +508,7 @@ mod tests {
     }
 
     fn cluster_connect_timeout(build: &ProxyBuild, cluster: &str) -> Value {
-        build.config_json["resources"]
+        build.config_json()["resources"]
             .as_array()
             .expect("resources")
             .iter()
@@ -594,7 +606,7 @@ mod policy_tests {
             })),
         );
         let built = build_from(&state, "web-1", None, Utc::now()).expect("builds");
-        let text = built.config_json.to_string();
+        let text = built.config_json().to_string();
         assert!(text.contains("\"num_retries\":2"), "{text}");
         assert!(text.contains("\"retry_on\":\"5xx\""), "{text}");
         assert!(text.contains("\"max_connections\":7"), "{text}");
