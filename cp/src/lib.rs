@@ -10,6 +10,7 @@ pub mod diagnostics;
 pub mod extension;
 pub mod metrics;
 pub mod references;
+pub mod server_tls;
 pub mod tokens;
 
 use std::net::SocketAddr;

@@ -3,7 +3,6 @@
 //! [`start_hook`].
 
 pub mod server;
-pub mod tls;
 
 use std::sync::Arc;
 
@@ -33,7 +32,15 @@ pub async fn start_on(
     ctx: ExtensionContext,
     listener: TcpListener,
 ) -> anyhow::Result<Vec<JoinHandle<()>>> {
-    let tls = tls::load_or_generate(&ctx.config)?;
+    let tls = atoll_cp::server_tls::load_or_generate(&atoll_cp::server_tls::ServerTlsSource {
+        server: "KDS",
+        setting_prefix: "ATOLL_KDS_TLS",
+        cert_file: ctx.config.kds_tls_cert_file.clone(),
+        key_file: ctx.config.kds_tls_key_file.clone(),
+        dir: ctx.config.data_dir.join("kds-tls"),
+        listen: ctx.config.kds_address,
+        trust_hint: "give zones ca.pem as ATOLL_GLOBAL_CA_FILE",
+    })?;
     let server_tls =
         atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
             .context("the KDS server certificate")?;

@@ -9,7 +9,6 @@ pub mod directory;
 pub mod index;
 pub mod kds_client;
 pub mod snapshot;
-pub mod tls;
 
 use std::sync::Arc;
 
@@ -39,7 +38,15 @@ pub async fn start_on(
     ctx: ExtensionContext,
     listener: TcpListener,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
-    let tls = tls::load_or_generate(&ctx.config)?;
+    let tls = atoll_cp::server_tls::load_or_generate(&atoll_cp::server_tls::ServerTlsSource {
+        server: "xDS",
+        setting_prefix: "ATOLL_XDS_TLS",
+        cert_file: ctx.config.xds_tls_cert_file.clone(),
+        key_file: ctx.config.xds_tls_key_file.clone(),
+        dir: ctx.config.data_dir.join("xds-tls"),
+        listen: ctx.config.xds_address,
+        trust_hint: "give atoll-dp ca.pem with --ca-cert-file",
+    })?;
     let server_tls =
         atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
             .context("the xDS server certificate")?;

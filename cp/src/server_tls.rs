@@ -1,16 +1,17 @@
-//! The KDS server's TLS certificate: the operator's files, or a self-signed CA and server
-//! certificate generated once in the data directory (`kds-tls/`).
+//! A control-plane server's TLS certificate (xDS on the zone, KDS on the global): the operator's
+//! files, or a self-signed CA and server certificate generated once in the data directory.
 
 use std::path::Path;
 
 use anyhow::Context;
 use chrono::Utc;
 
-use atoll_cp::Config;
+use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Certificate chain, key, and the CA that clients should trust.
 #[derive(Debug, Clone)]
-pub struct KdsTls {
+pub struct ServerTls {
     pub cert_chain_pem: String,
     pub key_pem: String,
     pub ca_pem: String,
@@ -18,21 +19,40 @@ pub struct KdsTls {
 
 const VALIDITY: std::time::Duration = std::time::Duration::from_secs(10 * 365 * 24 * 3600);
 
-pub fn load_or_generate(config: &Config) -> anyhow::Result<KdsTls> {
-    if let (Some(cert), Some(key)) = (&config.kds_tls_cert_file, &config.kds_tls_key_file) {
+/// Which server's certificate, and where it comes from.
+#[derive(Debug, Clone)]
+pub struct ServerTlsSource {
+    /// For messages: `xDS`, `KDS`.
+    pub server: &'static str,
+    /// The settings naming the files, for messages: `ATOLL_XDS_TLS`.
+    pub setting_prefix: &'static str,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+    /// Where a generated certificate is kept.
+    pub dir: PathBuf,
+    /// The listen address; a specific IP goes in the certificate's names.
+    pub listen: SocketAddr,
+    /// Logged when a certificate is generated: how clients get to trust it.
+    pub trust_hint: &'static str,
+}
+
+/// The operator's certificate files when both are set, else the generated one (created once).
+pub fn load_or_generate(source: &ServerTlsSource) -> anyhow::Result<ServerTls> {
+    let prefix = source.setting_prefix;
+    if let (Some(cert), Some(key)) = (&source.cert_file, &source.key_file) {
         let cert_chain_pem = std::fs::read_to_string(cert)
-            .with_context(|| format!("reading ATOLL_KDS_TLS_CERT_FILE {}", cert.display()))?;
+            .with_context(|| format!("reading {prefix}_CERT_FILE {}", cert.display()))?;
         let key_pem = std::fs::read_to_string(key)
-            .with_context(|| format!("reading ATOLL_KDS_TLS_KEY_FILE {}", key.display()))?;
+            .with_context(|| format!("reading {prefix}_KEY_FILE {}", key.display()))?;
         // The last certificate of the chain is the one clients should trust.
         let ca_pem = last_certificate(&cert_chain_pem).unwrap_or_else(|| cert_chain_pem.clone());
-        return Ok(KdsTls {
+        return Ok(ServerTls {
             cert_chain_pem,
             key_pem,
             ca_pem,
         });
     }
-    let dir = config.data_dir.join("kds-tls");
+    let dir = &source.dir;
     let paths = [
         dir.join("ca.pem"),
         dir.join("cert.pem"),
@@ -42,7 +62,7 @@ pub fn load_or_generate(config: &Config) -> anyhow::Result<KdsTls> {
         let read = |p: &Path| {
             std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
         };
-        return Ok(KdsTls {
+        return Ok(ServerTls {
             ca_pem: read(&paths[0])?,
             cert_chain_pem: read(&paths[1])?,
             key_pem: read(&paths[2])?,
@@ -59,18 +79,24 @@ pub fn load_or_generate(config: &Config) -> anyhow::Result<KdsTls> {
             hosts.push(h.to_string());
         }
     }
-    if !config.kds_address.ip().is_unspecified() {
-        hosts.push(config.kds_address.ip().to_string());
+    if !source.listen.ip().is_unspecified() {
+        hosts.push(source.listen.ip().to_string());
     }
     hosts.dedup();
     let generated = atoll_identity::generate_server_cert(&hosts, VALIDITY, Utc::now())
-        .context("generating the KDS server certificate")?;
-    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        .with_context(|| format!("generating the {} server certificate", source.server))?;
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(&paths[0], &generated.ca_cert_pem)?;
     std::fs::write(&paths[1], generated.cert_chain_pem())?;
     write_private(&paths[2], &generated.key_pem)?;
-    tracing::info!(dir = %dir.display(), ?hosts, "generated a self-signed KDS server certificate; give zones ca.pem as ATOLL_GLOBAL_CA_FILE");
-    Ok(KdsTls {
+    tracing::info!(
+        dir = %dir.display(),
+        ?hosts,
+        server = source.server,
+        "generated a self-signed server certificate; {}",
+        source.trust_hint
+    );
+    Ok(ServerTls {
         cert_chain_pem: generated.cert_chain_pem(),
         key_pem: generated.key_pem.clone(),
         ca_pem: generated.ca_cert_pem.clone(),
