@@ -6,6 +6,10 @@
 # Needs root (or the postgres user) for pg_ctlcluster and `su postgres`.
 set -euo pipefail
 
+# Only the export line may reach stdout (callers eval it): everything else, including what
+# pg_ctlcluster prints (e.g. "Removed stale pid file"), goes to stderr.
+exec 3>&1 1>&2
+
 ROLE=atoll
 PASSWORD=atoll
 DATABASE=atoll_test
@@ -64,7 +68,7 @@ URL="postgres://$ROLE:$PASSWORD@127.0.0.1:$PORT/$DATABASE"
 for _ in $(seq 1 20); do
     if PGPASSWORD=$PASSWORD psql -h 127.0.0.1 -p $PORT -U $ROLE -d $DATABASE -Atqc 'SELECT 1' >/dev/null 2>&1; then
         log "ready"
-        echo "export ATOLL_TEST_POSTGRES_URL=$URL"
+        echo "export ATOLL_TEST_POSTGRES_URL=$URL" >&3
         exit 0
     fi
     sleep 0.5
