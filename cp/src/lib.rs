@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod diagnostics;
 pub mod extension;
+pub mod mesh_ca;
 pub mod metrics;
 pub mod references;
 pub mod server_tls;

@@ -14,8 +14,15 @@ use atoll_identity::token::{
 };
 use atoll_store::{Store, StoreError};
 
-/// Name of the mesh Secret holding the dataplane-token signing key (PKCS#8 PEM).
+/// Name of the mesh Secret holding the dataplane-token signing key (PKCS#8 PEM). It never leaves
+/// the control plane that made it (KDS skips it).
 pub const SIGNING_KEY_SECRET: &str = "dataplane-token-signing-key";
+/// Name of the mesh Secret holding the public half of global's signing key (SPKI PEM), which
+/// global publishes so zones verify the dataplane tokens it mints.
+pub const PUBLIC_KEY_SECRET: &str = "dataplane-token-public-key";
+/// Name of the GlobalSecret holding the public half of the zone-token signing key, published
+/// by global so zones verify ingress and egress tokens.
+pub const ZONE_PUBLIC_KEY_SECRET: &str = "zone-token-public-key";
 
 /// Why a token could not be issued or keys could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -49,12 +56,72 @@ pub async fn zone_signing_key(store: &dyn Store) -> Result<SigningKey, TokenStor
     .await
 }
 
-/// The public keys that verify zone tokens.
+/// The public keys that verify zone tokens: this control plane's own signing key (global) and
+/// the public key global published (zones).
 pub async fn zone_verification_keys(store: &dyn Store) -> Result<Vec<PublicKey>, TokenStoreError> {
-    let key = ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET);
-    match store.get(&key).await? {
-        Some(secret) => Ok(vec![decode_key("", &secret)?.public_key()]),
-        None => Ok(Vec::new()),
+    keys_of(
+        store,
+        "",
+        ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET),
+        ResourceKey::global(Kind::GlobalSecret, ZONE_PUBLIC_KEY_SECRET),
+    )
+    .await
+}
+
+async fn keys_of(
+    store: &dyn Store,
+    mesh: &str,
+    signing: ResourceKey,
+    public: ResourceKey,
+) -> Result<Vec<PublicKey>, TokenStoreError> {
+    let mut keys = Vec::new();
+    if let Some(secret) = store.get(&signing).await? {
+        keys.push(decode_key(mesh, &secret)?.public_key());
+    }
+    if let Some(secret) = store.get(&public).await? {
+        let key = decode_public_key(mesh, &secret)?;
+        if keys.iter().all(|k| k.kid() != key.kid()) {
+            keys.push(key);
+        }
+    }
+    Ok(keys)
+}
+
+fn decode_public_key(mesh: &str, secret: &Resource) -> Result<PublicKey, TokenStoreError> {
+    let pem = secret_pem(mesh, secret)?;
+    PublicKey::from_pem(&pem).map_err(|e| TokenStoreError::BadKey {
+        mesh: mesh.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes (or refreshes) the public half of the signing key held in `signing` as the Secret or
+/// GlobalSecret `public_name` beside it. Global calls it so zones can verify what it signs.
+/// Returns whether anything was written.
+pub async fn publish_public_key(
+    store: &dyn Store,
+    signing: &ResourceKey,
+    public_name: &str,
+) -> Result<bool, TokenStoreError> {
+    let Some(secret) = store.get(signing).await? else {
+        return Ok(false);
+    };
+    let pem = decode_key(&signing.mesh, &secret)?.public_key().to_pem();
+    let data = Value::String(base64::engine::general_purpose::STANDARD.encode(pem));
+    let public_key = ResourceKey::new(signing.kind, signing.mesh.clone(), public_name);
+    let mut public = Resource::new(signing.kind, signing.mesh.clone(), public_name);
+    public.spec.insert("data".into(), data);
+    match store.get(&public_key).await? {
+        Some(current) if current.spec == public.spec => Ok(false),
+        Some(current) => {
+            store.update(public, current.version).await?;
+            Ok(true)
+        }
+        None => match store.create(public).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::AlreadyExists(_)) => Ok(false),
+            Err(e) => Err(e.into()),
+        },
     }
 }
 
@@ -108,19 +175,30 @@ async fn load_or_create_key(
     }
 }
 
-/// The public keys that verify a mesh's dataplane tokens (none if the mesh never minted one).
+/// The public keys that verify a mesh's dataplane tokens: this control plane's own signing key
+/// and the one global published (none if nobody minted one).
 pub async fn verification_keys(
     store: &dyn Store,
     mesh: &str,
 ) -> Result<Vec<PublicKey>, TokenStoreError> {
-    let key = ResourceKey::new(Kind::Secret, mesh, SIGNING_KEY_SECRET);
-    match store.get(&key).await? {
-        Some(secret) => Ok(vec![decode_key(mesh, &secret)?.public_key()]),
-        None => Ok(Vec::new()),
-    }
+    keys_of(
+        store,
+        mesh,
+        ResourceKey::new(Kind::Secret, mesh, SIGNING_KEY_SECRET),
+        ResourceKey::new(Kind::Secret, mesh, PUBLIC_KEY_SECRET),
+    )
+    .await
 }
 
 fn decode_key(mesh: &str, secret: &Resource) -> Result<SigningKey, TokenStoreError> {
+    let pem = secret_pem(mesh, secret)?;
+    SigningKey::from_pkcs8_pem(&pem).map_err(|e| TokenStoreError::BadKey {
+        mesh: mesh.into(),
+        reason: e.to_string(),
+    })
+}
+
+fn secret_pem(mesh: &str, secret: &Resource) -> Result<String, TokenStoreError> {
     let bad = |reason: String| TokenStoreError::BadKey {
         mesh: mesh.into(),
         reason,
@@ -133,8 +211,7 @@ fn decode_key(mesh: &str, secret: &Resource) -> Result<SigningKey, TokenStoreErr
     let pem = base64::engine::general_purpose::STANDARD
         .decode(data)
         .map_err(|e| bad(e.to_string()))?;
-    let pem = String::from_utf8(pem).map_err(|e| bad(e.to_string()))?;
-    SigningKey::from_pkcs8_pem(&pem).map_err(|e| bad(e.to_string()))
+    String::from_utf8(pem).map_err(|e| bad(e.to_string()))
 }
 
 /// Mints a token for dataplane `name` of `mesh`, valid for `valid_for` from `now`.
@@ -159,4 +236,82 @@ pub async fn issue_dataplane_token(
         jti: new_jti().map_err(|e| TokenStoreError::Mint(e.to_string()))?,
     };
     sign_dataplane_token(&key, &claims).map_err(|e| TokenStoreError::Mint(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_store::MemoryStore;
+
+    /// Copies one resource from global's store into a zone's, as KDS does.
+    async fn sync(from: &MemoryStore, to: &MemoryStore, key: ResourceKey) {
+        let r = from.get(&key).await.expect("read").expect("present");
+        to.create(Resource { version: 0, ..r })
+            .await
+            .expect("synced");
+    }
+
+    #[tokio::test]
+    async fn a_zone_verifies_globals_tokens_with_the_published_public_keys_only() {
+        let global = MemoryStore::new();
+        let zone = MemoryStore::new();
+        let now = Utc::now();
+        let day = std::time::Duration::from_secs(86400);
+        let token = issue_dataplane_token(&global, "default", "web-1", None, day, now)
+            .await
+            .expect("minted");
+        let zone_token = issue_zone_token(&global, "zone-1", Scope::Ingress, day, now)
+            .await
+            .expect("minted");
+        assert!(
+            verification_keys(&zone, "default")
+                .await
+                .expect("keys")
+                .is_empty()
+        );
+
+        let signing = ResourceKey::new(Kind::Secret, "default", SIGNING_KEY_SECRET);
+        assert!(
+            publish_public_key(&global, &signing, PUBLIC_KEY_SECRET)
+                .await
+                .expect("published")
+        );
+        assert!(
+            !publish_public_key(&global, &signing, PUBLIC_KEY_SECRET)
+                .await
+                .expect("idempotent")
+        );
+        let zone_signing = ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET);
+        publish_public_key(&global, &zone_signing, ZONE_PUBLIC_KEY_SECRET)
+            .await
+            .expect("published");
+        sync(
+            &global,
+            &zone,
+            ResourceKey::new(Kind::Secret, "default", PUBLIC_KEY_SECRET),
+        )
+        .await;
+        sync(
+            &global,
+            &zone,
+            ResourceKey::global(Kind::GlobalSecret, ZONE_PUBLIC_KEY_SECRET),
+        )
+        .await;
+
+        let keys = verification_keys(&zone, "default").await.expect("keys");
+        let claims = atoll_identity::verify_dataplane_token(&token, &keys, now).expect("valid");
+        assert_eq!(claims.name, "web-1");
+        let zone_keys = zone_verification_keys(&zone).await.expect("keys");
+        let claims =
+            atoll_identity::verify_zone_token(&zone_token, &zone_keys, now).expect("valid");
+        assert_eq!(claims.scope, Scope::Ingress);
+        // The zone holds no private key: what it would mint with its own fresh key is not
+        // accepted by global.
+        assert!(zone.get(&signing).await.expect("read").is_none());
+        let forged = issue_dataplane_token(&zone, "default", "web-1", None, day, now)
+            .await
+            .expect("zone mints with its own key");
+        let global_keys = verification_keys(&global, "default").await.expect("keys");
+        assert!(atoll_identity::verify_dataplane_token(&forged, &global_keys, now).is_err());
+    }
 }

@@ -92,7 +92,8 @@ pub struct EnvoyCommand {
 }
 
 impl EnvoyCommand {
-    /// `<envoy> -c <bootstrap> --disable-hot-restart --base-id <id> --log-level <level> <extra>`.
+    /// `<envoy> -c <bootstrap> --disable-hot-restart --base-id <id> --log-level <level>
+    /// --drain-strategy immediate --drain-time-s 30 <extra>`.
     pub fn new(
         envoy: PathBuf,
         bootstrap: &Path,
@@ -109,6 +110,15 @@ impl EnvoyCommand {
             base_id.to_string().into(),
             "--log-level".into(),
             log_level.into(),
+            // A listener update (a new MeshTrafficPermission, say) applies to connections that
+            // were accepted under the old config only once they are drained. Draining them all
+            // at once (HTTP: close after the current response) makes a Deny hold for the next
+            // request, instead of the gradual default that lets pooled connections keep old
+            // rules for seconds. Long-lived streams get Kuma's 30 s to finish.
+            "--drain-strategy".into(),
+            "immediate".into(),
+            "--drain-time-s".into(),
+            "30".into(),
         ];
         args.extend(extra.iter().map(OsString::from));
         EnvoyCommand {
@@ -367,7 +377,7 @@ mod tests {
         );
         assert_eq!(
             c.display(),
-            "/usr/bin/setpriv --pdeathsig SIGKILL -- /bin/envoy -c /w/b.json --disable-hot-restart --base-id 42 --log-level info --concurrency 2"
+            "/usr/bin/setpriv --pdeathsig SIGKILL -- /bin/envoy -c /w/b.json --disable-hot-restart --base-id 42 --log-level info --drain-strategy immediate --drain-time-s 30 --concurrency 2"
         );
     }
 

@@ -230,6 +230,10 @@ fn a_bootstrap_starts_envoy_and_sigterm_stops_everything() {
             words[4],
             "--log-level",
             "info",
+            "--drain-strategy",
+            "immediate",
+            "--drain-time-s",
+            "30",
             "--concurrency",
             "1"
         ]

@@ -5,7 +5,9 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use atoll_e2e::{DpProcess, envoy_available, http_backend, workspace_binary};
+use atoll_e2e::{
+    DpProcess, envoy_available, http_backend, logs, through_mesh, until, workspace_binary,
+};
 use atoll_test_support::{CpProcess, free_port};
 use serde_json::{Value, json};
 
@@ -101,56 +103,6 @@ fn permission(action: &str) -> Value {
         "targetRef": {"kind": "Mesh"},
         "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]
     }})
-}
-
-/// One request through the client's outbound: the backend's body, or why it failed.
-async fn through_mesh(port: u16) -> Result<String, String> {
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .map_err(|e| e.to_string())?;
-    let resp = client
-        .get(format!("http://127.0.0.1:{port}/"))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let body = resp.text().await.map_err(|e| e.to_string())?;
-    if status.is_success() {
-        Ok(body)
-    } else {
-        Err(format!("{status}: {body}"))
-    }
-}
-
-/// Polls `check` every 20 ms until it holds or `limit` passes; returns how long it took.
-async fn until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
-}
-
-fn logs(dir: &Path) -> String {
-    let mut out = String::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if entry.path().extension().is_some_and(|e| e == "log") {
-            out.push_str(&format!(
-                "--- {}\n{}\n",
-                entry.path().display(),
-                std::fs::read_to_string(entry.path()).unwrap_or_default()
-            ));
-        }
-    }
-    out
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

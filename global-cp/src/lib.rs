@@ -2,6 +2,7 @@
 //! sync with the zones, over TLS on `ATOLL_KDS_ADDRESS`. It plugs into the runtime through
 //! [`start_hook`].
 
+pub mod publisher;
 pub mod server;
 
 use std::sync::Arc;
@@ -56,5 +57,6 @@ pub async fn start_on(
             let _ = shutdown.wait_for(|s| *s).await;
         },
     ));
-    Ok(vec![server])
+    let publisher = tokio::spawn(publisher::run(ctx.store.clone(), ctx.shutdown.clone()));
+    Ok(vec![server, publisher])
 }

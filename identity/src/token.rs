@@ -139,6 +139,16 @@ pub enum Scope {
     Egress,
 }
 
+impl std::fmt::Display for Scope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Scope::Cp => "cp",
+            Scope::Ingress => "ingress",
+            Scope::Egress => "egress",
+        })
+    }
+}
+
 /// An ES256 private key that mints tokens.
 pub struct SigningKey {
     pair: EcdsaKeyPair,

@@ -15,12 +15,15 @@
 //! | ZoneIngress | | yes | yes | |
 //! | MeshService | | yes | yes | |
 //! | Zone | never | never | | |
-//! | GlobalSecret | never | never | | |
+//! | GlobalSecret `*-public-key` | yes | | | yes |
+//! | other GlobalSecrets | never | never | | |
 //!
-//! - **GlobalSecret stays on global.** It holds the global control plane's own credentials (the
-//!   zone-token signing key above all). Kuma syncs only a public key derived from that signing
-//!   key, so zones can check zone tokens; in Atoll the global checks zone tokens itself, so no
-//!   zone needs anything from a GlobalSecret, and a leaked zone store leaks no global key.
+//! Private token-signing keys never leave the control plane that made them, whatever their kind
+//! (`resource_rule` below): the mesh Secret `dataplane-token-signing-key` and every GlobalSecret
+//! but the public keys. Global publishes the public halves (`dataplane-token-public-key` per
+//! mesh, GlobalSecret `zone-token-public-key`), so zones can verify the dataplane, ingress and
+//! egress tokens global mints but cannot mint any, and a leaked zone store leaks no signing key.
+//!
 //! - **MeshExternalService flows global -> zone**: it is mesh configuration an operator writes on
 //!   global, like a policy (the brief did not list it; Kuma syncs it the same way).
 //! - **Zone** is global's record of its zones; a zone never receives or sends it.
@@ -149,8 +152,10 @@ const FROM_ZONE_RELAYED: SyncRule = SyncRule {
 /// without deciding how it syncs.
 pub fn rule(kind: Kind) -> SyncRule {
     match kind {
-        Kind::Zone | Kind::GlobalSecret => NEVER,
-        Kind::Mesh | Kind::Secret | Kind::HostnameGenerator => FROM_GLOBAL_SAME_NAME,
+        Kind::Zone => NEVER,
+        Kind::Mesh | Kind::Secret | Kind::HostnameGenerator | Kind::GlobalSecret => {
+            FROM_GLOBAL_SAME_NAME
+        }
         Kind::MeshExternalService
         | Kind::MeshMultiZoneService
         | Kind::MeshTrafficPermission
@@ -174,9 +179,33 @@ pub fn rule(kind: Kind) -> SyncRule {
     }
 }
 
-/// What of `kind` leaves side `from` for the other side.
+/// Name of the mesh Secret holding a mesh's dataplane-token signing key: never synced.
+pub const DATAPLANE_TOKEN_SIGNING_KEY: &str = "dataplane-token-signing-key";
+/// Suffix of the GlobalSecrets global publishes to zones (public keys); no other GlobalSecret
+/// leaves global.
+pub const PUBLIC_KEY_SUFFIX: &str = "-public-key";
+
+/// The sync rule of one resource: its kind's rule, except that private signing keys never sync.
+pub fn resource_rule(kind: Kind, name: &str) -> SyncRule {
+    match kind {
+        Kind::Secret if name == DATAPLANE_TOKEN_SIGNING_KEY => NEVER,
+        Kind::GlobalSecret if !name.ends_with(PUBLIC_KEY_SUFFIX) => NEVER,
+        _ => rule(kind),
+    }
+}
+
+/// What of one resource leaves side `from` for the other side.
+pub fn resource_flows(kind: Kind, name: &str, from: Side) -> Flow {
+    flow_of(resource_rule(kind, name), from)
+}
+
+/// What of `kind` leaves side `from` for the other side (some of its resources may still stay:
+/// see [`resource_flows`]).
 pub fn flows(kind: Kind, from: Side) -> Flow {
-    let r = rule(kind);
+    flow_of(rule(kind), from)
+}
+
+fn flow_of(r: SyncRule, from: Side) -> Flow {
     match from {
         Side::Global => Flow {
             own: r.global_to_zone,
@@ -224,7 +253,7 @@ mod tests {
                 never.push(kind);
             }
         }
-        assert_eq!(never, [Kind::Zone, Kind::GlobalSecret]);
+        assert_eq!(never, [Kind::Zone]);
         assert!(rule(Kind::Mesh).keeps_global_name);
         let from_zone = kinds_sent_by(Side::Zone);
         assert_eq!(
@@ -239,9 +268,22 @@ mod tests {
         // Global sends its own kinds plus the relayed ones: everything but the never kinds and
         // the zone-only ones.
         let from_global = kinds_sent_by(Side::Global);
-        assert_eq!(from_global.len(), Kind::ALL.len() - 2 - 2);
+        assert_eq!(from_global.len(), Kind::ALL.len() - 1 - 2);
         assert!(from_global.contains(&Kind::ZoneIngress));
         assert!(!from_global.contains(&Kind::Dataplane));
         assert_eq!(Side::Zone.peer(), Side::Global);
+    }
+
+    #[test]
+    fn private_signing_keys_never_sync_and_public_keys_do() {
+        for side in [Side::Global, Side::Zone] {
+            assert!(resource_flows(Kind::Secret, DATAPLANE_TOKEN_SIGNING_KEY, side).is_none());
+            assert!(resource_flows(Kind::GlobalSecret, "zone-token-signing-key", side).is_none());
+            assert!(resource_flows(Kind::GlobalSecret, "my-credentials", side).is_none());
+        }
+        assert!(resource_flows(Kind::GlobalSecret, "zone-token-public-key", Side::Global).own);
+        assert!(resource_flows(Kind::Secret, "dataplane-token-public-key", Side::Global).own);
+        assert!(resource_flows(Kind::Secret, "default.ca-builtin-cert-ca-1", Side::Global).own);
+        assert!(resource_rule(Kind::GlobalSecret, "zone-token-public-key").keeps_global_name);
     }
 }

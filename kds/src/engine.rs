@@ -48,7 +48,7 @@ use envoy_types::pb::google::rpc::Status;
 use prost::Message;
 use serde_json::{Value, json};
 
-use crate::direction::{Party, flows, kinds_sent_by};
+use crate::direction::{Party, kinds_sent_by, resource_flows};
 use crate::naming::{origin_of, synced_copy};
 use crate::wire::{self, content_version, decode, encode, key_of, kind_of, type_url, wire_name};
 
@@ -283,7 +283,7 @@ impl Sender {
     /// Whether `resource` goes to the peer: its kind flows that way, and it was created here
     /// (or, on global, in a zone other than the peer, for relayed kinds).
     pub fn sends(&self, resource: &Resource) -> bool {
-        let flow = flows(resource.kind, self.config.local.side());
+        let flow = resource_flows(resource.kind, &resource.name, self.config.local.side());
         let origin = origin_of(resource);
         match (&self.config.local, origin) {
             (Party::Global, Some(Party::Zone(z))) => {
@@ -886,7 +886,7 @@ fn accept(
     held: &BTreeMap<ResourceKey, Held>,
 ) -> Result<Resource, String> {
     let r = decode(type_url, w).map_err(|e: wire::DecodeError| e.to_string())?;
-    let flow = flows(kind, config.peer.side());
+    let flow = resource_flows(kind, &r.name, config.peer.side());
     match (&config.local, origin_of(&r)) {
         (Party::Global, Some(Party::Zone(z))) if config.peer.zone_name() == Some(z.as_str()) => {}
         (Party::Global, origin) => {

@@ -41,7 +41,12 @@ pub struct BootstrapParams {
 
 /// The node ID a dataplane presents: `<mesh>.<name>`.
 pub fn node_id(mesh: &str, name: &str) -> String {
-    format!("{mesh}.{name}")
+    if mesh.is_empty() {
+        // A zone proxy (ZoneIngress, ZoneEgress) belongs to no mesh.
+        name.to_string()
+    } else {
+        format!("{mesh}.{name}")
+    }
 }
 
 /// The bootstrap JSON (Envoy's v3 `Bootstrap`). Listeners, clusters, endpoints and secrets all

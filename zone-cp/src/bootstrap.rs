@@ -15,7 +15,7 @@ use atoll_core::{FieldPath, Kind, Resource, ResourceKey, Violations};
 use atoll_xds::bootstrap::{BootstrapParams, bootstrap};
 use atoll_xds_server::directory::ConnectError;
 
-use crate::directory::ZoneDirectory;
+use crate::directory::{ProxyKind, ZoneDirectory, ZoneSettings};
 
 /// Envoy's admin port when the Dataplane names none (Kuma's default).
 pub const DEFAULT_ADMIN_PORT: u16 = 9901;
@@ -26,6 +26,7 @@ pub struct BootstrapState {
     /// The CA of the xDS server's certificate, given to Envoy to verify the control plane.
     pub xds_ca_pem: String,
     pub xds_port: u16,
+    pub settings: ZoneSettings,
 }
 
 fn error(
@@ -60,16 +61,14 @@ pub async fn handle(
     };
     let text = |k: &str| request.get(k).and_then(Value::as_str).map(str::to_string);
     let proxy_type = text("proxyType").unwrap_or_else(|| "sidecar".into());
-    if proxy_type != "sidecar" && proxy_type != "dataplane" {
+    let Some(proxy_kind) = ProxyKind::from_proxy_type(&proxy_type) else {
         return error(
             StatusCode::BAD_REQUEST,
             "Unsupported proxy type",
-            format!(
-                "proxy type {proxy_type:?} is not served yet: this control plane runs sidecars"
-            ),
+            format!("proxy type {proxy_type:?} is unknown: use sidecar, ingress or egress"),
             &none,
         );
-    }
+    };
     let Some(document) = request.get("dataplane").cloned() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -89,13 +88,20 @@ pub async fn handle(
             );
         }
     };
-    if resource.kind != Kind::Dataplane {
+    if resource.kind != proxy_kind.resource_kind() {
         return error(
             StatusCode::BAD_REQUEST,
             "Invalid dataplane",
-            format!("expected a Dataplane, got {}", resource.kind),
+            format!(
+                "proxy type {proxy_type} needs a {}, got a {}",
+                proxy_kind.resource_kind(),
+                resource.kind
+            ),
             &none,
         );
+    }
+    if proxy_kind != ProxyKind::Sidecar {
+        return zone_proxy(&state, proxy_kind, resource, &headers, &request).await;
     }
     let (mesh, name) = (resource.mesh.clone(), resource.name.clone());
     if let Err(e) = state
@@ -175,16 +181,7 @@ pub async fn handle(
                 .and_then(|p| u16::try_from(p).ok())
         })
         .unwrap_or(DEFAULT_ADMIN_PORT);
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .map(|h| {
-            h.rsplit_once(':')
-                .map_or(h, |(host, _)| host)
-                .trim_matches(['[', ']'])
-                .to_string()
-        })
-        .unwrap_or_else(|| "127.0.0.1".into());
+    let host = xds_host(&headers);
     let params = BootstrapParams {
         mesh: mesh.clone(),
         name: name.clone(),
@@ -197,6 +194,111 @@ pub async fn handle(
         admin_port,
     };
     tracing::info!(%mesh, %name, "dataplane bootstrapped");
+    (
+        StatusCode::OK,
+        Json(json!({"bootstrap": bootstrap(&params)})),
+    )
+        .into_response()
+}
+
+/// The host atoll-dp reached this server by: Envoy dials the same.
+fn xds_host(headers: &HeaderMap) -> String {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .map(|h| {
+            h.rsplit_once(':')
+                .map_or(h, |(host, _)| host)
+                .trim_matches(['[', ']'])
+                .to_string()
+        })
+        .unwrap_or_else(|| "127.0.0.1".into())
+}
+
+/// Admits and registers a zone ingress or egress, and answers its bootstrap.
+async fn zone_proxy(
+    state: &BootstrapState,
+    kind: ProxyKind,
+    mut resource: Resource,
+    headers: &HeaderMap,
+    request: &Value,
+) -> Response {
+    let none = Violations::new();
+    let name = resource.name.clone();
+    let token = request.get("token").and_then(Value::as_str);
+    if let Err(e) = state
+        .directory
+        .authenticate_zone_proxy(kind, &name, token)
+        .await
+    {
+        let status = match e {
+            ConnectError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ConnectError::NotFound(_) => StatusCode::NOT_FOUND,
+            ConnectError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return error(status, "Zone proxy not admitted", e.to_string(), &none);
+    }
+    // The zone proxy serves this zone, whatever its file says.
+    let zone = state.settings.zone.clone();
+    match resource.spec.get("zone").and_then(Value::as_str) {
+        Some(z) if !z.is_empty() && z != zone => {
+            let mut v = Violations::new();
+            v.add(
+                &FieldPath::root().field("zone"),
+                format!("this control plane serves zone {zone:?}"),
+            );
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid zone proxy",
+                format!(
+                    "the {} names zone {z:?}, but this is zone {zone:?}",
+                    resource.kind
+                ),
+                &v,
+            );
+        }
+        _ => {
+            resource.spec.insert("zone".into(), Value::String(zone));
+        }
+    }
+    let admin_port = request
+        .get("adminPort")
+        .and_then(Value::as_u64)
+        .and_then(|p| u16::try_from(p).ok())
+        .or_else(|| {
+            resource
+                .spec
+                .get("networking")
+                .and_then(|n| n.pointer("/admin/port"))
+                .and_then(Value::as_u64)
+                .and_then(|p| u16::try_from(p).ok())
+        })
+        .unwrap_or(DEFAULT_ADMIN_PORT);
+    let kind_name = resource.kind;
+    if let Err(e) = register(state, resource).await {
+        return error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Zone proxy not registered",
+            e.to_string(),
+            &none,
+        );
+    }
+    let params = BootstrapParams {
+        mesh: String::new(),
+        name: name.clone(),
+        service: name.clone(),
+        proxy_type: if kind == ProxyKind::Ingress {
+            "ingress".into()
+        } else {
+            "egress".into()
+        },
+        xds_host: xds_host(headers),
+        xds_port: state.xds_port,
+        ca_cert_pem: Some(state.xds_ca_pem.clone()),
+        token: token.map(str::to_string),
+        admin_port,
+    };
+    tracing::info!(kind = %kind_name, %name, "zone proxy bootstrapped");
     (
         StatusCode::OK,
         Json(json!({"bootstrap": bootstrap(&params)})),

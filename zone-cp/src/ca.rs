@@ -1,24 +1,21 @@
-//! The mesh CA as the zone control plane uses it: the builtin CA is generated once per mesh and
-//! stored as two mesh Secrets (`<mesh>.ca-builtin-cert-<backend>` and `...-key-...`, Kuma's names),
-//! so a global control plane can later own and sync them; a provided CA is read from the Secrets
-//! (or inline data) its backend names.
+//! The mesh CA as the zone control plane uses it: the builtin CA is read from two mesh Secrets
+//! (`atoll_cp::mesh_ca`), generated here only by a standalone zone (global generates it for the
+//! zones it feeds); a provided CA is read from the Secrets (or inline data) its backend names.
 
 use std::time::Duration;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 
 use atoll_core::kinds::mesh::{CaConf, MeshDoc, MtlsMode};
 use atoll_core::kinds::secret::DataSourceRef;
 use atoll_core::{Kind, Resource, ResourceKey};
+use atoll_cp::mesh_ca::BuiltinCaError;
 use atoll_identity::CaBundle;
 use atoll_store::{Store, StoreError};
 
 /// Kuma's default lifetime of proxy certificates.
 pub const DEFAULT_DP_CERT_VALIDITY: Duration = Duration::from_secs(24 * 3600);
-/// Lifetime of a generated builtin root (Kuma: 10 years).
-pub const DEFAULT_ROOT_VALIDITY: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+pub use atoll_cp::mesh_ca::DEFAULT_ROOT_VALIDITY;
 
 /// The CA a mesh's proxies get certificates from.
 #[derive(Debug, Clone)]
@@ -44,20 +41,34 @@ pub enum CaError {
     },
 }
 
-pub fn cert_secret_name(mesh: &str, backend: &str) -> String {
-    format!("{mesh}.ca-builtin-cert-{backend}")
+pub use atoll_cp::mesh_ca::{Generation, cert_secret_name, key_secret_name};
+
+impl From<BuiltinCaError> for CaError {
+    fn from(e: BuiltinCaError) -> Self {
+        match e {
+            BuiltinCaError::Store(e) => CaError::Store(e),
+            BuiltinCaError::Unusable { mesh, reason } => CaError::Config { mesh, reason },
+            BuiltinCaError::Identity {
+                mesh,
+                backend,
+                source,
+            } => CaError::Identity {
+                mesh,
+                backend,
+                source,
+            },
+        }
+    }
 }
 
-pub fn key_secret_name(mesh: &str, backend: &str) -> String {
-    format!("{mesh}.ca-builtin-key-{backend}")
-}
-
-/// The mesh's CA, creating the builtin root on first use; `None` when mTLS is off.
+/// The mesh's CA, creating the builtin root on first use when `generation` allows it; `None`
+/// when mTLS is off.
 pub async fn mesh_ca(
     store: &dyn Store,
     mesh: &str,
     doc: &MeshDoc,
     now: DateTime<Utc>,
+    generation: Generation,
 ) -> Result<Option<MeshCa>, CaError> {
     let Some(mtls) = &doc.mtls else {
         return Ok(None);
@@ -90,7 +101,13 @@ pub async fn mesh_ca(
                 .and_then(|c| c.expiration.as_ref())
                 .and_then(|e| e.as_std())
                 .unwrap_or(DEFAULT_ROOT_VALIDITY);
-            builtin_ca(store, mesh, enabled, validity, now, identity_err).await?
+            atoll_cp::mesh_ca::builtin_ca(store, mesh, enabled, validity, now, generation)
+                .await?
+                .ok_or_else(|| {
+                    config_err(format!(
+                        "the builtin CA {enabled:?} has not arrived from the global control plane yet (global generates it; check the zone's KDS connection)"
+                    ))
+                })?
         }
         CaConf::Provided(provided) => {
             let cert = read_source(store, mesh, provided.cert.as_ref(), "cert").await?;
@@ -122,71 +139,8 @@ pub async fn mesh_ca(
     }))
 }
 
-async fn builtin_ca(
-    store: &dyn Store,
-    mesh: &str,
-    backend: &str,
-    validity: Duration,
-    now: DateTime<Utc>,
-    identity_err: impl Fn(atoll_identity::IdentityError) -> CaError,
-) -> Result<CaBundle, CaError> {
-    let cert_key = ResourceKey::new(Kind::Secret, mesh, cert_secret_name(mesh, backend));
-    let key_key = ResourceKey::new(Kind::Secret, mesh, key_secret_name(mesh, backend));
-    for _ in 0..3 {
-        let cert = store.get(&cert_key).await?;
-        let key = store.get(&key_key).await?;
-        if let (Some(cert), Some(key)) = (&cert, &key) {
-            let cert_pem = secret_text(cert, mesh)?;
-            let key_pem = secret_text(key, mesh)?;
-            return atoll_identity::load_provided_ca(&cert_pem, &key_pem, now)
-                .map_err(identity_err);
-        }
-        // Generate once; a concurrent creator (another replica) wins and we read theirs.
-        let fresh = atoll_identity::generate_root_ca(mesh, validity, now).map_err(&identity_err)?;
-        let b64 = base64::engine::general_purpose::STANDARD;
-        let mut key_secret = Resource::new(Kind::Secret, mesh, key_key.name.clone());
-        key_secret
-            .spec
-            .insert("data".into(), Value::String(b64.encode(&fresh.key_pem)));
-        let mut cert_secret = Resource::new(Kind::Secret, mesh, cert_key.name.clone());
-        cert_secret
-            .spec
-            .insert("data".into(), Value::String(b64.encode(&fresh.cert_pem)));
-        let created_key = key.is_some() || create_ok(store.create(key_secret).await)?;
-        let created_cert = cert.is_some() || create_ok(store.create(cert_secret).await)?;
-        if created_key && created_cert && cert.is_none() && key.is_none() {
-            tracing::info!(%mesh, %backend, "generated the mesh's builtin CA");
-            return Ok(fresh);
-        }
-    }
-    Err(CaError::Config {
-        mesh: mesh.to_string(),
-        reason: "the builtin CA secrets keep changing under us".into(),
-    })
-}
-
-fn create_ok(r: Result<Resource, StoreError>) -> Result<bool, CaError> {
-    match r {
-        Ok(_) => Ok(true),
-        Err(StoreError::AlreadyExists(_)) => Ok(false),
-        Err(e) => Err(e.into()),
-    }
-}
-
 fn secret_text(secret: &Resource, mesh: &str) -> Result<String, CaError> {
-    let bad = |reason: &str| CaError::Config {
-        mesh: mesh.to_string(),
-        reason: format!("secret {:?}: {reason}", secret.name),
-    };
-    let data = secret
-        .spec
-        .get("data")
-        .and_then(Value::as_str)
-        .ok_or_else(|| bad("has no data"))?;
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(data)
-        .map_err(|_| bad("data is not base64"))?;
-    String::from_utf8(bytes).map_err(|_| bad("data is not text"))
+    atoll_cp::mesh_ca::secret_text(secret, mesh).map_err(CaError::from)
 }
 
 async fn read_source(

@@ -27,8 +27,98 @@ use crate::snapshot::{ProxyBuild, build};
 
 /// Node metadata key carrying the dataplane token (set in the bootstrap).
 pub const TOKEN_METADATA_KEY: &str = "dataplane.token";
+/// Node metadata key carrying the proxy type (`dataplane`, `ingress`, `egress`).
+pub const PROXY_TYPE_METADATA_KEY: &str = "dataplane.proxyType";
 
-type ProxyKey = (String, String);
+/// What a proxy is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ProxyKind {
+    /// A sidecar of a Dataplane.
+    Sidecar,
+    /// A ZoneIngress.
+    Ingress,
+    /// A ZoneEgress.
+    Egress,
+}
+
+impl ProxyKind {
+    /// From the bootstrap's `proxyType` (and node metadata).
+    pub fn from_proxy_type(proxy_type: &str) -> Option<ProxyKind> {
+        match proxy_type {
+            "sidecar" | "dataplane" | "" => Some(ProxyKind::Sidecar),
+            "ingress" => Some(ProxyKind::Ingress),
+            "egress" => Some(ProxyKind::Egress),
+            _ => None,
+        }
+    }
+
+    pub fn resource_kind(self) -> Kind {
+        match self {
+            ProxyKind::Sidecar => Kind::Dataplane,
+            ProxyKind::Ingress => Kind::ZoneIngress,
+            ProxyKind::Egress => Kind::ZoneEgress,
+        }
+    }
+
+    /// The zone token scope this proxy presents (zone proxies only).
+    pub fn token_scope(self) -> Option<atoll_identity::Scope> {
+        match self {
+            ProxyKind::Sidecar => None,
+            ProxyKind::Ingress => Some(atoll_identity::Scope::Ingress),
+            ProxyKind::Egress => Some(atoll_identity::Scope::Egress),
+        }
+    }
+}
+
+/// One proxy: a sidecar `(mesh, name)`, or a zone proxy (mesh empty).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ProxyKey {
+    pub kind: ProxyKind,
+    pub mesh: String,
+    pub name: String,
+}
+
+impl ProxyKey {
+    pub fn sidecar(mesh: &str, name: &str) -> Self {
+        Self {
+            kind: ProxyKind::Sidecar,
+            mesh: mesh.to_string(),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn zone_proxy(kind: ProxyKind, name: &str) -> Self {
+        Self {
+            kind,
+            mesh: String::new(),
+            name: name.to_string(),
+        }
+    }
+
+    fn resource_key(&self) -> ResourceKey {
+        ResourceKey::new(self.kind.resource_kind(), &self.mesh, &self.name)
+    }
+}
+
+impl std::fmt::Display for ProxyKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            ProxyKind::Sidecar => write!(f, "{}.{}", self.mesh, self.name),
+            ProxyKind::Ingress => write!(f, "zone ingress {}", self.name),
+            ProxyKind::Egress => write!(f, "zone egress {}", self.name),
+        }
+    }
+}
+
+/// How the zone control plane runs.
+#[derive(Debug, Clone)]
+pub struct ZoneSettings {
+    pub dp_auth: DpAuth,
+    /// This zone's name.
+    pub zone: String,
+    /// Connected to a global control plane (which owns meshes, CAs and token keys).
+    pub federated: bool,
+}
 
 /// One known proxy (connected now or before).
 struct ProxyEntry {
@@ -57,6 +147,7 @@ pub struct ZoneDirectory {
     store: SharedStore,
     index: MeshIndex,
     dp_auth: DpAuth,
+    zone: String,
     metrics: XdsMetrics,
     proxies: Mutex<HashMap<ProxyKey, ProxyEntry>>,
     /// Serializes rebuilds so a slow build never overwrites a newer one.
@@ -91,16 +182,22 @@ fn metadata_string(node: &Node, key: &str) -> Option<String> {
 }
 
 impl ZoneDirectory {
-    pub fn new(store: SharedStore, dp_auth: DpAuth, metrics: XdsMetrics) -> Self {
-        if dp_auth == DpAuth::None {
+    pub fn new(store: SharedStore, settings: ZoneSettings, metrics: XdsMetrics) -> Self {
+        if settings.dp_auth == DpAuth::None {
             tracing::warn!(
                 "ATOLL_DP_AUTH=none: proxies are NOT authenticated; use this for benchmarks only"
             );
         }
+        let generation = if settings.federated {
+            crate::ca::Generation::FromGlobal
+        } else {
+            crate::ca::Generation::Allowed
+        };
         Self {
-            index: MeshIndex::new(store.clone()),
+            index: MeshIndex::new(store.clone(), &settings.zone, generation),
             store,
-            dp_auth,
+            dp_auth: settings.dp_auth,
+            zone: settings.zone,
             metrics,
             proxies: Mutex::new(HashMap::new()),
             rebuild: tokio::sync::Mutex::new(()),
@@ -142,30 +239,101 @@ impl ZoneDirectory {
         Ok(())
     }
 
+    /// Checks the zone token of a zone ingress or egress: signed by global's zone-token key
+    /// (whose public half global syncs here), for this zone, with the proxy's scope.
+    pub async fn authenticate_zone_proxy(
+        &self,
+        kind: ProxyKind,
+        name: &str,
+        token: Option<&str>,
+    ) -> Result<(), ConnectError> {
+        if self.dp_auth == DpAuth::None {
+            return Ok(());
+        }
+        let Some(scope) = kind.token_scope() else {
+            return Err(ConnectError::Unauthenticated(format!(
+                "{kind:?} is not a zone proxy"
+            )));
+        };
+        let what = if kind == ProxyKind::Ingress {
+            "zone ingress"
+        } else {
+            "zone egress"
+        };
+        let token = token.ok_or_else(|| {
+            ConnectError::Unauthenticated(format!(
+                "{what} {name:?} presented no zone token; generate one on global with `atollctl generate zone-token --zone {} --scope {scope}`",
+                self.zone
+            ))
+        })?;
+        let keys = atoll_cp::tokens::zone_verification_keys(self.store.as_ref())
+            .await
+            .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
+        if keys.is_empty() {
+            return Err(ConnectError::Unauthenticated(
+                "this zone has no zone-token public key yet: it arrives from the global control plane once the zone is connected".to_string(),
+            ));
+        }
+        let claims = atoll_identity::verify_zone_token(token.trim(), &keys, Utc::now())
+            .map_err(|e| ConnectError::Unauthenticated(format!("invalid zone token: {e}")))?;
+        if claims.zone != self.zone {
+            return Err(ConnectError::Unauthenticated(format!(
+                "the zone token was issued for zone {:?}, but this is zone {:?}",
+                claims.zone, self.zone
+            )));
+        }
+        if claims.scope != scope {
+            return Err(ConnectError::Unauthenticated(format!(
+                "the zone token has scope {}, a {what} needs scope {scope}",
+                claims.scope
+            )));
+        }
+        Ok(())
+    }
+
     async fn build_for(
         &self,
-        mesh: &str,
-        name: &str,
+        key: &ProxyKey,
     ) -> Result<Arc<ProxyBuild>, crate::snapshot::BuildError> {
-        let previous_cert = self.entry_build(mesh, name).and_then(|b| b.cert.clone());
         let started = Instant::now();
-        let built = build(&self.index, mesh, name, previous_cert.as_ref(), Utc::now()).await?;
-        self.metrics
-            .observe_generation("sidecar", started.elapsed());
+        let built = match key.kind {
+            ProxyKind::Sidecar => {
+                let previous_cert = self.entry_build(key).and_then(|b| b.cert.clone());
+                build(
+                    &self.index,
+                    &key.mesh,
+                    &key.name,
+                    previous_cert.as_ref(),
+                    Utc::now(),
+                )
+                .await?
+            }
+            ProxyKind::Ingress => {
+                crate::zone_proxies::build_ingress(&self.index, self.store.as_ref(), &key.name)
+                    .await?
+            }
+            ProxyKind::Egress => {
+                crate::zone_proxies::build_egress(&self.index, self.store.as_ref(), &key.name)
+                    .await?
+            }
+        };
+        let label = match key.kind {
+            ProxyKind::Sidecar => "sidecar",
+            ProxyKind::Ingress => "ingress",
+            ProxyKind::Egress => "egress",
+        };
+        self.metrics.observe_generation(label, started.elapsed());
         Ok(Arc::new(built))
     }
 
-    fn entry_build(&self, mesh: &str, name: &str) -> Option<Arc<ProxyBuild>> {
+    fn entry_build(&self, key: &ProxyKey) -> Option<Arc<ProxyBuild>> {
         let proxies = self.proxies.lock().ok()?;
-        proxies
-            .get(&(mesh.to_string(), name.to_string()))
-            .and_then(|e| e.last.clone())
+        proxies.get(key).and_then(|e| e.last.clone())
     }
 
     /// Rebuilds one proxy and publishes its snapshot if it changed.
     async fn refresh(&self, key: &ProxyKey) {
-        let (mesh, name) = key;
-        match self.build_for(mesh, name).await {
+        match self.build_for(key).await {
             Ok(built) => {
                 let Ok(mut proxies) = self.proxies.lock() else {
                     return;
@@ -174,19 +342,22 @@ impl ZoneDirectory {
                     let changed = entry.snapshots.borrow().version != built.snapshot.version;
                     if changed {
                         entry.snapshots.send_replace(built.snapshot.clone());
-                        tracing::debug!(proxy = %format!("{mesh}.{name}"), version = %built.snapshot.version, "new snapshot");
+                        tracing::debug!(proxy = %key, version = %built.snapshot.version, "new snapshot");
                     }
                     entry.last = Some(built);
                 }
             }
-            Err(crate::snapshot::BuildError::MissingDataplane(_)) => {
+            Err(
+                crate::snapshot::BuildError::MissingDataplane(_)
+                | crate::snapshot::BuildError::MissingZoneProxy { .. },
+            ) => {
                 // Deleted: drop the entry, which ends its stream.
                 if let Ok(mut proxies) = self.proxies.lock() {
                     proxies.remove(key);
                 }
             }
             Err(e) => {
-                tracing::error!(proxy = %format!("{mesh}.{name}"), error = %e, "cannot build proxy config; it keeps its last config")
+                tracing::error!(proxy = %key, error = %e, "cannot build proxy config; it keeps its last config")
             }
         }
     }
@@ -199,22 +370,44 @@ impl ZoneDirectory {
         let key = &event.key;
         proxies
             .iter()
-            .filter(|((mesh, name), entry)| match key.kind {
-                Kind::Mesh => mesh == &key.name,
-                Kind::Dataplane => {
-                    mesh == &key.mesh
-                        && (name == &key.name
-                            || entry
-                                .last
-                                .as_ref()
-                                .is_none_or(|b| !b.outbound_services.is_disjoint(changed_services)))
+            .filter(|(proxy, entry)| {
+                let reaches_changed = || {
+                    entry
+                        .last
+                        .as_ref()
+                        .is_none_or(|b| !b.outbound_services.is_disjoint(changed_services))
+                };
+                match (proxy.kind, key.kind) {
+                    // Zone proxies serve every mesh's services (the ingress) or every mesh's
+                    // remote services (the egress).
+                    (ProxyKind::Ingress | ProxyKind::Egress, Kind::Mesh | Kind::Secret) => true,
+                    (ProxyKind::Ingress, Kind::Dataplane) => true,
+                    (ProxyKind::Egress, Kind::MeshService) => true,
+                    (
+                        ProxyKind::Ingress | ProxyKind::Egress,
+                        Kind::ZoneIngress | Kind::ZoneEgress,
+                    ) => true,
+                    (ProxyKind::Ingress | ProxyKind::Egress, _) => false,
+                    (ProxyKind::Sidecar, Kind::Mesh) => proxy.mesh == key.name,
+                    (ProxyKind::Sidecar, Kind::Dataplane) => {
+                        proxy.mesh == key.mesh && (proxy.name == key.name || reaches_changed())
+                    }
+                    (ProxyKind::Sidecar, Kind::MeshService) => {
+                        proxy.mesh == key.mesh && reaches_changed()
+                    }
+                    // Another zone's ingress or a local egress moved: every sidecar that
+                    // reaches another zone may route differently.
+                    (ProxyKind::Sidecar, Kind::ZoneIngress | Kind::ZoneEgress) => true,
+                    (
+                        ProxyKind::Sidecar,
+                        Kind::MeshTrafficPermission
+                        | Kind::MeshTimeout
+                        | Kind::MeshRetry
+                        | Kind::MeshCircuitBreaker
+                        | Kind::Secret,
+                    ) => proxy.mesh == key.mesh,
+                    (ProxyKind::Sidecar, _) => false,
                 }
-                Kind::MeshTrafficPermission
-                | Kind::MeshTimeout
-                | Kind::MeshRetry
-                | Kind::MeshCircuitBreaker
-                | Kind::Secret => mesh == &key.mesh,
-                _ => false,
             })
             .map(|(k, _)| k.clone())
             .collect()
@@ -225,7 +418,7 @@ impl ZoneDirectory {
         let mut events = self.store.watch();
         // Services each dataplane offered at its last build, to know whom its change concerns
         // even after it is deleted.
-        let mut services_of: HashMap<ProxyKey, BTreeSet<String>> = HashMap::new();
+        let mut services_of: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
         loop {
             let next_rotation = self.next_rotation();
             let sleep = async {
@@ -261,14 +454,32 @@ impl ZoneDirectory {
                         batch.push(ev);
                     }
                     let _guard = self.rebuild.lock().await;
+                    // Services a changed MeshService stood for before the change.
+                    let mut offered_before: HashMap<ResourceKey, String> = HashMap::new();
+                    for ev in &batch {
+                        if ev.key.kind == Kind::MeshService
+                            && let Some(service) = self.index.offered_service(&ev.key).await
+                        {
+                            offered_before.insert(ev.key.clone(), service);
+                        }
+                    }
+                    let mut routes_changed = false;
                     for ev in &batch {
                         if let Err(e) = self.index.apply(ev).await {
                             tracing::warn!(error = %e, "cannot read a changed resource; its proxies keep their config");
                         }
+                        routes_changed |= matches!(ev.key.kind, Kind::ZoneIngress | Kind::ZoneEgress);
+                    }
+                    if routes_changed && let Err(e) = self.index.reload_routes().await {
+                        tracing::warn!(error = %e, "cannot read the zone proxies; sidecars keep their routes to other zones");
                     }
                     let mut todo: BTreeSet<ProxyKey> = BTreeSet::new();
                     for ev in &batch {
                         let mut changed = BTreeSet::new();
+                        if ev.key.kind == Kind::MeshService {
+                            changed.extend(offered_before.get(&ev.key).cloned());
+                            changed.extend(self.index.offered_service(&ev.key).await);
+                        }
                         if ev.key.kind == Kind::Dataplane {
                             let k = (ev.key.mesh.clone(), ev.key.name.clone());
                             if let Some(old) = services_of.get(&k) {
@@ -319,7 +530,8 @@ impl ZoneDirectory {
         )
     }
 
-    /// Removes dataplanes whose proxy has been disconnected for longer than `grace`.
+    /// Removes dataplanes and zone proxies whose proxy has been disconnected for longer than
+    /// `grace`.
     pub async fn collect_offline(
         self: Arc<Self>,
         grace: std::time::Duration,
@@ -354,17 +566,17 @@ impl ZoneDirectory {
                         .collect()
                 })
                 .unwrap_or_default();
-            for (mesh, name) in expired {
-                let key = ResourceKey::new(Kind::Dataplane, &mesh, &name);
+            for proxy in expired {
+                let key = proxy.resource_key();
                 match self.store.delete(&key, None).await {
                     Ok(()) | Err(atoll_store::StoreError::NotFound(_)) => {
-                        tracing::info!(dataplane = %key, ?grace, "removed a dataplane that stayed offline past the grace period");
+                        tracing::info!(resource = %key, ?grace, "removed a proxy that stayed offline past the grace period");
                         if let Ok(mut p) = self.proxies.lock() {
-                            p.remove(&(mesh, name));
+                            p.remove(&proxy);
                         }
                     }
                     Err(e) => {
-                        tracing::warn!(dataplane = %key, error = %e, "cannot remove an offline dataplane")
+                        tracing::warn!(resource = %key, error = %e, "cannot remove an offline proxy")
                     }
                 }
             }
@@ -396,25 +608,43 @@ impl ZoneDirectory {
 
 impl ProxyDirectory for ZoneDirectory {
     async fn connect(&self, node: &Node) -> Result<ProxySubscription, ConnectError> {
-        let (mesh, name) = parse_node_id(&node.id).ok_or_else(|| {
+        let proxy_type = metadata_string(node, PROXY_TYPE_METADATA_KEY).unwrap_or_default();
+        let kind = ProxyKind::from_proxy_type(&proxy_type).ok_or_else(|| {
             ConnectError::NotFound(format!(
-                "node id {:?} is not <mesh>.<dataplane name>",
-                node.id
+                "unknown proxy type {proxy_type:?} (sidecar, ingress or egress)"
             ))
         })?;
         let token = metadata_string(node, TOKEN_METADATA_KEY);
-        self.authenticate(mesh, name, token.as_deref()).await?;
-        self.index
-            .refresh_dataplane(mesh, name)
-            .await
-            .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
-        let built = self.build_for(mesh, name).await.map_err(|e| match e {
+        let key = match kind {
+            ProxyKind::Sidecar => {
+                let (mesh, name) = parse_node_id(&node.id).ok_or_else(|| {
+                    ConnectError::NotFound(format!(
+                        "node id {:?} is not <mesh>.<dataplane name>",
+                        node.id
+                    ))
+                })?;
+                self.authenticate(mesh, name, token.as_deref()).await?;
+                self.index
+                    .refresh_dataplane(mesh, name)
+                    .await
+                    .map_err(|e| ConnectError::Unavailable(e.to_string()))?;
+                ProxyKey::sidecar(mesh, name)
+            }
+            ProxyKind::Ingress | ProxyKind::Egress => {
+                self.authenticate_zone_proxy(kind, &node.id, token.as_deref())
+                    .await?;
+                ProxyKey::zone_proxy(kind, &node.id)
+            }
+        };
+        let built = self.build_for(&key).await.map_err(|e| match e {
             crate::snapshot::BuildError::MissingDataplane(k) => ConnectError::NotFound(format!(
                 "{k} is not registered: start the proxy with atoll-dp, which registers it"
             )),
+            e @ crate::snapshot::BuildError::MissingZoneProxy { .. } => {
+                ConnectError::NotFound(e.to_string())
+            }
             other => ConnectError::Unavailable(other.to_string()),
         })?;
-        let key = (mesh.to_string(), name.to_string());
         let mut proxies = self
             .proxies
             .lock()
@@ -456,7 +686,7 @@ impl DataplaneInspector for ZoneDirectory {
             .map(|dp| {
                 let entry = proxies
                     .as_ref()
-                    .and_then(|p| p.get(&(mesh.to_string(), dp.name.clone())));
+                    .and_then(|p| p.get(&ProxyKey::sidecar(mesh, &dp.name)));
                 let status = match entry {
                     Some(e) => Self::status_json(e),
                     None => json!({"online": false}),
@@ -468,7 +698,7 @@ impl DataplaneInspector for ZoneDirectory {
     }
 
     async fn config(&self, mesh: &str, name: &str) -> Option<Value> {
-        if let Some(b) = self.entry_build(mesh, name) {
+        if let Some(b) = self.entry_build(&ProxyKey::sidecar(mesh, name)) {
             return Some(b.config_json());
         }
         build(&self.index, mesh, name, None, Utc::now())
@@ -478,7 +708,7 @@ impl DataplaneInspector for ZoneDirectory {
     }
 
     async fn rules(&self, mesh: &str, name: &str) -> Option<Value> {
-        if let Some(b) = self.entry_build(mesh, name) {
+        if let Some(b) = self.entry_build(&ProxyKey::sidecar(mesh, name)) {
             return Some(b.rules_json.clone());
         }
         build(&self.index, mesh, name, None, Utc::now())

@@ -17,7 +17,8 @@ use atoll_core::{Kind, Resource, ResourceKey};
 use atoll_store::{ChangeEvent, ListFilter, SharedStore, StoreError};
 use atoll_xds::context::{Endpoint, Protocol};
 
-use crate::ca::{MeshCa, mesh_ca};
+use crate::ca::{Generation, MeshCa, mesh_ca};
+use crate::remote::{RemoteOffer, ZoneRoutes, remote_offer};
 use crate::snapshot::{BuildError, PROTOCOL_TAG, SERVICE_TAG};
 
 /// One dataplane as generation reads it.
@@ -79,6 +80,20 @@ pub struct MeshState {
     pub retries: BTreeMap<String, PolicyView>,
     /// MeshCircuitBreakers by name.
     pub circuit_breakers: BTreeMap<String, PolicyView>,
+    /// Services other zones offer, from their relayed MeshServices (by resource name).
+    pub offers: HashMap<String, RemoteOffer>,
+    /// The same by service: protocol and healthy instances per zone.
+    pub remote: BTreeMap<String, RemoteService>,
+    /// The zone proxies known to this zone (shared by every mesh).
+    pub routes: Arc<ZoneRoutes>,
+}
+
+/// A service that runs in other zones.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RemoteService {
+    pub protocol: Option<Protocol>,
+    /// Healthy instances per zone.
+    pub zones: BTreeMap<String, u32>,
 }
 
 pub fn protocol_of(tags: &BTreeMap<String, String>) -> Protocol {
@@ -118,6 +133,43 @@ impl MeshState {
             timeouts: BTreeMap::new(),
             retries: BTreeMap::new(),
             circuit_breakers: BTreeMap::new(),
+            offers: HashMap::new(),
+            remote: BTreeMap::new(),
+            routes: Arc::new(ZoneRoutes::default()),
+        }
+    }
+
+    /// Adds, replaces (`Some`) or removes (`None`) the remote offer a MeshService makes.
+    pub fn set_offer(&mut self, resource_name: &str, offer: Option<RemoteOffer>) {
+        let old = match offer {
+            Some(offer) => self.offers.insert(resource_name.to_string(), offer),
+            None => self.offers.remove(resource_name),
+        };
+        let mut services: BTreeSet<String> = old.into_iter().map(|o| o.service).collect();
+        if let Some(new) = self.offers.get(resource_name) {
+            services.insert(new.service.clone());
+        }
+        for service in services {
+            let mut remote = RemoteService::default();
+            for offer in self.offers.values().filter(|o| o.service == service) {
+                *remote.zones.entry(offer.zone.clone()).or_default() += offer.instances;
+                remote.protocol.get_or_insert(offer.protocol);
+            }
+            if remote.zones.is_empty() {
+                self.remote.remove(&service);
+            } else {
+                self.remote.insert(service, remote);
+            }
+        }
+    }
+
+    /// Endpoints of `service` in other zones, as this mesh reaches them.
+    pub fn remote_endpoints(&self, service: &str) -> Vec<Endpoint> {
+        match self.remote.get(service) {
+            Some(remote) => self
+                .routes
+                .remote_endpoints(&remote.zones, self.doc.zone_egress_enabled()),
+            None => Vec::new(),
         }
     }
 
@@ -195,7 +247,10 @@ impl MeshState {
 /// The index of every mesh loaded so far.
 pub struct MeshIndex {
     store: SharedStore,
+    local_zone: String,
+    generation: Generation,
     meshes: RwLock<HashMap<String, Arc<MeshState>>>,
+    routes: RwLock<Arc<ZoneRoutes>>,
 }
 
 impl std::fmt::Debug for MeshIndex {
@@ -205,11 +260,62 @@ impl std::fmt::Debug for MeshIndex {
 }
 
 impl MeshIndex {
-    pub fn new(store: SharedStore) -> Self {
+    /// `local_zone` tells this zone's resources from those relayed from others; `generation`
+    /// says whether a missing builtin CA is generated here (standalone) or awaited from global.
+    pub fn new(store: SharedStore, local_zone: &str, generation: Generation) -> Self {
         Self {
             store,
+            local_zone: local_zone.to_string(),
+            generation,
             meshes: RwLock::new(HashMap::new()),
+            routes: RwLock::new(Arc::new(ZoneRoutes::new(local_zone))),
         }
+    }
+
+    pub fn local_zone(&self) -> &str {
+        &self.local_zone
+    }
+
+    /// The zone proxies known to this zone.
+    pub async fn routes(&self) -> Arc<ZoneRoutes> {
+        self.routes.read().await.clone()
+    }
+
+    /// Re-reads every ZoneIngress and ZoneEgress, and hands the result to every loaded mesh.
+    pub async fn reload_routes(&self) -> Result<Arc<ZoneRoutes>, StoreError> {
+        let ingresses = self.store.list(&ListFilter::all(Kind::ZoneIngress)).await?;
+        let egresses = self.store.list(&ListFilter::all(Kind::ZoneEgress)).await?;
+        let routes = Arc::new(ZoneRoutes::from_resources(
+            &self.local_zone,
+            &ingresses.items,
+            &egresses.items,
+        ));
+        *self.routes.write().await = routes.clone();
+        let mut meshes = self.meshes.write().await;
+        for state in meshes.values_mut() {
+            if state.routes != routes {
+                let mut updated = (**state).clone();
+                updated.routes = routes.clone();
+                *state = Arc::new(updated);
+            }
+        }
+        Ok(routes)
+    }
+
+    /// Every mesh in the store, loaded (zone proxies serve them all).
+    pub async fn all_meshes(&self) -> Result<Vec<Arc<MeshState>>, BuildError> {
+        let meshes = self.store.list(&ListFilter::all(Kind::Mesh)).await?;
+        let mut out = Vec::new();
+        for m in &meshes.items {
+            match self.mesh(&m.name).await {
+                Ok(state) => out.push(state),
+                Err(BuildError::MissingMesh(_)) => {}
+                Err(e) => {
+                    tracing::warn!(mesh = %m.name, error = %e, "zone proxies skip a mesh that cannot be loaded")
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// The current state of `mesh`, loading it from the store on first use.
@@ -239,8 +345,18 @@ impl MeshIndex {
                     reason: e.to_string(),
                 }
             })?;
-        let ca = mesh_ca(self.store.as_ref(), mesh, &doc, Utc::now()).await?;
+        let ca = mesh_ca(self.store.as_ref(), mesh, &doc, Utc::now(), self.generation).await?;
         let mut state = MeshState::new(mesh, doc, ca);
+        state.routes = self.routes.read().await.clone();
+        let services = self
+            .store
+            .list(&ListFilter::in_mesh(Kind::MeshService, mesh))
+            .await?;
+        for r in &services.items {
+            if let Some(offer) = remote_offer(r, &self.local_zone) {
+                state.set_offer(&r.name, Some(offer));
+            }
+        }
         let dataplanes = self
             .store
             .list(&ListFilter::in_mesh(Kind::Dataplane, mesh))
@@ -270,6 +386,13 @@ impl MeshIndex {
             }
         }
         Ok(state)
+    }
+
+    /// The service a MeshService of a loaded mesh offers from another zone, if any.
+    pub async fn offered_service(&self, key: &ResourceKey) -> Option<String> {
+        let meshes = self.meshes.read().await;
+        let state = meshes.get(&key.mesh)?;
+        state.offers.get(&key.name).map(|o| o.service.clone())
     }
 
     /// Re-reads one dataplane into its (loaded) mesh: a proxy connecting right after registering
@@ -320,6 +443,19 @@ impl MeshIndex {
                     None => state.remove_dataplane(&key.name),
                 }
                 Some(state)
+            }
+            Kind::MeshService => {
+                let offer = match self.store.get(key).await? {
+                    Some(r) => remote_offer(&r, &self.local_zone),
+                    None => None,
+                };
+                if current.offers.get(&key.name) == offer.as_ref() {
+                    None
+                } else {
+                    let mut state = (*current).clone();
+                    state.set_offer(&key.name, offer);
+                    Some(state)
+                }
             }
             Kind::MeshTrafficPermission
             | Kind::MeshTimeout

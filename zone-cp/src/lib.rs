@@ -8,7 +8,10 @@ pub mod ca;
 pub mod directory;
 pub mod index;
 pub mod kds_client;
+pub mod remote;
+pub mod services;
 pub mod snapshot;
+pub mod zone_proxies;
 
 use std::sync::Arc;
 
@@ -51,9 +54,14 @@ pub async fn start_on(
         atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
             .context("the xDS server certificate")?;
     let metrics = XdsMetrics::register(&ctx.registry).context("registering xDS metrics")?;
+    let settings = directory::ZoneSettings {
+        dp_auth: ctx.config.dp_auth,
+        zone: ctx.config.zone.clone(),
+        federated: ctx.config.global_address.is_some(),
+    };
     let directory = Arc::new(ZoneDirectory::new(
         ctx.store.clone(),
-        ctx.config.dp_auth,
+        settings.clone(),
         metrics.clone(),
     ));
     let inspector: Arc<dyn DataplaneInspector> = directory.clone();
@@ -64,6 +72,7 @@ pub async fn start_on(
         store: ctx.store.clone(),
         xds_ca_pem: tls.ca_pem.clone(),
         xds_port,
+        settings,
     });
     let app =
         tonic::service::Routes::new(AdsService::new(directory.clone(), metrics).into_server())
@@ -88,7 +97,12 @@ pub async fn start_on(
             .clone()
             .collect_offline(ctx.config.dataplane_offline_grace, ctx.shutdown.clone()),
     );
-    let mut tasks = vec![server, watcher, collector];
+    let publisher = tokio::spawn(services::publish(
+        ctx.store.clone(),
+        ctx.config.zone.clone(),
+        ctx.shutdown.clone(),
+    ));
+    let mut tasks = vec![server, watcher, collector, publisher];
     if let Some(link) = kds_client::spawn(&ctx.config, ctx.store.clone(), ctx.shutdown.clone())? {
         tasks.push(link);
     }

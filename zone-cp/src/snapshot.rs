@@ -63,6 +63,10 @@ pub enum BuildError {
     Certificate(atoll_identity::IdentityError),
     #[error("cannot generate Envoy config: {0}")]
     Generate(#[from] atoll_xds::generate::GenerateError),
+    #[error("{kind} {name:?} is not registered: start it with atoll-dp, which registers it")]
+    MissingZoneProxy { kind: Kind, name: String },
+    #[error("cannot generate zone proxy config: {0}")]
+    ZoneProxy(#[from] atoll_xds::zone_proxy::ZoneProxyError),
 }
 
 /// Builds the snapshot of dataplane `name` in the indexed mesh (see [`build_from`]).
@@ -181,7 +185,16 @@ pub fn build_from(
         outbound_services.insert(service.clone());
         let found = state.services.get(&service);
         let timeouts = outbound_timeouts(&timeout_policies, &proxy, &service);
-        let protocol = found.map_or(Protocol::Tcp, |s| s.protocol());
+        let protocol = found.map(|s| s.protocol()).unwrap_or_else(|| {
+            state
+                .remote
+                .get(&service)
+                .and_then(|r| r.protocol)
+                .unwrap_or(Protocol::Tcp)
+        });
+        // Local endpoints first; other zones' ingresses as lower-priority localities.
+        let mut endpoints = found.map(|s| s.endpoints()).unwrap_or_default();
+        endpoints.extend(state.remote_endpoints(&service));
         let retry = outbound_retry(&retry_policies, &proxy, &service, protocol);
         let connection_limits = outbound_limits(&breaker_policies, &proxy, &service);
         rules_out.push(json!({
@@ -195,8 +208,8 @@ pub fn build_from(
                 .unwrap_or_else(|| "127.0.0.1".into()),
             port,
             service: service.clone(),
-            protocol: found.map_or(Protocol::Tcp, |s| s.protocol()),
-            endpoints: found.map(|s| s.endpoints()).unwrap_or_default(),
+            protocol,
+            endpoints,
             timeouts,
             retry,
             connection_limits,
@@ -225,9 +238,27 @@ pub fn build_from(
         None => None,
     };
 
+    let snapshot = snapshot_of(&resources);
+    let rules_json = json!({
+        "inbounds": rules_in,
+        "outbounds": rules_out,
+        "mtls": ca.map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
+    });
+    Ok(ProxyBuild {
+        snapshot: Arc::new(snapshot),
+        resources: Arc::new(resources),
+        rules_json,
+        outbound_services,
+        own_services,
+        cert,
+    })
+}
+
+/// The snapshot of generated resources; its version digests every resource's version.
+pub fn snapshot_of(resources: &[atoll_xds::proto::EnvoyResource]) -> Snapshot {
     let mut snapshot = Snapshot::default();
     let mut digest = Fnv::default();
-    for r in &resources {
+    for r in resources {
         digest.write(r.type_url.as_bytes());
         digest.write(r.name.as_bytes());
         digest.write(r.version.as_bytes());
@@ -244,19 +275,7 @@ pub fn build_from(
             );
     }
     snapshot.version = format!("{:016x}", digest.finish());
-    let rules_json = json!({
-        "inbounds": rules_in,
-        "outbounds": rules_out,
-        "mtls": ca.map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
-    });
-    Ok(ProxyBuild {
-        snapshot: Arc::new(snapshot),
-        resources: Arc::new(resources),
-        rules_json,
-        outbound_services,
-        own_services,
-        cert,
-    })
+    snapshot
 }
 
 /// The merged `to` conf of `policies` for traffic to `service` (Kuma's outbound rules).

