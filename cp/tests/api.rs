@@ -27,6 +27,7 @@ fn app() -> (axum::Router, SharedStore) {
         admin_token: TOKEN.into(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
+        zone_inspector: Default::default(),
         global_address: None,
     });
     (router(state), store)
@@ -425,6 +426,7 @@ async fn synced_resources_are_changed_only_where_they_were_created() {
         admin_token: TOKEN.into(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
+        zone_inspector: Default::default(),
         global_address: Some("grpcs://global.example:5685".into()),
     }));
     // What KDS stored: a Mesh that came from global.

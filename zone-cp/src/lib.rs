@@ -89,7 +89,12 @@ pub async fn start_on(
             .collect_offline(ctx.config.dataplane_offline_grace, ctx.shutdown.clone()),
     );
     let mut tasks = vec![server, watcher, collector];
-    if let Some(link) = kds_client::spawn(&ctx.config, ctx.store.clone(), ctx.shutdown.clone())? {
+    if let Some(link) = kds_client::spawn(
+        &ctx.config,
+        &ctx.instance_id,
+        ctx.store.clone(),
+        ctx.shutdown.clone(),
+    )? {
         tasks.push(link);
     }
     Ok(tasks)
