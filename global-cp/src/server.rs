@@ -62,13 +62,19 @@ impl GlobalKds {
         self.status.clone()
     }
 
-    /// Checks the call's zone token and Zone; registers the zone. Refusals are logged here and
-    /// sent to the zone with the reason.
+    /// Checks the call's zone token and Zone, registers the stream (refused while the zone is
+    /// being deleted) and then the Zone. Refusals are logged here and sent to the zone with the
+    /// reason.
     async fn authenticate<T>(
         &self,
         request: &Request<T>,
-        stream: &str,
-    ) -> Result<(String, String, ZoneClaims), Status> {
+        g2z: bool,
+    ) -> Result<(OpenStream, String, ZoneClaims), Status> {
+        let stream = if g2z {
+            "GlobalToZoneSync"
+        } else {
+            "ZoneToGlobalSync"
+        };
         let refuse = |zone: &str, status: Status| {
             tracing::warn!(zone, stream, reason = %status.message(), "refused a zone's KDS connection");
             status
@@ -77,10 +83,18 @@ impl GlobalKds {
         let claims = check_credentials(&self.store, &zone, &token)
             .await
             .map_err(|s| refuse(&zone, s))?;
-        register_zone(&self.store, &zone)
-            .await
-            .map_err(|e| Status::internal(format!("registering zone {zone:?}: {e}")))?;
-        Ok((zone, token, claims))
+        // Registered before the Zone is written, so a deletion in progress (which holds off
+        // new streams) never sees its Zone re-created under it.
+        let open = self
+            .status
+            .open_stream(&zone, &description(request), g2z, Utc::now())
+            .map_err(|e| refuse(&zone, Status::unavailable(e.to_string())))?;
+        if let Err(e) = register_zone(&self.store, &zone).await {
+            self.status
+                .close_stream(open, Some(e.to_string()), Utc::now());
+            return Err(Status::internal(format!("registering zone {zone:?}: {e}")));
+        }
+        Ok((open, token, claims))
     }
 
     /// Registers the stream and runs its loop until it ends, the zone's credentials lapse, or
@@ -189,16 +203,20 @@ async fn credentials_lapse(
     let signing_key = ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET);
     let zone_key = ResourceKey::global(Kind::Zone, &zone);
     let mut events = store.watch();
+    let mut watching = true;
     let mut wake = recheck_at(exp);
     loop {
         tokio::select! {
             () = tokio::time::sleep(until(wake)) => {}
-            ev = events.recv() => match ev {
+            ev = events.recv(), if watching => match ev {
                 Ok(ev) if ev.key == signing_key || ev.key == zone_key => {}
                 Ok(_) => continue,
                 Err(RecvError::Lagged(_)) => {}
-                // No more events: only the expiry is left to watch.
-                Err(RecvError::Closed) => events = tokio::sync::broadcast::channel(1).1,
+                // No more events (the store is closing): only the expiry is left to watch.
+                Err(RecvError::Closed) => {
+                    watching = false;
+                    continue;
+                }
             },
         }
         match check_credentials(&store, &zone, &token).await {
@@ -251,11 +269,8 @@ impl KdsHandler for GlobalKds {
     ) -> BoxFuture<Response<MessageStream<DeltaDiscoveryResponse>>, Status> {
         let this = self.clone();
         Box::pin(async move {
-            let (zone, token, claims) = this.authenticate(&request, "GlobalToZoneSync").await?;
-            let open = this
-                .status
-                .open_stream(&zone, &description(&request), true, Utc::now())
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let (open, token, claims) = this.authenticate(&request, true).await?;
+            let zone = open.zone.clone();
             let (tx, rx) = mpsc::unbounded_channel();
             let config = SenderConfig::new(Party::Global, Party::zone(zone));
             let stats = open.stats.clone();
@@ -272,11 +287,8 @@ impl KdsHandler for GlobalKds {
     ) -> BoxFuture<Response<MessageStream<DeltaDiscoveryRequest>>, Status> {
         let this = self.clone();
         Box::pin(async move {
-            let (zone, token, claims) = this.authenticate(&request, "ZoneToGlobalSync").await?;
-            let open = this
-                .status
-                .open_stream(&zone, &description(&request), false, Utc::now())
-                .map_err(|e| Status::unavailable(e.to_string()))?;
+            let (open, token, claims) = this.authenticate(&request, false).await?;
+            let zone = open.zone.clone();
             let (tx, rx) = mpsc::unbounded_channel();
             let config = ReceiverConfig::new(Party::Global, Party::zone(zone));
             let stats = open.stats.clone();
