@@ -39,6 +39,8 @@ pub struct ApiState {
     pub metrics: Metrics,
     /// Live dataplane state, when this control plane serves proxies (zone).
     pub inspector: Arc<std::sync::OnceLock<Arc<dyn crate::extension::DataplaneInspector>>>,
+    /// Live zone state and zone deletion, when this is a global control plane serving KDS.
+    pub zone_inspector: Arc<std::sync::OnceLock<Arc<dyn crate::extension::ZoneInspector>>>,
     /// The global control plane a zone syncs with (`ATOLL_GLOBAL_ADDRESS`), for messages.
     pub global_address: Option<String>,
 }
@@ -175,6 +177,10 @@ enum Target {
     DataplaneToken,
     /// `POST /tokens/zone` (global control plane).
     ZoneToken,
+    /// `GET /zones/_overview` (every zone) or `GET /zones/{name}/_overview` (one).
+    ZoneOverview {
+        name: Option<String>,
+    },
     /// `GET /meshes/{mesh}/dataplanes/_overview`.
     Overview {
         mesh: String,
@@ -230,6 +236,13 @@ fn route(path: &str) -> Result<(&'static str, Target), ApiError> {
         [] => ("/", Target::Index),
         ["tokens", "dataplane"] => ("/tokens/dataplane", Target::DataplaneToken),
         ["tokens", "zone"] => ("/tokens/zone", Target::ZoneToken),
+        ["zones", "_overview"] => ("/zones/_overview", Target::ZoneOverview { name: None }),
+        ["zones", name, "_overview"] => (
+            "/zones/{name}/_overview",
+            Target::ZoneOverview {
+                name: Some(name.to_string()),
+            },
+        ),
         ["meshes", mesh, "dataplanes", "_overview"] => (
             "/meshes/{mesh}/dataplanes/_overview",
             Target::Overview {
@@ -337,7 +350,39 @@ async fn serve(
             if needs_admin_to_read(kind) && !is_admin {
                 return Err(admin_required(&req));
             }
-            list(state, req.headers(), req.uri(), kind, mesh).await
+            list(
+                state,
+                req.headers(),
+                req.uri(),
+                kind,
+                mesh,
+                &Resource::to_value,
+            )
+            .await
+        }
+        (&Method::GET, Target::ZoneOverview { name }) => {
+            if state.mode != Mode::Global {
+                return Err(ApiError::bad_request(format!(
+                    "this is the control plane of zone {:?}: zone overviews are served by the global control plane{}",
+                    state.zone,
+                    state
+                        .global_address
+                        .as_deref()
+                        .map(|a| format!(" ({a})"))
+                        .unwrap_or_default()
+                )));
+            }
+            let render = |r: &Resource| zone_overview(state, r);
+            match name {
+                None => list(state, req.headers(), req.uri(), Kind::Zone, None, &render).await,
+                Some(name) => {
+                    let key = ResourceKey::global(Kind::Zone, &name);
+                    match state.store.get(&key).await? {
+                        Some(zone) => Ok(axum::Json(render(&zone)).into_response()),
+                        None => Err(ApiError::not_found(format!("zone {name:?} not found"))),
+                    }
+                }
+            }
         }
         (&Method::GET, Target::One { key }) => {
             if needs_admin_to_read(key.kind) && !is_admin {
@@ -428,12 +473,37 @@ fn index(state: &ApiState) -> Response {
     axum::Json(body).into_response()
 }
 
+/// Kuma's `ZoneOverview` of a Zone: the resource's metadata, `zone.enabled`, and the live
+/// `zoneInsight` (an insight without subscriptions when no KDS server reports on zones).
+fn zone_overview(state: &ApiState, zone: &Resource) -> Value {
+    let insight = match state.zone_inspector.get() {
+        Some(inspector) => inspector.insight(&zone.name),
+        None => json!({"online": false, "subscriptions": []}),
+    };
+    let stored = zone.to_value();
+    let mut body = json!({"type": "ZoneOverview", "name": zone.name});
+    for field in ["labels", "creationTime", "modificationTime"] {
+        if let Some(v) = stored.get(field) {
+            body[field] = v.clone();
+        }
+    }
+    body["zone"] = json!({"enabled": zone_enabled(zone)});
+    body["zoneInsight"] = insight;
+    body
+}
+
+/// A Zone is enabled unless it says `enabled: false`.
+pub fn zone_enabled(zone: &Resource) -> bool {
+    zone.spec.get("enabled").and_then(Value::as_bool) != Some(false)
+}
+
 async fn list(
     state: &ApiState,
     headers: &HeaderMap,
     uri: &axum::http::Uri,
     kind: Kind,
     mesh: Option<String>,
+    render: &(dyn Fn(&Resource) -> Value + Sync),
 ) -> ApiResult {
     let mut offset = 0u64;
     let mut size = DEFAULT_PAGE_SIZE;
@@ -482,7 +552,7 @@ async fn list(
             .unwrap_or("localhost");
         format!("http://{host}{}?offset={end}&size={size}", uri.path())
     });
-    let items: Vec<Value> = page.items.iter().map(Resource::to_value).collect();
+    let items: Vec<Value> = page.items.iter().map(render).collect();
     Ok(axum::Json(json!({"total": page.total, "items": items, "next": next})).into_response())
 }
 
@@ -741,6 +811,12 @@ async fn delete(state: &ApiState, key: ResourceKey) -> ApiResult {
         return Err(ApiError::not_found(format!("{key} not found")));
     };
     check_ownership(state, &existing)?;
+    if key.kind == Kind::Zone
+        && state.mode == Mode::Global
+        && let Some(zones) = state.zone_inspector.get()
+    {
+        return delete_zone(zones.as_ref(), &key.name).await;
+    }
     if key.kind == Kind::Mesh {
         let removed = state.store.delete_mesh_contents(&key.name).await?;
         tracing::info!(mesh = %key.name, removed, "deleted the mesh's resources");
@@ -748,6 +824,29 @@ async fn delete(state: &ApiState, key: ResourceKey) -> ApiResult {
     state.store.delete(&key, None).await?;
     tracing::info!(resource = %key, "resource deleted");
     Ok(axum::Json(json!({})).into_response())
+}
+
+/// Deletes a Zone through the KDS server: refused while the zone is connected; otherwise the
+/// zone's resources go with it (and KDS removes the relayed ones from the other zones).
+async fn delete_zone(zones: &dyn crate::extension::ZoneInspector, name: &str) -> ApiResult {
+    use crate::extension::ZoneDeleteError;
+    match zones.delete_zone(name).await {
+        Ok(done) => {
+            tracing::info!(
+                zone = name,
+                resources_removed = done.resources_removed,
+                "zone deleted"
+            );
+            Ok(axum::Json(json!({"resourcesRemoved": done.resources_removed})).into_response())
+        }
+        Err(e @ ZoneDeleteError::Online { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "Zone is online",
+            e.to_string(),
+        )),
+        Err(e @ ZoneDeleteError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(ZoneDeleteError::Store(e)) => Err(e.into()),
+    }
 }
 
 /// Loopback clients are admins; others must present the admin token.

@@ -181,14 +181,17 @@ impl ControlPlane {
         });
         let admin_token = load_or_create_admin_token(&config.data_dir)?;
         let inspector = Arc::new(std::sync::OnceLock::new());
+        let zone_inspector = Arc::new(std::sync::OnceLock::new());
+        let instance_id = instance_id();
         let state = Arc::new(api::ApiState {
             store: store.clone(),
             mode: config.mode,
             zone: config.zone.clone(),
-            instance_id: instance_id(),
+            instance_id: instance_id.clone(),
             admin_token,
             metrics: metrics.clone(),
             inspector: inspector.clone(),
+            zone_inspector: zone_inspector.clone(),
             global_address: config.global_address.clone(),
         });
         let api_address = api.local_addr()?;
@@ -201,6 +204,8 @@ impl ControlPlane {
                 store: store.clone(),
                 registry: metrics.registry(),
                 inspector,
+                zone_inspector,
+                instance_id,
                 shutdown: shutdown.subscribe(),
             })
             .await?;

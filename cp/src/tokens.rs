@@ -56,16 +56,19 @@ pub async fn zone_signing_key(store: &dyn Store) -> Result<SigningKey, TokenStor
     .await
 }
 
-/// The public keys that verify zone tokens: this control plane's own signing key (global) and
-/// the public key global published (zones).
+/// The public keys that verify zone tokens: on global, its signing key only (a replaced key
+/// invalidates the old tokens at once, whatever the published copy says); on a zone, the public
+/// key global published.
 pub async fn zone_verification_keys(store: &dyn Store) -> Result<Vec<PublicKey>, TokenStoreError> {
-    keys_of(
-        store,
-        "",
-        ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET),
-        ResourceKey::global(Kind::GlobalSecret, ZONE_PUBLIC_KEY_SECRET),
-    )
-    .await
+    let signing = ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET);
+    if let Some(secret) = store.get(&signing).await? {
+        return Ok(vec![decode_key("", &secret)?.public_key()]);
+    }
+    let public = ResourceKey::global(Kind::GlobalSecret, ZONE_PUBLIC_KEY_SECRET);
+    match store.get(&public).await? {
+        Some(secret) => Ok(vec![decode_public_key("", &secret)?]),
+        None => Ok(Vec::new()),
+    }
 }
 
 async fn keys_of(
@@ -93,6 +96,24 @@ fn decode_public_key(mesh: &str, secret: &Resource) -> Result<PublicKey, TokenSt
         mesh: mesh.into(),
         reason: e.to_string(),
     })
+}
+
+/// Removes the published public half of a deleted signing key (tokens it signed stop verifying
+/// in the zones too). Returns whether anything was removed.
+pub async fn withdraw_public_key(
+    store: &dyn Store,
+    signing: &ResourceKey,
+    public_name: &str,
+) -> Result<bool, TokenStoreError> {
+    if store.get(signing).await?.is_some() {
+        return Ok(false);
+    }
+    let public = ResourceKey::new(signing.kind, signing.mesh.clone(), public_name);
+    match store.delete(&public, None).await {
+        Ok(()) => Ok(true),
+        Err(StoreError::NotFound(_)) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Writes (or refreshes) the public half of the signing key held in `signing` as the Secret or
@@ -313,5 +334,27 @@ mod tests {
             .expect("zone mints with its own key");
         let global_keys = verification_keys(&global, "default").await.expect("keys");
         assert!(atoll_identity::verify_dataplane_token(&forged, &global_keys, now).is_err());
+
+        // Global drops its zone-token key: the published copy is withdrawn with it (global's
+        // publisher does it on the delete event), and nothing verifies the old tokens any more.
+        assert!(
+            !withdraw_public_key(&global, &zone_signing, ZONE_PUBLIC_KEY_SECRET)
+                .await
+                .expect("kept while the key exists")
+        );
+        global.delete(&zone_signing, None).await.expect("deleted");
+        assert!(
+            withdraw_public_key(&global, &zone_signing, ZONE_PUBLIC_KEY_SECRET)
+                .await
+                .expect("withdrawn")
+        );
+        assert!(
+            zone_verification_keys(&global)
+                .await
+                .expect("keys")
+                .is_empty()
+        );
+        let public = ResourceKey::global(Kind::GlobalSecret, ZONE_PUBLIC_KEY_SECRET);
+        assert!(global.get(&public).await.expect("read").is_none());
     }
 }

@@ -27,6 +27,7 @@ fn app() -> (axum::Router, SharedStore) {
         admin_token: TOKEN.into(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
+        zone_inspector: Default::default(),
         global_address: None,
     });
     (router(state), store)
@@ -425,6 +426,7 @@ async fn synced_resources_are_changed_only_where_they_were_created() {
         admin_token: TOKEN.into(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
+        zone_inspector: Default::default(),
         global_address: Some("grpcs://global.example:5685".into()),
     }));
     // What KDS stored: a Mesh that came from global.
@@ -480,4 +482,134 @@ async fn synced_resources_are_changed_only_where_they_were_created() {
         b["details"].as_str().expect("details").contains("east"),
         "{b}"
     );
+}
+
+/// A zone inspector standing in for the global's KDS server: "east" is online.
+struct FakeZones {
+    deleted: std::sync::Mutex<Vec<String>>,
+}
+
+#[async_trait::async_trait]
+impl atoll_cp::extension::ZoneInspector for FakeZones {
+    fn insight(&self, zone: &str) -> Value {
+        json!({"online": zone == "east", "subscriptions": [{"id": "s/1", "zoneInstanceId": format!("{zone}-cp")}]})
+    }
+
+    async fn delete_zone(
+        &self,
+        zone: &str,
+    ) -> Result<atoll_cp::extension::ZoneDeletion, atoll_cp::extension::ZoneDeleteError> {
+        if zone == "east" {
+            return Err(atoll_cp::extension::ZoneDeleteError::Online {
+                zone: zone.into(),
+                since: Some("2026-01-01T00:00:00Z".into()),
+            });
+        }
+        if let Ok(mut d) = self.deleted.lock() {
+            d.push(zone.to_string());
+        }
+        Ok(atoll_cp::extension::ZoneDeletion {
+            resources_removed: 2,
+        })
+    }
+}
+
+fn state(mode: Mode, store: SharedStore) -> ApiState {
+    ApiState {
+        store,
+        mode,
+        zone: "east".into(),
+        instance_id: "i".into(),
+        admin_token: TOKEN.into(),
+        metrics: Metrics::new().expect("metrics"),
+        inspector: Default::default(),
+        zone_inspector: Default::default(),
+        global_address: Some("grpcs://global.example:5685".into()),
+    }
+}
+
+#[tokio::test]
+async fn zone_overviews_combine_the_zone_and_its_insight() {
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let state = state(Mode::Global, store);
+    let zones = Arc::new(FakeZones {
+        deleted: Default::default(),
+    });
+    assert!(state.zone_inspector.set(zones.clone()).is_ok());
+    let app = router(Arc::new(state));
+    for (name, enabled) in [("east", true), ("west", false)] {
+        let doc = json!({"type": "Zone", "name": name, "enabled": enabled}).to_string();
+        let (s, b) = call(
+            &app,
+            put(&format!("/zones/{name}"), "application/json", &doc),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    let (s, list) = call(&app, get("/zones/_overview?size=1")).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["total"], 2);
+    assert!(list["next"].as_str().is_some(), "{list}");
+    let east = &list["items"][0];
+    assert_eq!(east["type"], "ZoneOverview");
+    assert_eq!(east["name"], "east");
+    assert_eq!(east["zone"], json!({"enabled": true}));
+    assert_eq!(east["zoneInsight"]["online"], true);
+    assert_eq!(
+        east["zoneInsight"]["subscriptions"][0]["zoneInstanceId"],
+        "east-cp"
+    );
+    assert!(east["creationTime"].is_string(), "{east}");
+
+    let (s, west) = call(&app, get("/zones/west/_overview")).await;
+    assert_eq!(s, StatusCode::OK, "{west}");
+    assert_eq!(west["zone"]["enabled"], false);
+    assert_eq!(west["zoneInsight"]["online"], false);
+    let (s, b) = call(&app, get("/zones/south/_overview")).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+    assert!(
+        b["details"].as_str().unwrap_or_default().contains("south"),
+        "{b}"
+    );
+
+    // An online zone is not deleted; the answer says which zone and what to do.
+    let delete = |path: &str| Request::delete(path).body(Body::empty()).expect("request");
+    let (s, b) = call(&app, delete("/zones/east")).await;
+    assert_eq!(s, StatusCode::CONFLICT, "{b}");
+    let details = b["details"].as_str().unwrap_or_default();
+    assert!(details.contains("\"east\" is online"), "{b}");
+    assert!(details.contains("enabled: false"), "{b}");
+    let (s, b) = call(&app, delete("/zones/west")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["resourcesRemoved"], 2);
+    assert_eq!(*zones.deleted.lock().expect("lock"), ["west"]);
+}
+
+#[tokio::test]
+async fn zone_overviews_without_kds_and_on_a_zone_control_plane() {
+    // A global without a KDS server: zones are listed, none online.
+    let store: SharedStore = Arc::new(MemoryStore::new());
+    let app = router(Arc::new(state(Mode::Global, store)));
+    let doc = json!({"type": "Zone", "name": "east"}).to_string();
+    let (s, _) = call(&app, put("/zones/east", "application/json", &doc)).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, list) = call(&app, get("/zones/_overview")).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    assert_eq!(list["items"][0]["zone"]["enabled"], true);
+    assert_eq!(
+        list["items"][0]["zoneInsight"],
+        json!({"online": false, "subscriptions": []})
+    );
+
+    // A zone control plane points at global.
+    let zone = router(Arc::new(state(Mode::Zone, Arc::new(MemoryStore::new()))));
+    for path in ["/zones/_overview", "/zones/east/_overview"] {
+        let (s, b) = call(&zone, get(path)).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {b}");
+        let details = b["details"].as_str().unwrap_or_default();
+        assert!(
+            details.contains("zone \"east\"") && details.contains("global.example:5685"),
+            "{b}"
+        );
+    }
 }

@@ -27,6 +27,7 @@ fn app() -> axum::Router {
         admin_token: "t".into(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
+        zone_inspector: Default::default(),
         global_address: None,
     }))
 }

@@ -147,14 +147,15 @@ impl ApiClient {
 
     /// Every resource of a kind (in `mesh` for mesh-scoped kinds), following `next` links.
     pub async fn list_all(&self, kind: Kind, mesh: &str) -> Result<Vec<Value>, ClientError> {
+        self.list_all_at(&Self::path(kind, mesh, None)).await
+    }
+
+    /// Every item of a paginated list at `path` (`{items, next}` pages).
+    pub async fn list_all_at(&self, path: &str) -> Result<Vec<Value>, ClientError> {
         let mut items = Vec::new();
         let mut offset = 0u64;
         loop {
-            let url = format!(
-                "{}{}?offset={offset}&size=1000",
-                self.base,
-                Self::path(kind, mesh, None)
-            );
+            let url = format!("{}{path}?offset={offset}&size=1000", self.base);
             let (_, body) = self
                 .send(self.request(reqwest::Method::GET, &url), &url)
                 .await?;

@@ -28,6 +28,7 @@ pub fn render(kind: Kind, items: &[Value]) -> String {
             vec![
                 "MESH",
                 "NAME",
+                "ZONE",
                 "STATUS",
                 "ADDRESS",
                 "TAGS",
@@ -40,6 +41,7 @@ pub fn render(kind: Kind, items: &[Value]) -> String {
                     vec![
                         s(r, &["mesh"]),
                         s(r, &["name"]),
+                        s(r, &["labels", "kuma.io/zone"]),
                         match r.pointer("/_status/online").and_then(Value::as_bool) {
                             Some(true) => "Online".to_string(),
                             Some(false) => "Offline".to_string(),
@@ -123,6 +125,67 @@ pub fn render(kind: Kind, items: &[Value]) -> String {
                 .collect(),
         ),
     };
+    align(&header, &rows)
+}
+
+/// Zone overviews (`GET /zones/_overview` on global) as kumactl shows zones: whether each is
+/// online, since when it is connected or when it was last seen, and its control plane's version.
+pub fn zone_overviews(items: &[Value]) -> String {
+    zone_overviews_at(items, Utc::now())
+}
+
+fn zone_overviews_at(items: &[Value], now: DateTime<Utc>) -> String {
+    let header = vec![
+        "NAME",
+        "STATUS",
+        "CONNECTED",
+        "LAST SEEN",
+        "ZONE CP VERSION",
+        "ENABLED",
+    ];
+    let rows = items
+        .iter()
+        .map(|o| {
+            let online = o.pointer("/zoneInsight/online").and_then(Value::as_bool) == Some(true);
+            let subs = o
+                .pointer("/zoneInsight/subscriptions")
+                .and_then(Value::as_array)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            let latest = subs.last();
+            let current = subs
+                .iter()
+                .rev()
+                .find(|s| s.get("online").and_then(Value::as_bool) == Some(true));
+            let connected = match current.and_then(|s| s.get("connectTime")) {
+                Some(t) if online => since(t, now).map_or("-".into(), |d| format!("{d} ago")),
+                _ => "-".to_string(),
+            };
+            let last_seen = if online {
+                "now".to_string()
+            } else {
+                latest
+                    .and_then(|s| s.get("disconnectTime"))
+                    .and_then(|t| since(t, now))
+                    .map_or_else(|| "never".to_string(), |d| format!("{d} ago"))
+            };
+            let version = current
+                .or(latest)
+                .and_then(|s| s.pointer("/version/kumaCp/version"))
+                .and_then(Value::as_str)
+                .filter(|v| !v.is_empty())
+                .unwrap_or("-")
+                .to_string();
+            vec![
+                s(o, &["name"]),
+                if online { "Online" } else { "Offline" }.to_string(),
+                connected,
+                last_seen,
+                version,
+                (o.pointer("/zone/enabled").and_then(Value::as_bool) != Some(false)).to_string(),
+            ]
+        })
+        .collect::<Vec<_>>();
     align(&header, &rows)
 }
 
@@ -229,20 +292,21 @@ fn dataplane_tags(r: &Value) -> String {
 }
 
 fn age(r: &Value, now: DateTime<Utc>) -> String {
-    let Some(created) = r
-        .get("creationTime")
-        .and_then(Value::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-    else {
-        return String::new();
-    };
-    let secs = (now - created.with_timezone(&Utc)).num_seconds().max(0);
-    match secs {
+    r.get("creationTime")
+        .and_then(|t| since(t, now))
+        .unwrap_or_default()
+}
+
+/// How long ago an RFC 3339 time was, as `42s`, `5m`, `3h` or `2d`.
+fn since(t: &Value, now: DateTime<Utc>) -> Option<String> {
+    let t = DateTime::parse_from_rfc3339(t.as_str()?).ok()?;
+    let secs = (now - t.with_timezone(&Utc)).num_seconds().max(0);
+    Some(match secs {
         0..60 => format!("{secs}s"),
         60..3600 => format!("{}m", secs / 60),
         3600..86400 => format!("{}h", secs / 3600),
         _ => format!("{}d", secs / 86400),
-    }
+    })
 }
 
 #[cfg(test)]
@@ -263,6 +327,73 @@ mod tests {
             lines[1].contains("MeshService") && lines[1].contains("backend"),
             "{out}"
         );
+    }
+
+    #[test]
+    fn zone_table_shows_status_connection_and_version() {
+        let now = DateTime::parse_from_rfc3339("2026-01-01T12:00:00Z")
+            .expect("time")
+            .with_timezone(&Utc);
+        let items = vec![
+            json!({"type": "ZoneOverview", "name": "east", "zone": {"enabled": true},
+                "zoneInsight": {"online": true, "subscriptions": [
+                    {"connectTime": "2026-01-01T10:00:00Z", "disconnectTime": "2026-01-01T11:00:00Z",
+                     "online": false, "version": {"kumaCp": {"version": "0.0.9"}}},
+                    {"connectTime": "2026-01-01T11:55:00Z", "online": true,
+                     "version": {"kumaCp": {"version": "0.1.0"}}}]}}),
+            json!({"type": "ZoneOverview", "name": "west", "zone": {"enabled": false},
+                "zoneInsight": {"online": false, "subscriptions": [
+                    {"connectTime": "2026-01-01T09:00:00Z", "disconnectTime": "2026-01-01T11:59:30Z",
+                     "online": false, "version": {"kumaCp": {"version": "0.1.0"}}}]}}),
+            json!({"type": "ZoneOverview", "name": "south", "zone": {"enabled": true},
+                "zoneInsight": {"online": false, "subscriptions": []}}),
+        ];
+        let out = zone_overviews_at(&items, now);
+        let rows: Vec<Vec<&str>> = out
+            .lines()
+            .map(|l| {
+                l.split("   ")
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                vec![
+                    "NAME",
+                    "STATUS",
+                    "CONNECTED",
+                    "LAST SEEN",
+                    "ZONE CP VERSION",
+                    "ENABLED"
+                ],
+                vec!["east", "Online", "5m ago", "now", "0.1.0", "true"],
+                vec!["west", "Offline", "-", "30s ago", "0.1.0", "false"],
+                vec!["south", "Offline", "-", "never", "-", "true"],
+            ],
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn dataplane_table_names_the_zone_when_there_is_one() {
+        let items = vec![
+            json!({"type": "Dataplane", "mesh": "default", "name": "web-1-abc",
+                "labels": {"kuma.io/zone": "east", "kuma.io/origin": "zone"},
+                "networking": {"address": "10.0.0.1"}}),
+            json!({"type": "Dataplane", "mesh": "default", "name": "local",
+                "networking": {"address": "10.0.0.2"}}),
+        ];
+        let out = render(Kind::Dataplane, &items);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[0].starts_with("MESH      NAME        ZONE   STATUS"),
+            "{out}"
+        );
+        assert!(lines[1].contains("web-1-abc   east   -"), "{out}");
+        assert!(lines[2].contains("local              -"), "{out}");
     }
 
     #[test]

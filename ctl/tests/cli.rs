@@ -340,3 +340,73 @@ fn check_exposition_format(body: &str) {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zones_and_their_dataplanes_on_global() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cp = start(dir.path(), "memory").await;
+    let docs = "type: Zone\nname: east\n---\ntype: Zone\nname: west\nenabled: false\n---\ntype: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: web-1-xyz\nlabels:\n  kuma.io/origin: zone\n  kuma.io/zone: east\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n";
+    let out = ctl(&cp, &["apply", "-f", "-"], Some(docs)).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    // Without a KDS server (this global runs none) every zone is offline and never seen.
+    let out = ctl(&cp, &["get", "zones"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let lines: Vec<Vec<&str>> = table
+        .lines()
+        .map(|l| {
+            l.split("   ")
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            vec![
+                "NAME",
+                "STATUS",
+                "CONNECTED",
+                "LAST SEEN",
+                "ZONE CP VERSION",
+                "ENABLED"
+            ],
+            vec!["east", "Offline", "-", "never", "-", "true"],
+            vec!["west", "Offline", "-", "never", "-", "false"],
+        ],
+        "{table}"
+    );
+    let out = ctl(&cp, &["get", "zones", "-o", "json"], None).await;
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["total"], 2);
+    assert_eq!(doc["items"][0]["type"], "ZoneOverview");
+    assert_eq!(doc["items"][1]["zone"]["enabled"], false);
+    let out = ctl(&cp, &["get", "zone", "west", "-o", "yaml"], None).await;
+    let yaml = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        yaml.contains("type: ZoneOverview") && yaml.contains("name: west"),
+        "{yaml}"
+    );
+
+    // The dataplane table names each dataplane's zone.
+    let out = ctl(&cp, &["get", "dataplanes"], None).await;
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        table.lines().next().unwrap_or_default().contains("ZONE"),
+        "{table}"
+    );
+    assert!(table.contains("web-1-xyz   east"), "{table}");
+
+    let out = ctl(&cp, &["delete", "zone", "west"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ctl(&cp, &["get", "zone", "west"], None).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("zone \"west\" not found"),
+        "{}",
+        text(&out)
+    );
+    cp.stop().await;
+}

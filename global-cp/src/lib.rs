@@ -1,9 +1,12 @@
 //! What only the global control plane does beside the shared runtime (atoll-cp): serve KDS, the
-//! sync with the zones, over TLS on `ATOLL_KDS_ADDRESS`. It plugs into the runtime through
-//! [`start_hook`].
+//! sync with the zones, over TLS on `ATOLL_KDS_ADDRESS`; keep the zones' insights; delete
+//! offline zones with what they owned. It plugs into the runtime through [`start_hook`], and
+//! into the REST API through the `ZoneInspector` it installs.
 
+pub mod insights;
 pub mod publisher;
 pub mod server;
+pub mod zones;
 
 use std::sync::Arc;
 
@@ -14,7 +17,9 @@ use tokio::task::JoinHandle;
 use atoll_cp::extension::{ExtensionContext, StartHook};
 use atoll_kds::transport::KdsServer;
 
-pub use server::{GlobalKds, ZoneLink, ZoneStatus};
+pub use insights::{ZoneLink, ZoneStatus};
+pub use server::GlobalKds;
+pub use zones::GlobalZones;
 
 /// Starts the KDS server beside the shared runtime.
 pub fn start_hook() -> StartHook {
@@ -45,7 +50,17 @@ pub async fn start_on(
     let server_tls =
         atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
             .context("the KDS server certificate")?;
-    let handler = Arc::new(GlobalKds::new(ctx.store.clone(), ctx.shutdown.clone()));
+    let status = ZoneStatus::new(&ctx.instance_id);
+    let zones: Arc<dyn atoll_cp::extension::ZoneInspector> =
+        Arc::new(GlobalZones::new(ctx.store.clone(), status.clone()));
+    if ctx.zone_inspector.set(zones).is_err() {
+        tracing::warn!("a zone inspector was already installed; zone overviews use that one");
+    }
+    let handler = Arc::new(GlobalKds::new(
+        ctx.store.clone(),
+        ctx.shutdown.clone(),
+        status,
+    ));
     let app = tonic::service::Routes::new(KdsServer::new(handler)).into_axum_router();
     tracing::info!(address = %listener.local_addr()?, "KDS server listening (gRPC, TLS)");
     let mut shutdown = ctx.shutdown.clone();

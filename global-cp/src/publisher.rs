@@ -12,7 +12,7 @@ use atoll_core::{Kind, ResourceKey};
 use atoll_cp::mesh_ca::ensure_builtin_cas;
 use atoll_cp::tokens::{
     PUBLIC_KEY_SECRET, SIGNING_KEY_SECRET, ZONE_PUBLIC_KEY_SECRET, ZONE_SIGNING_KEY_SECRET,
-    publish_public_key,
+    publish_public_key, withdraw_public_key,
 };
 use atoll_store::{ChangeEvent, ChangeOp, ListFilter, SharedStore};
 
@@ -50,12 +50,33 @@ async fn publish(store: &SharedStore, signing: &ResourceKey, public_name: &str) 
     }
 }
 
+async fn withdraw(store: &SharedStore, signing: &ResourceKey, public_name: &str) {
+    match withdraw_public_key(store.as_ref(), signing, public_name).await {
+        Ok(true) => {
+            tracing::info!(key = %signing, "signing key deleted: withdrew its verification key from the zones")
+        }
+        Ok(false) => {}
+        Err(e) => {
+            tracing::error!(key = %signing, error = %e, "cannot withdraw the verification key of a deleted signing key")
+        }
+    }
+}
+
 /// Handles one store change.
 async fn on_change(store: &SharedStore, event: &ChangeEvent) {
+    let key = &event.key;
     if event.op == ChangeOp::Deleted {
+        match key.kind {
+            Kind::Secret if key.name == SIGNING_KEY_SECRET => {
+                withdraw(store, key, PUBLIC_KEY_SECRET).await;
+            }
+            Kind::GlobalSecret if key.name == ZONE_SIGNING_KEY_SECRET => {
+                withdraw(store, key, ZONE_PUBLIC_KEY_SECRET).await;
+            }
+            _ => {}
+        }
         return;
     }
-    let key = &event.key;
     match key.kind {
         Kind::Mesh => mesh_cas(store, &key.name).await,
         Kind::Secret if key.name == SIGNING_KEY_SECRET => {

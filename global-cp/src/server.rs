@@ -1,69 +1,45 @@
-//! The global's KDS handler: authenticates each zone call with its zone token, registers the
-//! Zone on its first successful connect, and runs one engine loop per stream: a `Sender` of
-//! global's kinds on `GlobalToZoneSync`, a `Receiver` storing the zone's resources on
-//! `ZoneToGlobalSync`. Resources relayed between zones need nothing more: what zone A sends is
-//! in the store, and the store watch feeding zone B's sender carries it (the sender never sends
-//! a zone what came from that zone).
+//! The global's KDS handler: authenticates each zone call with its zone token, refuses a zone
+//! whose Zone is disabled, registers the Zone on its first successful connect, and runs one
+//! engine loop per stream: a `Sender` of global's kinds on `GlobalToZoneSync`, a `Receiver`
+//! storing the zone's resources on `ZoneToGlobalSync`. Resources relayed between zones need
+//! nothing more: what zone A sends is in the store, and the store watch feeding zone B's sender
+//! carries it (the sender never sends a zone what came from that zone).
+//!
+//! Credentials are checked for as long as a stream is open, not only when it opens: at the
+//! token's expiry (plus the verifier's clock leeway), and whenever the zone-token signing key or
+//! the zone's Zone changes, the token is verified again and the Zone read again; if either no
+//! longer holds, the stream ends with `Unauthenticated` (token) or `PermissionDenied` (disabled
+//! zone) and the reason, which the zone logs.
 
-use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use serde_json::Value;
+use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::codegen::BoxFuture;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::{Code, Request, Response, Status, Streaming};
 
 use atoll_core::{Kind, Resource, ResourceKey};
-use atoll_cp::tokens::zone_verification_keys;
-use atoll_identity::{Scope, verify_zone_token};
+use atoll_cp::tokens::{ZONE_SIGNING_KEY_SECRET, zone_verification_keys};
+use atoll_identity::token::LEEWAY;
+use atoll_identity::{Scope, ZoneClaims, verify_zone_token};
 use atoll_kds::Party;
 use atoll_kds::engine::{ReceiverConfig, SenderConfig};
-use atoll_kds::sync::{SyncError, run_receiver, run_sender};
-use atoll_kds::transport::{KdsHandler, MessageStream, credentials};
+use atoll_kds::sync::{SyncError, run_receiver_counted, run_sender_counted};
+use atoll_kds::transport::{KdsHandler, MessageStream, credentials, description};
 use atoll_store::{SharedStore, StoreError};
 
 use envoy_types::pb::envoy::service::discovery::v3::{
     DeltaDiscoveryRequest, DeltaDiscoveryResponse,
 };
 
-/// Which streams of a zone are open.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ZoneLink {
-    pub global_to_zone: usize,
-    pub zone_to_global: usize,
-}
+use crate::insights::{OpenStream, ZoneStatus};
 
-impl ZoneLink {
-    pub fn online(&self) -> bool {
-        self.global_to_zone > 0 && self.zone_to_global > 0
-    }
-}
-
-/// The zones' connection status, in memory (per global instance).
-#[derive(Debug, Clone, Default)]
-pub struct ZoneStatus(Arc<Mutex<BTreeMap<String, ZoneLink>>>);
-
-impl ZoneStatus {
-    /// Zone name -> open streams.
-    pub fn snapshot(&self) -> BTreeMap<String, ZoneLink> {
-        self.0.lock().map(|m| m.clone()).unwrap_or_default()
-    }
-
-    fn change(&self, zone: &str, g2z: bool, delta: isize) {
-        if let Ok(mut m) = self.0.lock() {
-            let link = m.entry(zone.to_string()).or_default();
-            let n = if g2z {
-                &mut link.global_to_zone
-            } else {
-                &mut link.zone_to_global
-            };
-            *n = n.saturating_add_signed(delta);
-        }
-    }
-}
+/// How long to wait before checking again when the store could not be read during a re-check.
+const RECHECK_RETRY: Duration = Duration::from_secs(5);
 
 /// The handler behind `atoll.kds.v1.KdsSync` on global.
 #[derive(Clone)]
@@ -74,11 +50,11 @@ pub struct GlobalKds {
 }
 
 impl GlobalKds {
-    pub fn new(store: SharedStore, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(store: SharedStore, shutdown: watch::Receiver<bool>, status: ZoneStatus) -> Self {
         Self {
             store,
             shutdown,
-            status: ZoneStatus::default(),
+            status,
         }
     }
 
@@ -86,67 +62,172 @@ impl GlobalKds {
         self.status.clone()
     }
 
-    /// Checks the call's zone token; registers the zone. Refusals are logged here and sent to
-    /// the zone as `Unauthenticated` with the reason.
-    async fn authenticate<T>(&self, request: &Request<T>, stream: &str) -> Result<String, Status> {
-        let refuse = |zone: &str, reason: String| {
-            tracing::warn!(zone, stream, %reason, "refused a zone's KDS connection");
-            Status::unauthenticated(reason)
-        };
-        let (zone, token) =
-            credentials(request).map_err(|s| refuse("?", s.message().to_string()))?;
-        let keys = zone_verification_keys(&*self.store)
-            .await
-            .map_err(|e| Status::internal(format!("reading the zone token keys: {e}")))?;
-        let claims = verify_zone_token(&token, &keys, Utc::now())
-            .map_err(|e| refuse(&zone, format!("zone token refused: {e}")))?;
-        if claims.zone != zone {
-            return Err(refuse(
-                &zone,
-                format!(
-                    "the zone token is for zone {:?}, but this control plane says it is zone {zone:?}",
-                    claims.zone
-                ),
-            ));
-        }
-        if claims.scope != Scope::Cp {
-            return Err(refuse(
-                &zone,
-                format!(
-                    "the zone token has scope {:?}; a zone control plane needs scope cp",
-                    claims.scope
-                ),
-            ));
-        }
-        register_zone(&self.store, &zone)
-            .await
-            .map_err(|e| Status::internal(format!("registering zone {zone:?}: {e}")))?;
-        Ok(zone)
-    }
-
-    fn spawn_loop<F>(&self, zone: String, g2z: bool, run: F)
-    where
-        F: std::future::Future<Output = Result<(), SyncError>> + Send + 'static,
-    {
-        let status = self.status.clone();
-        let mut shutdown = self.shutdown.clone();
+    /// Checks the call's zone token and Zone, registers the stream (refused while the zone is
+    /// being deleted) and then the Zone. Refusals are logged here and sent to the zone with the
+    /// reason.
+    async fn authenticate<T>(
+        &self,
+        request: &Request<T>,
+        g2z: bool,
+    ) -> Result<(OpenStream, String, ZoneClaims), Status> {
         let stream = if g2z {
             "GlobalToZoneSync"
         } else {
             "ZoneToGlobalSync"
         };
-        status.change(&zone, g2z, 1);
+        let refuse = |zone: &str, status: Status| {
+            tracing::warn!(zone, stream, reason = %status.message(), "refused a zone's KDS connection");
+            status
+        };
+        let (zone, token) = credentials(request).map_err(|s| refuse("?", s))?;
+        let claims = check_credentials(&self.store, &zone, &token)
+            .await
+            .map_err(|s| refuse(&zone, s))?;
+        // Registered before the Zone is written, so a deletion in progress (which holds off
+        // new streams) never sees its Zone re-created under it.
+        let open = self
+            .status
+            .open_stream(&zone, &description(request), g2z, Utc::now())
+            .map_err(|e| refuse(&zone, Status::unavailable(e.to_string())))?;
+        if let Err(e) = register_zone(&self.store, &zone).await {
+            self.status
+                .close_stream(open, Some(e.to_string()), Utc::now());
+            return Err(Status::internal(format!("registering zone {zone:?}: {e}")));
+        }
+        Ok((open, token, claims))
+    }
+
+    /// Registers the stream and runs its loop until it ends, the zone's credentials lapse, or
+    /// global stops. Returns the channel on which the stream's final status goes out.
+    fn spawn_loop<F>(
+        &self,
+        open: OpenStream,
+        token: String,
+        claims: ZoneClaims,
+        run: F,
+    ) -> mpsc::UnboundedReceiver<Status>
+    where
+        F: std::future::Future<Output = Result<(), SyncError>> + Send + 'static,
+    {
+        let status = self.status.clone();
+        let store = self.store.clone();
+        let mut shutdown = self.shutdown.clone();
+        let zone = open.zone.clone();
+        let (end_tx, end_rx) = mpsc::unbounded_channel();
+        let stream = if open.g2z() {
+            "GlobalToZoneSync"
+        } else {
+            "ZoneToGlobalSync"
+        };
         tracing::info!(zone, stream, "zone connected (KDS)");
         tokio::spawn(async move {
-            tokio::select! {
+            let reason = tokio::select! {
                 r = run => match r {
-                    Ok(()) | Err(SyncError::Ended) => tracing::info!(zone, stream, "zone disconnected (KDS)"),
-                    Err(e) => tracing::warn!(zone, stream, error = %e, "zone's KDS stream ended"),
+                    Ok(()) | Err(SyncError::Ended) => {
+                        tracing::info!(zone, stream, "zone disconnected (KDS)");
+                        None
+                    }
+                    Err(e) => {
+                        tracing::warn!(zone, stream, error = %e, "zone's KDS stream ended");
+                        Some(e.to_string())
+                    }
                 },
-                _ = shutdown.wait_for(|s| *s) => {}
-            }
-            status.change(&zone, g2z, -1);
+                refusal = credentials_lapse(store, zone.clone(), token, claims.exp) => {
+                    tracing::warn!(zone, stream, reason = %refusal.message(), "ended a zone's KDS stream: its credentials no longer hold");
+                    let reason = refusal.message().to_string();
+                    let _ = end_tx.send(refusal);
+                    Some(reason)
+                }
+                _ = shutdown.wait_for(|s| *s) => Some("the global control plane stopped".to_string()),
+            };
+            status.close_stream(open, reason, Utc::now());
         });
+        end_rx
+    }
+}
+
+/// Verifies a zone's token with the current keys and reads its Zone: the token must be a valid
+/// `cp` token for this zone, and the Zone, if registered, enabled. `Unauthenticated` for the
+/// token, `PermissionDenied` for a disabled zone, `Internal` when the store cannot be read.
+pub async fn check_credentials(
+    store: &SharedStore,
+    zone: &str,
+    token: &str,
+) -> Result<ZoneClaims, Status> {
+    let keys = zone_verification_keys(&**store)
+        .await
+        .map_err(|e| Status::internal(format!("reading the zone token keys: {e}")))?;
+    let claims = verify_zone_token(token, &keys, Utc::now())
+        .map_err(|e| Status::unauthenticated(format!("zone token refused: {e}")))?;
+    if claims.zone != zone {
+        return Err(Status::unauthenticated(format!(
+            "the zone token is for zone {:?}, but this control plane says it is zone {zone:?}",
+            claims.zone
+        )));
+    }
+    if claims.scope != Scope::Cp {
+        return Err(Status::unauthenticated(format!(
+            "the zone token has scope {:?}; a zone control plane needs scope cp",
+            claims.scope
+        )));
+    }
+    let existing = store
+        .get(&ResourceKey::global(Kind::Zone, zone))
+        .await
+        .map_err(|e| Status::internal(format!("reading zone {zone:?}: {e}")))?;
+    if existing.is_some_and(|z| !atoll_cp::api::zone_enabled(&z)) {
+        return Err(Status::permission_denied(format!(
+            "zone {zone:?} is disabled on the global control plane (its Zone has enabled: false); set enabled: true there to let it connect"
+        )));
+    }
+    Ok(claims)
+}
+
+/// When the stream must be re-checked: just after the token stops verifying.
+fn recheck_at(exp: DateTime<Utc>) -> DateTime<Utc> {
+    exp + LEEWAY + chrono::Duration::seconds(1)
+}
+
+fn until(t: DateTime<Utc>) -> Duration {
+    (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)
+}
+
+/// Resolves, with the status to end the stream with, once the zone's credentials no longer
+/// hold: re-checked at the token's expiry and on every change of the signing key or the Zone.
+async fn credentials_lapse(
+    store: SharedStore,
+    zone: String,
+    token: String,
+    exp: DateTime<Utc>,
+) -> Status {
+    let signing_key = ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET);
+    let zone_key = ResourceKey::global(Kind::Zone, &zone);
+    let mut events = store.watch();
+    let mut watching = true;
+    let mut wake = recheck_at(exp);
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(until(wake)) => {}
+            ev = events.recv(), if watching => match ev {
+                Ok(ev) if ev.key == signing_key || ev.key == zone_key => {}
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => {}
+                // No more events (the store is closing): only the expiry is left to watch.
+                Err(RecvError::Closed) => {
+                    watching = false;
+                    continue;
+                }
+            },
+        }
+        match check_credentials(&store, &zone, &token).await {
+            Ok(claims) => wake = recheck_at(claims.exp),
+            Err(s) if s.code() == Code::Internal => {
+                tracing::warn!(zone, error = %s.message(), "could not re-check a zone's credentials; trying again");
+                wake = Utc::now()
+                    + chrono::Duration::from_std(RECHECK_RETRY).unwrap_or(chrono::Duration::zero());
+            }
+            Err(s) => return s,
+        }
     }
 }
 
@@ -169,8 +250,16 @@ async fn register_zone(store: &SharedStore, zone: &str) -> Result<(), StoreError
     }
 }
 
-fn outgoing<T: Send + 'static>(rx: mpsc::UnboundedReceiver<T>) -> MessageStream<T> {
-    Box::pin(UnboundedReceiverStream::new(rx).map(Ok))
+/// The messages of a stream, then the status it ends with when global ends it.
+fn outgoing<T: Send + 'static>(
+    rx: mpsc::UnboundedReceiver<T>,
+    end: mpsc::UnboundedReceiver<Status>,
+) -> MessageStream<T> {
+    Box::pin(
+        UnboundedReceiverStream::new(rx)
+            .map(Ok)
+            .merge(UnboundedReceiverStream::new(end).map(Err)),
+    )
 }
 
 impl KdsHandler for GlobalKds {
@@ -180,12 +269,15 @@ impl KdsHandler for GlobalKds {
     ) -> BoxFuture<Response<MessageStream<DeltaDiscoveryResponse>>, Status> {
         let this = self.clone();
         Box::pin(async move {
-            let zone = this.authenticate(&request, "GlobalToZoneSync").await?;
+            let (open, token, claims) = this.authenticate(&request, true).await?;
+            let zone = open.zone.clone();
             let (tx, rx) = mpsc::unbounded_channel();
-            let config = SenderConfig::new(Party::Global, Party::zone(zone.clone()));
-            let run = run_sender(this.store.clone(), config, request.into_inner(), tx);
-            this.spawn_loop(zone, true, run);
-            Ok(Response::new(outgoing(rx)))
+            let config = SenderConfig::new(Party::Global, Party::zone(zone));
+            let stats = open.stats.clone();
+            let run =
+                run_sender_counted(this.store.clone(), config, request.into_inner(), tx, stats);
+            let end = this.spawn_loop(open, token, claims, run);
+            Ok(Response::new(outgoing(rx, end)))
         })
     }
 
@@ -195,12 +287,99 @@ impl KdsHandler for GlobalKds {
     ) -> BoxFuture<Response<MessageStream<DeltaDiscoveryRequest>>, Status> {
         let this = self.clone();
         Box::pin(async move {
-            let zone = this.authenticate(&request, "ZoneToGlobalSync").await?;
+            let (open, token, claims) = this.authenticate(&request, false).await?;
+            let zone = open.zone.clone();
             let (tx, rx) = mpsc::unbounded_channel();
-            let config = ReceiverConfig::new(Party::Global, Party::zone(zone.clone()));
-            let run = run_receiver(this.store.clone(), config, request.into_inner(), tx);
-            this.spawn_loop(zone, false, run);
-            Ok(Response::new(outgoing(rx)))
+            let config = ReceiverConfig::new(Party::Global, Party::zone(zone));
+            let stats = open.stats.clone();
+            let run =
+                run_receiver_counted(this.store.clone(), config, request.into_inner(), tx, stats);
+            let end = this.spawn_loop(open, token, claims, run);
+            Ok(Response::new(outgoing(rx, end)))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    use atoll_store::MemoryStore;
+
+    async fn token(store: &SharedStore, zone: &str, scope: Scope) -> String {
+        atoll_cp::tokens::issue_zone_token(
+            &**store,
+            zone,
+            scope,
+            StdDuration::from_secs(3600),
+            Utc::now(),
+        )
+        .await
+        .expect("token")
+    }
+
+    #[tokio::test]
+    async fn credentials_are_checked_against_the_zone_and_its_enabled_flag() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let t = token(&store, "east", Scope::Cp).await;
+        check_credentials(&store, "east", &t).await.expect("valid");
+        let s = check_credentials(&store, "west", &t)
+            .await
+            .expect_err("other zone");
+        assert_eq!(s.code(), Code::Unauthenticated);
+        let ingress = token(&store, "east", Scope::Ingress).await;
+        let s = check_credentials(&store, "east", &ingress)
+            .await
+            .expect_err("scope");
+        assert!(s.message().contains("scope cp"), "{}", s.message());
+
+        let mut z = Resource::new(Kind::Zone, "", "east");
+        z.spec.insert("enabled".into(), Value::Bool(false));
+        store.create(z).await.expect("zone");
+        let s = check_credentials(&store, "east", &t)
+            .await
+            .expect_err("disabled");
+        assert_eq!(s.code(), Code::PermissionDenied);
+        assert!(s.message().contains("disabled"), "{}", s.message());
+    }
+
+    #[tokio::test]
+    async fn a_new_signing_key_ends_the_stream_at_once() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let t = token(&store, "east", Scope::Cp).await;
+        let lapse = tokio::spawn(credentials_lapse(
+            store.clone(),
+            "east".into(),
+            t,
+            Utc::now() + chrono::Duration::hours(1),
+        ));
+        // Let the watch subscribe before the key changes.
+        tokio::task::yield_now().await;
+        store
+            .delete(
+                &ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET),
+                None,
+            )
+            .await
+            .expect("deleted");
+        let status = tokio::time::timeout(StdDuration::from_secs(10), lapse)
+            .await
+            .expect("ends in time")
+            .expect("joined");
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert!(
+            status.message().contains("zone token refused"),
+            "{}",
+            status.message()
+        );
+    }
+
+    #[test]
+    fn the_recheck_follows_the_verifiers_leeway() {
+        let exp = Utc::now();
+        assert!(recheck_at(exp) > exp + LEEWAY);
+        assert!(recheck_at(exp) <= exp + LEEWAY + chrono::Duration::seconds(2));
     }
 }

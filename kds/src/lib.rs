@@ -8,6 +8,7 @@
 pub mod direction;
 pub mod engine;
 pub mod naming;
+pub mod stats;
 pub mod sync;
 pub mod transport;
 pub mod wire;

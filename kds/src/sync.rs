@@ -2,7 +2,8 @@
 //! from the store (full list per kind, then watch events) and the peer's requests;
 //! [`run_receiver`] applies what a `Receiver` accepts to the store. Both write to an unbounded
 //! channel that the transport drains, and keep reading while it does (the engine bounds what
-//! waits there). [`zone_session`] runs both of the zone's streams on one channel.
+//! waits there). [`zone_session`] runs both of the zone's streams on one channel. Each loop can
+//! count what it sends and answers per kind ([`StreamStats`]), for the zone insights on global.
 //!
 //! Unlike the engine this module does I/O (store and tokio); it stays free of sockets: streams in,
 //! channels out.
@@ -20,6 +21,7 @@ use tonic::Status;
 use crate::direction::{Party, kinds_sent_by};
 use crate::engine::{Action, LocalChange, Receiver, ReceiverConfig, Sender, SenderConfig};
 use crate::naming::origin_of;
+use crate::stats::StreamStats;
 
 /// Why a stream's loop ended.
 #[derive(Debug, thiserror::Error)]
@@ -69,13 +71,39 @@ fn send_all<T>(out: &UnboundedSender<T>, msgs: Vec<T>) -> Result<(), SyncError> 
     Ok(())
 }
 
+fn send_counted(
+    out: &UnboundedSender<DeltaDiscoveryResponse>,
+    stats: &StreamStats,
+    msgs: Vec<DeltaDiscoveryResponse>,
+) -> Result<(), SyncError> {
+    for m in msgs {
+        stats.on_sent(&m);
+        out.send(m).map_err(|_| SyncError::OutgoingClosed)?;
+    }
+    Ok(())
+}
+
 /// Runs a `Sender` until the stream ends: the store's state of its kinds, then store changes and
 /// the peer's requests.
 pub async fn run_sender<S>(
     store: SharedStore,
     config: SenderConfig,
+    incoming: S,
+    out: UnboundedSender<DeltaDiscoveryResponse>,
+) -> Result<(), SyncError>
+where
+    S: Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
+{
+    run_sender_counted(store, config, incoming, out, StreamStats::new()).await
+}
+
+/// [`run_sender`], counting what it sends and how the peer answers in `stats`.
+pub async fn run_sender_counted<S>(
+    store: SharedStore,
+    config: SenderConfig,
     mut incoming: S,
     out: UnboundedSender<DeltaDiscoveryResponse>,
+    stats: StreamStats,
 ) -> Result<(), SyncError>
 where
     S: Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
@@ -86,7 +114,7 @@ where
     let kinds: Vec<Kind> = sender.kinds().collect();
     for kind in &kinds {
         let items = list_kind(&store, *kind).await?;
-        send_all(&out, sender.set_state(*kind, items))?;
+        send_counted(&out, &stats, sender.set_state(*kind, items))?;
     }
     loop {
         tokio::select! {
@@ -94,14 +122,14 @@ where
                 Ok(ev) => {
                     if kinds.contains(&ev.key.kind) {
                         let change = local_change(&store, &ev).await?;
-                        send_all(&out, sender.on_local_change(change))?;
+                        send_counted(&out, &stats, sender.on_local_change(change))?;
                     }
                 }
                 Err(RecvError::Lagged(n)) => {
                     tracing::debug!(%peer, missed = n, "store watch lagged; resyncing the KDS sender");
                     for kind in &kinds {
                         let items = list_kind(&store, *kind).await?;
-                        send_all(&out, sender.set_state(*kind, items))?;
+                        send_counted(&out, &stats, sender.set_state(*kind, items))?;
                     }
                 }
                 Err(RecvError::Closed) => return Err(SyncError::WatchClosed),
@@ -111,10 +139,11 @@ where
                 Some(Err(status)) => return Err(SyncError::Stream(status)),
                 Some(Ok(req)) => match sender.on_request(&req) {
                     Ok(outcome) => {
+                        stats.on_answer(&req, &outcome);
                         for r in &outcome.rejected {
                             tracing::warn!(%peer, type_url = %req.type_url, resource = %r.name, reason = %r.reason, "KDS peer refused a resource");
                         }
-                        send_all(&out, outcome.responses)?;
+                        send_counted(&out, &stats, outcome.responses)?;
                     }
                     Err(e) => tracing::warn!(%peer, error = %e, "ignored a KDS request"),
                 },
@@ -128,8 +157,22 @@ where
 pub async fn run_receiver<S>(
     store: SharedStore,
     config: ReceiverConfig,
+    incoming: S,
+    out: UnboundedSender<DeltaDiscoveryRequest>,
+) -> Result<(), SyncError>
+where
+    S: Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Unpin,
+{
+    run_receiver_counted(store, config, incoming, out, StreamStats::new()).await
+}
+
+/// [`run_receiver`], counting what the peer sends and how this side answers in `stats`.
+pub async fn run_receiver_counted<S>(
+    store: SharedStore,
+    config: ReceiverConfig,
     mut incoming: S,
     out: UnboundedSender<DeltaDiscoveryRequest>,
+    stats: StreamStats,
 ) -> Result<(), SyncError>
 where
     S: Stream<Item = Result<DeltaDiscoveryResponse, Status>> + Unpin,
@@ -166,8 +209,9 @@ where
                 None => return Err(SyncError::Ended),
                 Some(Err(status)) => return Err(SyncError::Stream(status)),
                 Some(Ok(resp)) => {
-                    let received = receiver.on_response(&resp);
-                    for action in received.actions {
+                    let mut received = receiver.on_response(&resp);
+                    stats.on_received(&resp, &received);
+                    for action in std::mem::take(&mut received.actions) {
                         apply(&store, &peer, action).await?;
                     }
                     for r in &received.rejected {
@@ -234,22 +278,32 @@ async fn delete(store: &SharedStore, peer: &Party, key: &ResourceKey) -> Result<
     }
 }
 
+/// Who a zone control plane is, for one connection to global.
+#[derive(Debug, Clone)]
+pub struct ZoneHello {
+    pub zone: String,
+    pub token: String,
+    /// Instance id, version and connection id, shown in global's zone insights.
+    pub description: crate::transport::ZoneDescription,
+}
+
 /// The zone's side of one connection: `GlobalToZoneSync` (a `Receiver` storing what global
 /// sends) and `ZoneToGlobalSync` (a `Sender` of the zone's resources), until either ends.
 pub async fn zone_session(
     channel: tonic::transport::Channel,
     store: SharedStore,
-    zone: &str,
-    token: &str,
+    hello: &ZoneHello,
 ) -> Result<(), SyncError> {
-    use crate::transport::{KdsClient, authenticate};
+    use crate::transport::{KdsClient, authenticate, describe};
     use tokio::sync::mpsc::unbounded_channel;
     use tokio_stream::wrappers::UnboundedReceiverStream;
 
+    let zone = hello.zone.as_str();
     let mut client = KdsClient::new(channel);
     let (req_tx, req_rx) = unbounded_channel();
     let mut request = tonic::Request::new(UnboundedReceiverStream::new(req_rx));
-    authenticate(&mut request, zone, token).map_err(SyncError::Stream)?;
+    authenticate(&mut request, zone, &hello.token).map_err(SyncError::Stream)?;
+    describe(&mut request, &hello.description);
     let from_global = client
         .global_to_zone(request)
         .await
@@ -257,7 +311,8 @@ pub async fn zone_session(
         .into_inner();
     let (resp_tx, resp_rx) = unbounded_channel();
     let mut request = tonic::Request::new(UnboundedReceiverStream::new(resp_rx));
-    authenticate(&mut request, zone, token).map_err(SyncError::Stream)?;
+    authenticate(&mut request, zone, &hello.token).map_err(SyncError::Stream)?;
+    describe(&mut request, &hello.description);
     let to_global = client
         .zone_to_global(request)
         .await

@@ -11,7 +11,10 @@
 //! ```
 //!
 //! The zone always dials. It authenticates every call with the metadata
-//! `authorization: Bearer <zone token>` and `x-atoll-zone: <zone name>`; the server side
+//! `authorization: Bearer <zone token>` and `x-atoll-zone: <zone name>`, and describes itself
+//! with `x-atoll-zone-instance` (its control plane's instance id), `x-atoll-zone-version` (its
+//! Atoll version) and `x-atoll-zone-session` (one value per connection, the same on both
+//! streams, so global can pair them); global shows these in its zone insights. The server side
 //! ([`KdsServer`]) hands each call to a [`KdsHandler`], which checks them (see the global control
 //! plane). The client side is [`KdsClient`].
 
@@ -35,6 +38,14 @@ pub const GLOBAL_TO_ZONE_PATH: &str = "/atoll.kds.v1.KdsSync/GlobalToZoneSync";
 pub const ZONE_TO_GLOBAL_PATH: &str = "/atoll.kds.v1.KdsSync/ZoneToGlobalSync";
 /// Metadata key naming the zone that dials.
 pub const ZONE_HEADER: &str = "x-atoll-zone";
+/// Metadata key carrying the zone control plane's instance id.
+pub const ZONE_INSTANCE_HEADER: &str = "x-atoll-zone-instance";
+/// Metadata key carrying the zone control plane's Atoll version.
+pub const ZONE_VERSION_HEADER: &str = "x-atoll-zone-version";
+/// Metadata key naming one connection of a zone (both of its streams carry the same value).
+pub const ZONE_SESSION_HEADER: &str = "x-atoll-zone-session";
+/// Longest value kept from the descriptive metadata above.
+const MAX_DESCRIPTION: usize = 128;
 /// Largest message either side accepts (the engine keeps responses under 1 MiB).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
@@ -239,10 +250,106 @@ pub fn credentials<T>(request: &Request<T>) -> Result<(String, String), Status> 
     Ok((zone.to_string(), token.to_string()))
 }
 
+/// What a zone control plane says about itself on each call (beside its credentials).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneDescription {
+    /// The zone control plane's instance id.
+    pub instance_id: Option<String>,
+    /// Its Atoll version.
+    pub version: Option<String>,
+    /// The connection both streams belong to.
+    pub session: Option<String>,
+}
+
+/// Adds the zone's description to a call. Values that cannot travel as metadata (or are empty)
+/// are left out.
+pub fn describe<T>(request: &mut Request<T>, description: &ZoneDescription) {
+    for (key, value) in [
+        (ZONE_INSTANCE_HEADER, &description.instance_id),
+        (ZONE_VERSION_HEADER, &description.version),
+        (ZONE_SESSION_HEADER, &description.session),
+    ] {
+        if let Some(v) = value
+            .as_deref()
+            .map(clean_description)
+            .filter(|v| !v.is_empty())
+            .and_then(|v| v.parse().ok())
+        {
+            request.metadata_mut().insert(key, v);
+        }
+    }
+}
+
+/// What a call says about the zone that made it. Never fails: whatever is missing or
+/// unreadable is `None`, and values are cut to printable ASCII of bounded length.
+pub fn description<T>(request: &Request<T>) -> ZoneDescription {
+    let md = request.metadata();
+    let read = |key: &str| {
+        md.get(key)
+            .and_then(|v| v.to_str().ok())
+            .map(clean_description)
+            .filter(|v| !v.is_empty())
+    };
+    ZoneDescription {
+        instance_id: read(ZONE_INSTANCE_HEADER),
+        version: read(ZONE_VERSION_HEADER),
+        session: read(ZONE_SESSION_HEADER),
+    }
+}
+
+fn clean_description(v: &str) -> String {
+    v.trim()
+        .chars()
+        .filter(|c| c.is_ascii_graphic() || *c == ' ')
+        .take(MAX_DESCRIPTION)
+        .collect()
+}
+
 /// Keeps a future type nameable for callers boxing handler results.
 pub fn boxed<T, F>(f: F) -> BoxFuture<T, Status>
 where
     F: Future<Output = Result<T, Status>> + Send + 'static,
 {
     Box::pin(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zone_description_travels_as_metadata() {
+        let mut req = Request::new(());
+        let sent = ZoneDescription {
+            instance_id: Some("zone-cp-1-a1b2c3".into()),
+            version: Some("0.1.0".into()),
+            session: Some("zone-cp-1-a1b2c3/4".into()),
+        };
+        describe(&mut req, &sent);
+        authenticate(&mut req, "east", "tok").expect("credentials");
+        assert_eq!(description(&req), sent);
+        assert_eq!(
+            credentials(&req).expect("credentials"),
+            ("east".to_string(), "tok".to_string())
+        );
+    }
+
+    #[test]
+    fn a_missing_or_odd_description_is_tolerated() {
+        let req = Request::new(());
+        assert_eq!(description(&req), ZoneDescription::default());
+        let mut req = Request::new(());
+        describe(
+            &mut req,
+            &ZoneDescription {
+                instance_id: Some("bad\nvalue\u{7f}".into()),
+                version: Some("x".repeat(1000)),
+                session: Some(String::new()),
+            },
+        );
+        let d = description(&req);
+        assert_eq!(d.instance_id.as_deref(), Some("badvalue"));
+        assert_eq!(d.version.map(|v| v.len()), Some(MAX_DESCRIPTION));
+        assert_eq!(d.session, None);
+    }
 }

@@ -1,6 +1,9 @@
 //! The zone's KDS link to the global control plane (`ATOLL_GLOBAL_ADDRESS`): dial over TLS
 //! trusting `ATOLL_GLOBAL_CA_FILE`, present the zone token from `ATOLL_ZONE_TOKEN_FILE`, store
 //! what global sends and send the zone's own resources (`atoll_kds::sync::zone_session`).
+//! Every call also carries this control plane's instance id and version, which global shows in
+//! its zone insights. The token file is read again at every attempt, so replacing an expired
+//! token needs no restart.
 //! Reconnects forever with capped, jittered exponential backoff. Nothing else in the zone
 //! depends on this link: with global away the zone keeps serving from its own store, and on
 //! reconnect both sides resync only what changed.
@@ -14,7 +17,8 @@ use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
 use atoll_cp::Config;
-use atoll_kds::sync::{SyncError, zone_session};
+use atoll_kds::sync::{SyncError, ZoneHello, zone_session};
+use atoll_kds::transport::ZoneDescription;
 use atoll_store::SharedStore;
 
 /// First reconnect delay.
@@ -32,11 +36,13 @@ pub struct GlobalLink {
     pub ca_pem: String,
     pub token_file: std::path::PathBuf,
     pub zone: String,
+    /// This control plane's instance id.
+    pub instance_id: String,
 }
 
 impl GlobalLink {
     /// The link the configuration asks for; `None` for a standalone zone.
-    pub fn from_config(config: &Config) -> anyhow::Result<Option<GlobalLink>> {
+    pub fn from_config(config: &Config, instance_id: &str) -> anyhow::Result<Option<GlobalLink>> {
         let Some(address) = &config.global_address else {
             return Ok(None);
         };
@@ -58,6 +64,7 @@ impl GlobalLink {
             ca_pem,
             token_file,
             zone: config.zone.clone(),
+            instance_id: instance_id.to_string(),
         }))
     }
 }
@@ -65,19 +72,23 @@ impl GlobalLink {
 /// Starts the link when the configuration names a global; `None` for a standalone zone.
 pub fn spawn(
     config: &Config,
+    instance_id: &str,
     store: SharedStore,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Option<JoinHandle<()>>> {
-    Ok(GlobalLink::from_config(config)?.map(|link| tokio::spawn(run(link, store, shutdown))))
+    Ok(GlobalLink::from_config(config, instance_id)?
+        .map(|link| tokio::spawn(run(link, store, shutdown))))
 }
 
 /// Keeps the link up until shutdown.
 pub async fn run(link: GlobalLink, store: SharedStore, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+    let mut attempt = 0u64;
     loop {
         let started = Instant::now();
+        attempt += 1;
         tokio::select! {
-            r = connect_once(&link, store.clone()) => report(&link, r),
+            r = connect_once(&link, store.clone(), attempt) => report(&link, r),
             _ = shutdown.wait_for(|s| *s) => return,
         }
         if started.elapsed() >= STABLE {
@@ -92,7 +103,11 @@ pub async fn run(link: GlobalLink, store: SharedStore, mut shutdown: watch::Rece
     }
 }
 
-async fn connect_once(link: &GlobalLink, store: SharedStore) -> Result<(), SyncError> {
+async fn connect_once(
+    link: &GlobalLink,
+    store: SharedStore,
+    attempt: u64,
+) -> Result<(), SyncError> {
     let token = std::fs::read_to_string(&link.token_file).map_err(|e| {
         SyncError::Transport(format!(
             "reading ATOLL_ZONE_TOKEN_FILE {}: {e}",
@@ -112,7 +127,16 @@ async fn connect_once(link: &GlobalLink, store: SharedStore) -> Result<(), SyncE
         .map_err(|e| {
             SyncError::Transport(format!("connecting to {}: {}", link.uri, error_chain(&e)))
         })?;
-    zone_session(channel, store, &link.zone, token.trim()).await
+    let hello = ZoneHello {
+        zone: link.zone.clone(),
+        token: token.trim().to_string(),
+        description: ZoneDescription {
+            instance_id: Some(link.instance_id.clone()),
+            version: Some(env!("CARGO_PKG_VERSION").to_string()),
+            session: Some(format!("{}/{attempt}", link.instance_id)),
+        },
+    };
+    zone_session(channel, store, &hello).await
 }
 
 fn report(link: &GlobalLink, result: Result<(), SyncError>) {
@@ -124,8 +148,15 @@ fn report(link: &GlobalLink, result: Result<(), SyncError>) {
         Err(SyncError::Stream(s)) if s.code() == Code::Unauthenticated => tracing::error!(
             zone,
             global = %link.uri,
-            reason = %s.message(),
-            "global refused this zone's KDS connection; check ATOLL_ZONE_TOKEN_FILE and ATOLL_ZONE"
+            token_file = %link.token_file.display(),
+            "global refused the zone token: {}; put a valid cp token for zone {zone:?} in ATOLL_ZONE_TOKEN_FILE (it is read again at every attempt)",
+            s.message()
+        ),
+        Err(SyncError::Stream(s)) if s.code() == Code::PermissionDenied => tracing::error!(
+            zone,
+            global = %link.uri,
+            "global refused this zone: {}",
+            s.message()
         ),
         Err(e) => {
             tracing::warn!(zone, global = %link.uri, error = %e, "KDS connection to global failed")

@@ -103,7 +103,12 @@ pub async fn start_on(
         ctx.shutdown.clone(),
     ));
     let mut tasks = vec![server, watcher, collector, publisher];
-    if let Some(link) = kds_client::spawn(&ctx.config, ctx.store.clone(), ctx.shutdown.clone())? {
+    if let Some(link) = kds_client::spawn(
+        &ctx.config,
+        &ctx.instance_id,
+        ctx.store.clone(),
+        ctx.shutdown.clone(),
+    )? {
         tasks.push(link);
     }
     Ok(tasks)
