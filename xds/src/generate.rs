@@ -605,7 +605,22 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
     let r = &outbound.retry;
     let limits = &outbound.connection_limits;
     let stat_prefix = stat_name(&name);
-    let cluster_name = outbound.service.clone();
+    let cluster_name = if outbound.external {
+        format!("external:{}", outbound.service)
+    } else {
+        outbound.service.clone()
+    };
+    let (sni, upstream_identity) = if outbound.external {
+        (
+            crate::zone_proxy::external_sni(&outbound.service, &ctx.mesh),
+            crate::zone_proxy::egress_spiffe_id(&ctx.mesh),
+        )
+    } else {
+        (
+            outbound_sni(&outbound.service, &ctx.mesh),
+            spiffe_id(&ctx.mesh, &outbound.service),
+        )
+    };
 
     let filters = match outbound.protocol {
         Protocol::Tcp => vec![Filter {
@@ -677,11 +692,11 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
             common_tls_context: CommonTlsContext {
                 tls_certificate_sds_secret_configs: vec![SdsSecretConfig::ads(IDENTITY_SECRET)],
                 combined_validation_context: Some(mesh_validation(StringMatcher::Exact(
-                    spiffe_id(&ctx.mesh, &outbound.service),
+                    upstream_identity,
                 ))),
                 ..Default::default()
             },
-            sni: Some(outbound_sni(&outbound.service, &ctx.mesh)),
+            sni: Some(sni),
         })
     });
     let cluster = Cluster {
@@ -882,6 +897,7 @@ mod tests {
                 timeouts: Default::default(),
                 retry: Default::default(),
                 connection_limits: Default::default(),
+                external: false,
             }],
         }
     }
@@ -965,6 +981,7 @@ mod tests {
             timeouts: Default::default(),
             retry: Default::default(),
             connection_limits: Default::default(),
+            external: false,
         };
         a.outbounds.push(second.clone());
         b.outbounds.insert(0, second);

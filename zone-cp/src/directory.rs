@@ -313,8 +313,18 @@ impl ZoneDirectory {
                     .await?
             }
             ProxyKind::Egress => {
-                crate::zone_proxies::build_egress(&self.index, self.store.as_ref(), &key.name)
-                    .await?
+                let previous = self
+                    .entry_build(key)
+                    .map(|b| b.mesh_certs.clone())
+                    .unwrap_or_default();
+                crate::zone_proxies::build_egress(
+                    &self.index,
+                    self.store.as_ref(),
+                    &key.name,
+                    &previous,
+                    Utc::now(),
+                )
+                .await?
             }
         };
         let label = match key.kind {
@@ -382,7 +392,7 @@ impl ZoneDirectory {
                     // remote services (the egress).
                     (ProxyKind::Ingress | ProxyKind::Egress, Kind::Mesh | Kind::Secret) => true,
                     (ProxyKind::Ingress, Kind::Dataplane) => true,
-                    (ProxyKind::Egress, Kind::MeshService) => true,
+                    (ProxyKind::Egress, Kind::MeshService | Kind::MeshExternalService) => true,
                     (
                         ProxyKind::Ingress | ProxyKind::Egress,
                         Kind::ZoneIngress | Kind::ZoneEgress,
@@ -395,6 +405,7 @@ impl ZoneDirectory {
                     (ProxyKind::Sidecar, Kind::MeshService) => {
                         proxy.mesh == key.mesh && reaches_changed()
                     }
+                    (ProxyKind::Sidecar, Kind::MeshExternalService) => proxy.mesh == key.mesh,
                     // Another zone's ingress or a local egress moved: every sidecar that
                     // reaches another zone may route differently.
                     (ProxyKind::Sidecar, Kind::ZoneIngress | Kind::ZoneEgress) => true,
@@ -519,7 +530,8 @@ impl ZoneDirectory {
         let proxies = self.proxies.lock().ok()?;
         let at = proxies
             .values()
-            .filter_map(|e| e.last.as_ref()?.cert.as_ref())
+            .filter_map(|e| e.last.as_ref())
+            .flat_map(|b| b.certs())
             .map(|c| atoll_identity::rotation_at(&c.issued))
             .min()?;
         Some(

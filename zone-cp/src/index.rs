@@ -18,8 +18,10 @@ use atoll_store::{ChangeEvent, ListFilter, SharedStore, StoreError};
 use atoll_xds::context::{Endpoint, Protocol};
 
 use crate::ca::{Generation, MeshCa, mesh_ca};
+use crate::external::resolve as resolve_external;
 use crate::remote::{RemoteOffer, ZoneRoutes, remote_offer};
 use crate::snapshot::{BuildError, PROTOCOL_TAG, SERVICE_TAG};
+use atoll_xds::zone_context::ExternalService;
 
 /// One dataplane as generation reads it.
 #[derive(Debug, Clone)]
@@ -86,6 +88,10 @@ pub struct MeshState {
     pub remote: BTreeMap<String, RemoteService>,
     /// The zone proxies known to this zone (shared by every mesh).
     pub routes: Arc<ZoneRoutes>,
+    /// MeshExternalServices, resolved, by the name they are reached by.
+    pub external_services: BTreeMap<String, ExternalService>,
+    /// Stored MeshExternalService name -> the name it is reached by.
+    pub external_names: HashMap<String, String>,
 }
 
 /// A service that runs in other zones.
@@ -136,6 +142,21 @@ impl MeshState {
             offers: HashMap::new(),
             remote: BTreeMap::new(),
             routes: Arc::new(ZoneRoutes::default()),
+            external_services: BTreeMap::new(),
+            external_names: HashMap::new(),
+        }
+    }
+
+    /// Adds, replaces (`Some`) or removes (`None`) a MeshExternalService.
+    pub fn set_external(&mut self, resource_name: &str, external: Option<ExternalService>) {
+        if let Some(old) = self.external_names.remove(resource_name) {
+            self.external_services.remove(&old);
+        }
+        if let Some(external) = external {
+            self.external_names
+                .insert(resource_name.to_string(), external.name.clone());
+            self.external_services
+                .insert(external.name.clone(), external);
         }
     }
 
@@ -357,6 +378,13 @@ impl MeshIndex {
                 state.set_offer(&r.name, Some(offer));
             }
         }
+        let externals = self
+            .store
+            .list(&ListFilter::in_mesh(Kind::MeshExternalService, mesh))
+            .await?;
+        for r in &externals.items {
+            state.set_external(&r.name, self.external(r).await);
+        }
         let dataplanes = self
             .store
             .list(&ListFilter::in_mesh(Kind::Dataplane, mesh))
@@ -386,6 +414,17 @@ impl MeshIndex {
             }
         }
         Ok(state)
+    }
+
+    /// A MeshExternalService resolved, or `None` (logged) when it cannot be served.
+    async fn external(&self, r: &Resource) -> Option<ExternalService> {
+        match resolve_external(self.store.as_ref(), r).await {
+            Ok(e) => Some(e),
+            Err(e) => {
+                tracing::warn!(error = %e, "MeshExternalService left out of the zone egress");
+                None
+            }
+        }
     }
 
     /// The service a MeshService of a loaded mesh offers from another zone, if any.
@@ -442,6 +481,15 @@ impl MeshIndex {
                     },
                     None => state.remove_dataplane(&key.name),
                 }
+                Some(state)
+            }
+            Kind::MeshExternalService => {
+                let external = match self.store.get(key).await? {
+                    Some(r) => self.external(&r).await,
+                    None => None,
+                };
+                let mut state = (*current).clone();
+                state.set_external(&key.name, external);
                 Some(state)
             }
             Kind::MeshService => {

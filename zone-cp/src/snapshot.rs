@@ -41,6 +41,15 @@ pub struct ProxyBuild {
     /// The services this proxy offers.
     pub own_services: BTreeSet<String>,
     pub cert: Option<ProxyCert>,
+    /// A zone egress's certificate in each mesh whose external services it serves.
+    pub mesh_certs: BTreeMap<String, ProxyCert>,
+}
+
+impl ProxyBuild {
+    /// Every certificate of the proxy (for rotation).
+    pub fn certs(&self) -> impl Iterator<Item = &ProxyCert> {
+        self.cert.iter().chain(self.mesh_certs.values())
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +181,50 @@ pub fn build_from(
     let breaker_policies: Vec<PolicyView> = state.circuit_breakers.values().cloned().collect();
     let mut outbound_services = BTreeSet::new();
     for outbound in &networking.outbound {
+        if let Some(backend) = outbound.backend_ref.as_ref().filter(|b| {
+            matches!(
+                b.kind,
+                Some(atoll_core::kinds::dataplane::BackendKind::MeshExternalService)
+            )
+        }) {
+            let (Some(name), Some(port)) = (
+                backend.name.as_deref(),
+                outbound.port.and_then(|p| u16::try_from(p).ok()),
+            ) else {
+                continue;
+            };
+            // Reached by the name it was written with; a synced copy's stored name works too.
+            let external = state.external_services.get(name).or_else(|| {
+                state
+                    .external_names
+                    .get(name)
+                    .and_then(|n| state.external_services.get(n))
+            });
+            let Some(external) = external else {
+                rules_out.push(json!({"meshExternalService": name, "port": port, "error": "no such MeshExternalService in this mesh"}));
+                continue;
+            };
+            let endpoints = atoll_xds::zone_proxy::egress_endpoints(&state.routes.egresses);
+            rules_out.push(json!({
+                "meshExternalService": external.name, "port": port,
+                "throughZoneEgress": endpoints.iter().map(|e| format!("{}:{}", e.address, e.port)).collect::<Vec<_>>(),
+            }));
+            outbounds.push(OutboundContext {
+                address: outbound
+                    .address
+                    .clone()
+                    .unwrap_or_else(|| "127.0.0.1".into()),
+                port,
+                service: external.name.clone(),
+                protocol: external.protocol,
+                endpoints,
+                timeouts: OutboundTimeouts::default(),
+                retry: OutboundRetry::default(),
+                connection_limits: ConnectionLimits::default(),
+                external: true,
+            });
+            continue;
+        }
         let service = match (&outbound.tags, &outbound.backend_ref) {
             (Some(tags), _) => tags.get(SERVICE_TAG).cloned(),
             (None, Some(backend)) => backend.name.clone(),
@@ -213,6 +266,7 @@ pub fn build_from(
             timeouts,
             retry,
             connection_limits,
+            external: false,
         });
     }
 
@@ -251,6 +305,7 @@ pub fn build_from(
         outbound_services,
         own_services,
         cert,
+        mesh_certs: BTreeMap::new(),
     })
 }
 
@@ -423,7 +478,7 @@ pub struct ProxyCert {
 
 /// The proxy's certificate: the previous one while it is not due for rotation and was issued
 /// for the same identity by the same CA; a new one otherwise.
-fn certificate(
+pub(crate) fn certificate(
     ca: &MeshCa,
     mesh: &str,
     services: &BTreeSet<String>,

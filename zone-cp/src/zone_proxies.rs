@@ -1,10 +1,13 @@
 //! Builds the snapshots of this zone's zone proxies from the index: a zone ingress forwards, by
 //! SNI and without decrypting, to every local service of every mesh; a zone egress passes
-//! cross-zone traffic of meshes with `routing.zoneEgress` on to the other zones' ingresses.
+//! cross-zone traffic of meshes with `routing.zoneEgress` on to the other zones' ingresses, and
+//! terminates mesh mTLS for MeshExternalService traffic before originating the outside
+//! connection.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
 use atoll_core::kinds::zone_egress::ZoneEgressDoc;
@@ -17,7 +20,7 @@ use atoll_xds::zone_context::{
 };
 
 use crate::index::MeshIndex;
-use crate::snapshot::{BuildError, ProxyBuild, snapshot_of};
+use crate::snapshot::{BuildError, ProxyBuild, ProxyCert, certificate, snapshot_of};
 
 /// The address a zone proxy listens on when its resource names none.
 const ANY_ADDRESS: &str = "0.0.0.0";
@@ -97,6 +100,7 @@ pub async fn build_ingress(
         outbound_services: BTreeSet::new(),
         own_services: BTreeSet::new(),
         cert: None,
+        mesh_certs: BTreeMap::new(),
     })
 }
 
@@ -106,17 +110,26 @@ pub async fn build_egress(
     index: &MeshIndex,
     store: &dyn Store,
     name: &str,
+    previous_certs: &BTreeMap<String, ProxyCert>,
+    now: DateTime<Utc>,
 ) -> Result<ProxyBuild, BuildError> {
     let doc: ZoneEgressDoc = read_doc(store, Kind::ZoneEgress, name).await?;
     let net = doc.networking.unwrap_or_default();
     let routes = index.routes().await;
     let mut meshes = Vec::new();
+    let mut secrets = Vec::new();
+    let mut mesh_certs = BTreeMap::new();
     for state in index.all_meshes().await? {
-        if state.ca.is_none() || !state.doc.zone_egress_enabled() {
+        let Some(ca) = &state.ca else {
             continue;
-        }
+        };
         let mut remote_services = Vec::new();
-        for (service, remote) in &state.remote {
+        let remote = if state.doc.zone_egress_enabled() {
+            state.remote.iter().collect()
+        } else {
+            Vec::new()
+        };
+        for (service, remote) in remote {
             let mut zones = Vec::new();
             for (zone, instances) in &remote.zones {
                 for (address, port) in routes.ingresses.get(zone).into_iter().flatten() {
@@ -135,11 +148,33 @@ pub async fn build_egress(
                 });
             }
         }
-        if !remote_services.is_empty() {
+        // MeshExternalService traffic always leaves through the egress, which terminates mesh
+        // mTLS with its own identity in the mesh.
+        let external_services: Vec<_> = state.external_services.values().cloned().collect();
+        if !external_services.is_empty() {
+            let identity: BTreeSet<String> =
+                [atoll_xds::zone_proxy::EGRESS_SERVICE.to_string()].into();
+            let cert = certificate(
+                ca,
+                &state.name,
+                &identity,
+                &BTreeMap::new(),
+                previous_certs.get(&state.name),
+                now,
+            )?;
+            secrets.extend(atoll_xds::zone_proxy::egress_secrets(
+                &state.name,
+                &cert.issued.cert_chain_pem,
+                &cert.issued.key_pem,
+                &ca.bundle.cert_pem,
+            ));
+            mesh_certs.insert(state.name.clone(), cert);
+        }
+        if !remote_services.is_empty() || !external_services.is_empty() {
             meshes.push(EgressMesh {
                 mesh: state.name.clone(),
                 remote_services,
-                external_services: Vec::new(),
+                external_services,
             });
         }
     }
@@ -150,7 +185,8 @@ pub async fn build_egress(
         port: port_or(net.port, DEFAULT_EGRESS_PORT),
         meshes,
     };
-    let resources = atoll_xds::zone_proxy::generate_egress(&ctx)?;
+    let mut resources = atoll_xds::zone_proxy::generate_egress(&ctx)?;
+    resources.extend(secrets);
     let summary: Vec<Value> = ctx
         .meshes
         .iter()
@@ -158,6 +194,7 @@ pub async fn build_egress(
             json!({
                 "mesh": m.mesh,
                 "remoteServices": m.remote_services.iter().map(|r| &r.service).collect::<Vec<_>>(),
+                "externalServices": m.external_services.iter().map(|e| &e.name).collect::<Vec<_>>(),
             })
         })
         .collect();
@@ -168,5 +205,6 @@ pub async fn build_egress(
         outbound_services: BTreeSet::new(),
         own_services: BTreeSet::new(),
         cert: None,
+        mesh_certs,
     })
 }

@@ -59,11 +59,7 @@ pub fn signal(pid: u32, sig: &str) {
         .status();
 }
 
-/// A port nothing listens on (bound, then released).
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    l.local_addr().expect("addr").port()
-}
+pub use atoll_test_support::free_port;
 
 /// A CA and a server certificate for 127.0.0.1/localhost signed by it.
 pub struct Pki {
