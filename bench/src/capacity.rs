@@ -78,7 +78,8 @@ async fn measure(
         .map(|i| dataplane(1, i, args.services))
         .unzip();
     zone.register_dataplanes(&docs, 8).await?;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    let busy = zone.wait_quiet(ticks, limit).await?;
+    eprintln!("zone CP idle again {busy:.1} s after the last registration");
     let registered_rss = rss_bytes(pid)?;
     eprintln!(
         "RSS with {} dataplanes registered, none connected: {:.1} MiB",
@@ -134,6 +135,13 @@ async fn measure(
         registered_rss as f64 / 1048576.0,
         rss as f64 / 1048576.0
     );
+    let (reconnects, why) = fleet.reconnects();
+    if reconnects > 0 {
+        println!(
+            "reconnects: {reconnects} (the first: {})",
+            why.unwrap_or_default()
+        );
+    }
     println!(
         "per proxy: {per_dp_kb:.1} KiB over idle ({:.1} KiB of it after registration); CPU {cpu_connect:.2} s while connecting, {cpu_total:.2} s since start",
         rss.saturating_sub(registered_rss) as f64 / 1024.0 / specs.len() as f64

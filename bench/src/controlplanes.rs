@@ -178,6 +178,25 @@ impl ControlPlane {
             .with_context(|| format!("{name}; its log:\n{}", log_tail(&log, 4000)))
     }
 
+    /// Waits (at most `limit`) until this CP is idle: under 10% of a core over half a second.
+    /// Returns the seconds waited.
+    pub async fn wait_quiet(&mut self, ticks: f64, limit: Duration) -> Result<f64> {
+        let started = Instant::now();
+        let mut last = cpu_seconds(self.pid(), ticks)?;
+        loop {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            self.check_alive()?;
+            let now = cpu_seconds(self.pid(), ticks)?;
+            if now - last < 0.05 {
+                return Ok(started.elapsed().as_secs_f64());
+            }
+            last = now;
+            if started.elapsed() > limit {
+                bail!("{} still busy after {limit:?}", self.name);
+            }
+        }
+    }
+
     /// `PUT path` with a JSON body; an error unless 2xx.
     pub async fn put(&self, path: &str, body: &Value) -> Result<()> {
         let response = self

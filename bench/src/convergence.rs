@@ -153,6 +153,13 @@ async fn measure(args: &ConvergenceArgs, dir: &std::path::Path, stores: &Stores)
         zone.cp.register_dataplanes(&docs, 8).await?;
         zone.specs = specs.into_iter().map(Arc::new).collect();
     }
+    let ticks = crate::controlplanes::clock_ticks();
+    for zone in &mut zones {
+        let busy = zone.cp.wait_quiet(ticks, limit).await?;
+        eprintln!("{} idle again after {busy:.1} s", zone.cp.name);
+    }
+    let busy = global.wait_quiet(ticks, limit).await?;
+    eprintln!("global idle again after {busy:.1} s");
 
     let fleet = Arc::new(Fleet::default());
     let mut tasks = tokio::task::JoinSet::new();
@@ -249,6 +256,13 @@ async fn measure(args: &ConvergenceArgs, dir: &std::path::Path, stores: &Stores)
         nack_check(&global, &mut zones).await?;
     }
 
+    let (reconnects, why) = fleet.reconnects();
+    if reconnects > 0 {
+        println!(
+            "reconnects: {reconnects} (the first: {})",
+            why.unwrap_or_default()
+        );
+    }
     println!(
         "setup: {} zones, {} proxies each, {} services; connect: {connect_s:.2} s; {} responses, {} NACKs sent",
         args.zones,

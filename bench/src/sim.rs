@@ -110,6 +110,8 @@ pub struct Fleet {
     expectation: RwLock<Option<Arc<Expectation>>>,
     responses: AtomicU64,
     nacks: AtomicU64,
+    reconnects: AtomicU64,
+    first_reconnect: Mutex<Option<String>>,
     next_id: AtomicU64,
 }
 
@@ -124,6 +126,8 @@ impl Default for Fleet {
             expectation: RwLock::new(None),
             responses: AtomicU64::new(0),
             nacks: AtomicU64::new(0),
+            reconnects: AtomicU64::new(0),
+            first_reconnect: Mutex::new(None),
             next_id: AtomicU64::new(1),
         }
     }
@@ -145,6 +149,23 @@ impl Fleet {
 
     pub fn nacks(&self) -> u64 {
         self.nacks.load(Ordering::Relaxed)
+    }
+
+    /// Streams that had to be opened again, and why the first one did.
+    pub fn reconnects(&self) -> (u64, Option<String>) {
+        (
+            self.reconnects.load(Ordering::SeqCst),
+            self.first_reconnect.lock().ok().and_then(|f| f.clone()),
+        )
+    }
+
+    fn reconnect(&self, why: String) {
+        if self.reconnects.fetch_add(1, Ordering::SeqCst) == 0 {
+            eprintln!("  a simulated proxy reconnects: {why}");
+        }
+        if let Ok(mut first) = self.first_reconnect.lock() {
+            first.get_or_insert(why);
+        }
     }
 
     fn fail(&self, message: String) {
@@ -369,6 +390,9 @@ fn request(type_url: &str) -> DeltaDiscoveryRequest {
     }
 }
 
+/// Runs one proxy: like Envoy, it opens its ADS stream again (with backoff) when the stream
+/// cannot open or fails; each reconnect is counted. It gives up after `MAX_ATTEMPTS` failures
+/// in a row without reaching its full config.
 async fn run_proxy(
     fleet: &Fleet,
     channel: Channel,
@@ -376,12 +400,62 @@ async fn run_proxy(
     control: &ProxyControl,
     connecting: Arc<Semaphore>,
 ) -> Result<()> {
+    const MAX_ATTEMPTS: u32 = 12;
     let mut permit = Some(
         connecting
             .acquire_owned()
             .await
             .context("start-up permits closed")?,
     );
+    let mut state = ProxyState::default();
+    let mut failures = 0u32;
+    loop {
+        let was_ready = state.ready;
+        let error = match stream_once(
+            fleet,
+            channel.clone(),
+            spec,
+            control,
+            &mut state,
+            &mut permit,
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        failures = if state.ready && !was_ready {
+            1
+        } else {
+            failures + 1
+        };
+        if failures >= MAX_ATTEMPTS {
+            return Err(error.context(format!("{failures} attempts in a row failed")));
+        }
+        fleet.reconnect(format!("{}: {error:#}", spec.node_id));
+        // Envoy's backoff: exponential from 500 ms, capped, with jitter.
+        let base = 250u64 << failures.min(4);
+        let jitter = fleet.now_us() % base;
+        tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        // A new stream starts from nothing (as a restarted Envoy); readiness and the changes
+        // already seen are kept.
+        state = ProxyState {
+            ready: state.ready,
+            satisfied: state.satisfied,
+            ..ProxyState::default()
+        };
+    }
+}
+
+/// One ADS stream, until it fails.
+async fn stream_once(
+    fleet: &Fleet,
+    channel: Channel,
+    spec: &ProxySpec,
+    control: &ProxyControl,
+    state: &mut ProxyState,
+    permit: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+) -> Result<()> {
     let (tx, rx) = mpsc::channel::<DeltaDiscoveryRequest>(8);
     let send = |req: DeltaDiscoveryRequest| {
         let tx = tx.clone();
@@ -410,7 +484,6 @@ async fn run_proxy(
     .map_err(|_| anyhow::anyhow!("the ADS stream did not open within 60 s"))?
     .context("opening the ADS stream")?;
     let mut inbound = response.into_inner();
-    let mut state = ProxyState::default();
     loop {
         let message = match inbound.message().await {
             Ok(Some(m)) => m,
@@ -434,7 +507,7 @@ async fn run_proxy(
             fleet.nacks.fetch_add(1, Ordering::Relaxed);
             continue;
         }
-        apply(&mut state, &message)
+        apply(state, &message)
             .with_context(|| format!("decoding a {} response", message.type_url))?;
         let mut ack = request(&message.type_url);
         ack.response_nonce = message.nonce.clone();
