@@ -5,9 +5,13 @@
 //!
 //! Numbers are printed, never asserted: BENCHMARKS.md keeps them with the command that made them.
 
+mod capacity;
+mod controlplanes;
+mod convergence;
 mod dataplane;
 mod floor;
 mod procs;
+mod sim;
 mod stats;
 mod store_bench;
 mod xds_gen;
@@ -33,6 +37,28 @@ enum Command {
     Floor(floor::FloorArgs),
     /// Added latency of two Atoll sidecars vs two minimal static Envoys vs direct, one run.
     Dataplane(dataplane::DataplaneArgs),
+    /// Multi-zone convergence: a global CP, Z zone CPs, N simulated proxies per zone; time from
+    /// a policy write on global until every concerned proxy ACKed it.
+    Convergence(convergence::ConvergenceArgs),
+    /// Zone CP capacity: memory, CPU and connect time for N simulated proxies.
+    Capacity(capacity::CapacityArgs),
+}
+
+/// Resolves on Ctrl-C or SIGTERM, so the benchmark's future is dropped and its guards end every
+/// process it started.
+async fn interrupted() -> &'static str {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => "interrupted (Ctrl-C)",
+        () = term => "terminated (SIGTERM)",
+    }
 }
 
 fn main() -> ExitCode {
@@ -48,11 +74,19 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command {
-            Command::Store(args) => store_bench::run(args).await,
-            Command::XdsGen(args) => xds_gen::run(&args),
-            Command::Floor(args) => floor::run(args).await,
-            Command::Dataplane(args) => dataplane::run(args).await,
+        let bench = async {
+            match cli.command {
+                Command::Store(args) => store_bench::run(args).await,
+                Command::XdsGen(args) => xds_gen::run(&args),
+                Command::Floor(args) => floor::run(args).await,
+                Command::Dataplane(args) => dataplane::run(args).await,
+                Command::Convergence(args) => convergence::run(args).await,
+                Command::Capacity(args) => capacity::run(args).await,
+            }
+        };
+        tokio::select! {
+            result = bench => result,
+            why = interrupted() => Err(anyhow::anyhow!("{why}: stopped every process started")),
         }
     });
     match result {

@@ -1,4 +1,5 @@
-//! Smoke runs of the benchmarks that need a real Envoy (`floor`, `dataplane`) at tiny settings:
+//! Smoke runs of the benchmarks that start real processes (`floor`, `dataplane` with Envoy;
+//! `convergence`, `capacity` with the control planes) at tiny settings:
 //! they must complete and print their result line; no timing is asserted.
 //!
 //! Skipped with a notice when `envoy` is not on PATH (or, for `dataplane`, when atoll-zone-cp and
@@ -108,4 +109,87 @@ fn dataplane_smoke() {
     );
     let last = out.lines().last().unwrap_or_default();
     assert!(last.starts_with("dataplane rps=50 added_p50_ms="), "{out}");
+}
+
+/// The control-plane binaries the multi-process benchmarks start, when built beside atoll-bench.
+fn control_planes_built() -> bool {
+    let dir = bench().parent().expect("target dir").to_path_buf();
+    let missing: Vec<&str> = ["atoll-zone-cp", "atoll-global-cp"]
+        .into_iter()
+        .filter(|b| !dir.join(b).is_file())
+        .collect();
+    if missing.is_empty() {
+        return true;
+    }
+    assert!(
+        !ci(),
+        "{missing:?} not built in {}: run `cargo nextest run --workspace`",
+        dir.display()
+    );
+    eprintln!(
+        "note: skipping: {missing:?} not built in {} (cargo build -p atoll-zone-cp -p atoll-global-cp)",
+        dir.display()
+    );
+    false
+}
+
+/// The value of `key=` in a result line.
+fn field<'a>(line: &'a str, key: &str) -> &'a str {
+    line.split_whitespace()
+        .find_map(|kv| kv.strip_prefix(key).and_then(|v| v.strip_prefix('=')))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+}
+
+#[test]
+fn convergence_smoke() {
+    if !control_planes_built() {
+        return;
+    }
+    let out = run(
+        &[
+            "convergence",
+            "--zones",
+            "2",
+            "--dataplanes-per-zone",
+            "5",
+            "--services",
+            "4",
+            "--changes",
+            "4",
+            "--pause-ms",
+            "20",
+            "--nack-check",
+        ],
+        Duration::from_secs(60),
+    );
+    let last = out.lines().last().unwrap_or_default();
+    // Every change converged: the run fails otherwise, and all 4 are counted.
+    assert!(
+        last.starts_with("convergence zones=2 dataplanes=10 changes=4 p50_ms="),
+        "{out}"
+    );
+    for key in ["p50_ms", "p99_ms", "max_ms"] {
+        let v: f64 = field(last, key).parse().expect("a number");
+        assert!(v > 0.0, "{key} must be a measured time: {last}");
+    }
+    assert!(out.contains("nack check: the NACK of"), "{out}");
+}
+
+#[test]
+fn capacity_smoke() {
+    if !control_planes_built() {
+        return;
+    }
+    let out = run(
+        &["capacity", "--dataplanes", "20", "--services", "5"],
+        Duration::from_secs(60),
+    );
+    let last = out.lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("capacity dataplanes=20 zone_cp_rss_mb="),
+        "{out}"
+    );
+    for key in ["rss_per_dp_kb", "connect_all_s", "cpu_s"] {
+        let _: f64 = field(last, key).parse().expect("a number");
+    }
 }

@@ -765,33 +765,102 @@ impl ToProto for model::LocalityLbEndpoints {
 // ---------------------------------------------------------------------------------------------
 
 /// One generated resource, ready for the ADS server and for people.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, PartialEq)]
 pub struct EnvoyResource {
     /// The xDS type URL (`type.googleapis.com/envoy.config.listener.v3.Listener`, ...).
     pub type_url: String,
     /// The resource name xDS keys it by.
     pub name: String,
-    /// The model as Envoy JSON (what the golden files and the inspect endpoint show).
-    pub json: serde_json::Value,
+    /// The model as Envoy JSON (what the golden files and the inspect endpoint show), rendered
+    /// on first use: read it as a `serde_json::Value` (`&r.json`, `r.json["field"]`,
+    /// `r.json.clone()`).
+    pub json: ResourceJson,
     /// The protobuf message packed for the wire.
     pub any: Any,
     /// A stable content hash: equal resources have equal versions in every process.
     ///
-    /// It hashes the canonical JSON above rather than `any.value`: prost encodes protobuf map
-    /// fields (RBAC policies, `typed_extension_protocol_options`) from a `HashMap`, whose order
-    /// changes from process to process, so the encoded bytes of an unchanged resource are not
-    /// stable. The JSON is built from `BTreeMap`s and ordered structs and describes the same
-    /// message field for field.
+    /// It hashes the canonical JSON of the model rather than `any.value`: prost encodes protobuf
+    /// map fields (RBAC policies, `typed_extension_protocol_options`) from a `HashMap`, whose
+    /// order changes from process to process, so the encoded bytes of an unchanged resource are
+    /// not stable. The JSON is built from `BTreeMap`s and ordered structs and describes the same
+    /// message field for field. It is streamed into the hash, never built as a tree.
     pub version: String,
+}
+
+impl Clone for EnvoyResource {
+    fn clone(&self) -> Self {
+        EnvoyResource {
+            type_url: self.type_url.clone(),
+            name: self.name.clone(),
+            json: ResourceJson::new(self.json.model.clone()),
+            any: self.any.clone(),
+            version: self.version.clone(),
+        }
+    }
+}
+
+/// A resource's Envoy JSON, rendered from its model the first time it is read and kept.
+///
+/// A control plane holds the generated resources of every connected proxy but shows their
+/// JSON only when someone inspects one (`_config`), so rendering every resource eagerly cost
+/// most of the memory per proxy (a `serde_json::Value` tree per endpoint) and most of a
+/// build's time. It dereferences to the `Value`, so it reads like one. Deliberately not
+/// `Clone`: `json.clone()` then clones the rendered `Value`.
+pub struct ResourceJson {
+    model: std::sync::Arc<model::Resource>,
+    rendered: std::sync::OnceLock<serde_json::Value>,
+}
+
+impl ResourceJson {
+    fn new(model: std::sync::Arc<model::Resource>) -> Self {
+        ResourceJson {
+            model,
+            rendered: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The model the JSON is rendered from.
+    pub fn model(&self) -> &model::Resource {
+        &self.model
+    }
+}
+
+impl std::ops::Deref for ResourceJson {
+    type Target = serde_json::Value;
+
+    fn deref(&self) -> &serde_json::Value {
+        // Serializing the model cannot fail: every map in it has string keys and every leaf is
+        // a plain string, number or bool. The fallback only keeps this total.
+        self.rendered.get_or_init(|| {
+            serde_json::to_value(self.model.as_ref()).unwrap_or(serde_json::Value::Null)
+        })
+    }
+}
+
+impl PartialEq for ResourceJson {
+    fn eq(&self, other: &Self) -> bool {
+        self.model == other.model
+    }
+}
+
+impl std::fmt::Debug for ResourceJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&**self, f)
+    }
+}
+
+impl std::fmt::Display for ResourceJson {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&**self, f)
+    }
 }
 
 impl EnvoyResource {
     /// Converts one model resource into both of its forms.
     pub fn new(resource: &model::Resource) -> Self {
-        // Serializing the model cannot fail: every map in it has string keys and every leaf is a
-        // plain string, number or bool. The fallback only keeps this function total.
-        let json = serde_json::to_value(resource).unwrap_or(serde_json::Value::Null);
-        let canonical = json.to_string();
+        let mut hash = Fnv1a::default();
+        // Writing into the hash cannot fail, nor can serializing the model (see ResourceJson).
+        let _ = serde_json::to_writer(&mut hash, resource);
         let any = match resource {
             model::Resource::Listener(l) => pack(&l.to_proto()),
             model::Resource::Cluster(c) => pack(&c.to_proto()),
@@ -802,22 +871,44 @@ impl EnvoyResource {
         EnvoyResource {
             type_url: resource.type_url().to_string(),
             name: resource.name().to_string(),
-            json,
+            json: ResourceJson::new(std::sync::Arc::new(resource.clone())),
             any,
-            version: content_version(canonical.as_bytes()),
+            version: format!("{:016x}", hash.0),
         }
+    }
+}
+
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
+
+/// 64-bit FNV-1a as an `io::Write`, so serializers can stream into it.
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(FNV_OFFSET)
+    }
+}
+
+impl std::io::Write for Fnv1a {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0 = buf
+            .iter()
+            .fold(self.0, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME));
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
 /// 64-bit FNV-1a over the bytes, as 16 hex digits. Chosen because it is fully specified (the
 /// standard library's hasher may change between Rust releases) and needs no dependency.
 pub fn content_version(bytes: &[u8]) -> String {
-    const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let hash = bytes
-        .iter()
-        .fold(OFFSET, |h, b| (h ^ u64::from(*b)).wrapping_mul(PRIME));
-    format!("{hash:016x}")
+    let mut hash = Fnv1a::default();
+    let _ = std::io::Write::write(&mut hash, bytes);
+    format!("{:016x}", hash.0)
 }
 
 #[cfg(test)]
