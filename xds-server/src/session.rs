@@ -41,7 +41,8 @@ fn is_wildcard_type(type_url: &str) -> bool {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SnapshotResource {
     pub version: String,
-    pub resource: Any,
+    /// Shared with the generated resource (and other snapshots): copied only into a response.
+    pub resource: std::sync::Arc<Any>,
 }
 
 /// The complete configuration of one proxy at one moment, by type URL then name.
@@ -312,7 +313,7 @@ impl DeltaSession {
                     resources.push(WireResource {
                         name: name.clone(),
                         version: r.version.clone(),
-                        resource: Some(r.resource.clone()),
+                        resource: Some((*r.resource).clone()),
                         ..Default::default()
                     });
                 }
@@ -401,10 +402,10 @@ mod tests {
     fn res(version: &str) -> SnapshotResource {
         SnapshotResource {
             version: version.into(),
-            resource: Any {
+            resource: std::sync::Arc::new(Any {
                 type_url: "t".into(),
                 value: version.as_bytes().to_vec(),
-            },
+            }),
         }
     }
 

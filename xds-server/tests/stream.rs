@@ -50,10 +50,10 @@ fn snapshot(version: &str, cluster_version: &str) -> Arc<Snapshot> {
         "backend".into(),
         SnapshotResource {
             version: cluster_version.into(),
-            resource: Any {
+            resource: std::sync::Arc::new(Any {
                 type_url: CLUSTER.into(),
                 value: vec![],
-            },
+            }),
         },
     );
     Arc::new(s)

@@ -113,23 +113,52 @@ pub enum GenerateError {
 /// outbounds and endpoints in the context does not matter (the order of permission rules does:
 /// the first matching rule decides).
 pub fn generate(ctx: &ProxyContext) -> Result<Vec<EnvoyResource>, GenerateError> {
+    generate_with(ctx, None)
+}
+
+/// [`generate`], taking each outbound's ClusterLoadAssignment from `assignments` when another
+/// proxy already generated it for the same cluster and endpoints (the output is identical).
+pub fn generate_with(
+    ctx: &ProxyContext,
+    assignments: Option<&AssignmentCache>,
+) -> Result<Vec<EnvoyResource>, GenerateError> {
     validate(ctx)?;
     let mut resources = Vec::new();
     for inbound in &ctx.inbounds {
         resources.extend(inbound_resources(ctx, inbound));
     }
+    let mut generated_resources = Vec::new();
     for outbound in &ctx.outbounds {
         resources.extend(outbound_resources(ctx, outbound));
+        let cluster = outbound_cluster_name(outbound);
+        let make = || {
+            EnvoyResource::new(&Resource::ClusterLoadAssignment(load_assignment(
+                &cluster,
+                &outbound.endpoints,
+            )))
+        };
+        generated_resources.push(match assignments {
+            Some(cache) => cache.get_or_make(&cluster, &outbound.endpoints, make),
+            None => make(),
+        });
     }
 
     // Two inbounds may share the application port, two outbounds the service: identical
     // resources collapse into one, different ones under one name are an error.
     let mut by_key: BTreeMap<(&'static str, String), EnvoyResource> = BTreeMap::new();
-    for resource in &resources {
-        let generated = EnvoyResource::new(resource);
-        let key = (resource.type_url(), resource.name().to_string());
+    let generated = resources
+        .iter()
+        .map(|r| (r.type_url(), EnvoyResource::new(r)))
+        .chain(
+            generated_resources
+                .into_iter()
+                .map(|r| (crate::model::type_urls::CLUSTER_LOAD_ASSIGNMENT, r)),
+        );
+    for (type_url, generated) in generated {
+        let key = (type_url, generated.name.clone());
         match by_key.get(&key) {
-            Some(existing) if existing.json != generated.json => {
+            // Versions are content hashes: equal resources have equal versions.
+            Some(existing) if existing.version != generated.version => {
                 return Err(GenerateError::Conflict {
                     type_url: key.0.to_string(),
                     name: key.1,
@@ -210,28 +239,29 @@ pub fn outbound_listener_name(address: &str, port: u16) -> String {
 // ---------------------------------------------------------------------------------------------
 
 fn validate(ctx: &ProxyContext) -> Result<(), GenerateError> {
-    non_empty("mesh", &ctx.mesh)?;
-    non_empty("name", &ctx.name)?;
-    ip("address", &ctx.address)?;
+    // Field paths are formatted only for an error: a proxy has hundreds of endpoints.
+    non_empty(|| "mesh".into(), &ctx.mesh)?;
+    non_empty(|| "name".into(), &ctx.name)?;
+    ip(|| "address".into(), &ctx.address)?;
     for (i, inbound) in ctx.inbounds.iter().enumerate() {
-        let at = |f: &str| format!("inbounds[{i}].{f}");
-        port(&at("port"), inbound.port)?;
-        port(&at("servicePort"), inbound.service_port)?;
-        ip(&at("serviceAddress"), &inbound.service_address)?;
-        non_empty(&at("service"), &inbound.service)?;
+        let at = |f: &'static str| move || format!("inbounds[{i}].{f}");
+        port(at("port"), inbound.port)?;
+        port(at("servicePort"), inbound.service_port)?;
+        ip(at("serviceAddress"), &inbound.service_address)?;
+        non_empty(at("service"), &inbound.service)?;
     }
     for (i, outbound) in ctx.outbounds.iter().enumerate() {
-        let at = |f: &str| format!("outbounds[{i}].{f}");
-        ip(&at("address"), &outbound.address)?;
-        port(&at("port"), outbound.port)?;
-        non_empty(&at("service"), &outbound.service)?;
+        let at = |f: &'static str| move || format!("outbounds[{i}].{f}");
+        ip(at("address"), &outbound.address)?;
+        port(at("port"), outbound.port)?;
+        non_empty(at("service"), &outbound.service)?;
         for (j, endpoint) in outbound.endpoints.iter().enumerate() {
-            let at = |f: &str| format!("outbounds[{i}].endpoints[{j}].{f}");
-            ip(&at("address"), &endpoint.address)?;
-            port(&at("port"), endpoint.port)?;
+            let at = |f: &'static str| move || format!("outbounds[{i}].endpoints[{j}].{f}");
+            ip(at("address"), &endpoint.address)?;
+            port(at("port"), endpoint.port)?;
             if endpoint.weight == 0 {
                 return Err(GenerateError::ZeroWeight {
-                    field: at("weight"),
+                    field: at("weight")(),
                 });
             }
         }
@@ -239,30 +269,26 @@ fn validate(ctx: &ProxyContext) -> Result<(), GenerateError> {
     Ok(())
 }
 
-fn non_empty(field: &str, value: &str) -> Result<(), GenerateError> {
+fn non_empty(field: impl FnOnce() -> String, value: &str) -> Result<(), GenerateError> {
     if value.is_empty() {
-        return Err(GenerateError::Empty {
-            field: field.to_string(),
-        });
+        return Err(GenerateError::Empty { field: field() });
     }
     Ok(())
 }
 
-fn ip(field: &str, value: &str) -> Result<(), GenerateError> {
+fn ip(field: impl FnOnce() -> String, value: &str) -> Result<(), GenerateError> {
     value
         .parse::<IpAddr>()
         .map(|_| ())
         .map_err(|_| GenerateError::InvalidAddress {
-            field: field.to_string(),
+            field: field(),
             value: value.to_string(),
         })
 }
 
-fn port(field: &str, value: u16) -> Result<(), GenerateError> {
+fn port(field: impl FnOnce() -> String, value: u16) -> Result<(), GenerateError> {
     if value == 0 {
-        return Err(GenerateError::ZeroPort {
-            field: field.to_string(),
-        });
+        return Err(GenerateError::ZeroPort { field: field() });
     }
     Ok(())
 }
@@ -605,11 +631,7 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
     let r = &outbound.retry;
     let limits = &outbound.connection_limits;
     let stat_prefix = stat_name(&name);
-    let cluster_name = if outbound.external {
-        format!("external:{}", outbound.service)
-    } else {
-        outbound.service.clone()
-    };
+    let cluster_name = outbound_cluster_name(outbound);
     let (sni, upstream_identity) = if outbound.external {
         (
             crate::zone_proxy::external_sni(&outbound.service, &ctx.mesh),
@@ -723,12 +745,52 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
         typed_extension_protocol_options: http_protocol_options(outbound.protocol, idle_timeout),
         transport_socket,
     };
-    let assignment = load_assignment(&cluster_name, &outbound.endpoints);
+    // The ClusterLoadAssignment is made by `generate_with` (it may come from the cache).
     vec![
         Resource::Listener(listener),
         Resource::Cluster(Box::new(cluster)),
-        Resource::ClusterLoadAssignment(assignment),
     ]
+}
+
+/// The cluster (and ClusterLoadAssignment) name of an outbound.
+fn outbound_cluster_name(outbound: &OutboundContext) -> String {
+    if outbound.external {
+        format!("external:{}", outbound.service)
+    } else {
+        outbound.service.clone()
+    }
+}
+
+/// ClusterLoadAssignments shared between the proxies of a mesh: proxies that reach the same
+/// service get the same assignment, so it is generated and encoded once per (cluster,
+/// endpoints) instead of once per proxy. An entry is replaced when its endpoints change.
+#[derive(Debug, Default)]
+pub struct AssignmentCache {
+    entries: std::sync::Mutex<
+        std::collections::HashMap<String, (Vec<crate::context::Endpoint>, EnvoyResource)>,
+    >,
+}
+
+impl AssignmentCache {
+    /// The assignment of `cluster` with `endpoints`, made by `make` unless cached.
+    pub fn get_or_make(
+        &self,
+        cluster: &str,
+        endpoints: &[crate::context::Endpoint],
+        make: impl FnOnce() -> EnvoyResource,
+    ) -> EnvoyResource {
+        if let Ok(entries) = self.entries.lock()
+            && let Some((cached_endpoints, resource)) = entries.get(cluster)
+            && cached_endpoints.as_slice() == endpoints
+        {
+            return resource.clone();
+        }
+        let made = make();
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(cluster.to_string(), (endpoints.to_vec(), made.clone()));
+        }
+        made
+    }
 }
 
 /// The endpoints of a service grouped by zone. Local endpoints (no zone) come first at
@@ -900,6 +962,31 @@ mod tests {
                 external: false,
             }],
         }
+    }
+
+    #[test]
+    fn shared_assignments_give_the_same_output_and_follow_endpoint_changes() {
+        let cache = AssignmentCache::default();
+        let one = vec![endpoint("10.0.0.1", None)];
+        let c = ctx(vec![], one.clone());
+        let plain = generate(&c).expect("generates");
+        let first = generate_with(&c, Some(&cache)).expect("generates");
+        assert_eq!(first, plain);
+        // Another proxy reaching the same cluster with the same endpoints: taken from the cache.
+        let mut made = false;
+        let cached = cache.get_or_make("backend", &one, || {
+            made = true;
+            EnvoyResource::new(&Resource::ClusterLoadAssignment(load_assignment(
+                "backend", &one,
+            )))
+        });
+        assert!(!made, "the assignment was generated again");
+        assert!(first.contains(&cached));
+        // New endpoints: a new assignment, not the cached one.
+        let two = vec![endpoint("10.0.0.1", None), endpoint("10.0.0.2", None)];
+        let changed = generate_with(&ctx(vec![], two.clone()), Some(&cache)).expect("generates");
+        assert_eq!(changed, generate(&ctx(vec![], two)).expect("generates"));
+        assert_ne!(changed, first);
     }
 
     #[test]

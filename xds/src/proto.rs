@@ -775,8 +775,9 @@ pub struct EnvoyResource {
     /// on first use: read it as a `serde_json::Value` (`&r.json`, `r.json["field"]`,
     /// `r.json.clone()`).
     pub json: ResourceJson,
-    /// The protobuf message packed for the wire.
-    pub any: Any,
+    /// The protobuf message packed for the wire, shared (proxies reaching the same service
+    /// share their ClusterLoadAssignment; snapshots hold it without copying the bytes).
+    pub any: std::sync::Arc<Any>,
     /// A stable content hash: equal resources have equal versions in every process.
     ///
     /// It hashes the canonical JSON of the model rather than `any.value`: prost encodes protobuf
@@ -861,12 +862,12 @@ impl EnvoyResource {
         let mut hash = Fnv1a::default();
         // Writing into the hash cannot fail, nor can serializing the model (see ResourceJson).
         let _ = serde_json::to_writer(&mut hash, resource);
-        let any = match resource {
+        let any = std::sync::Arc::new(match resource {
             model::Resource::Listener(l) => pack(&l.to_proto()),
             model::Resource::Cluster(c) => pack(&c.to_proto()),
             model::Resource::ClusterLoadAssignment(c) => pack(&c.to_proto()),
             model::Resource::Secret(s) => pack(&s.to_proto()),
-        };
+        });
         debug_assert_eq!(any.type_url, resource.type_url());
         EnvoyResource {
             type_url: resource.type_url().to_string(),

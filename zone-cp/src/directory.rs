@@ -2,7 +2,7 @@
 //! proxy's latest snapshot, rebuilds only the proxies a store change concerns, rotates
 //! certificates before they expire, and removes dataplanes that stayed offline too long.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
@@ -160,6 +160,35 @@ impl std::fmt::Debug for ZoneDirectory {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ZoneDirectory").finish_non_exhaustive()
     }
+}
+
+/// Policy kinds the zone applies to outbounds only (their `to` entries).
+fn is_outbound_policy(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::MeshTimeout | Kind::MeshRetry | Kind::MeshCircuitBreaker
+    )
+}
+
+/// The services an outbound policy can change: the names of its `to` MeshServices, when every
+/// `to` entry names one; `None` (any proxy) otherwise. A policy that does not exist (created or
+/// deleted by this change) changes nothing on its side.
+fn outbound_policy_services(
+    view: Option<&atoll_core::matching::PolicyView>,
+) -> Option<BTreeSet<String>> {
+    let Some(view) = view else {
+        return Some(BTreeSet::new());
+    };
+    view.to
+        .iter()
+        .map(|entry| {
+            let t = &entry.target_ref;
+            match (t.kind.as_str(), &t.name) {
+                ("MeshService", Some(name)) => Some(name.clone()),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// Resolves when the control plane stops.
@@ -343,7 +372,76 @@ impl ZoneDirectory {
 
     /// Rebuilds one proxy and publishes its snapshot if it changed.
     async fn refresh(&self, key: &ProxyKey) {
-        match self.build_for(key).await {
+        let built = self.build_for(key).await;
+        self.publish(key, built);
+    }
+
+    /// Rebuilds many proxies: sidecars in parallel on every core (a build is pure and
+    /// synchronous once the mesh state is read), zone proxies one by one.
+    async fn refresh_all(&self, keys: Vec<ProxyKey>) {
+        let mut by_mesh: BTreeMap<String, Vec<ProxyKey>> = BTreeMap::new();
+        for key in keys {
+            if key.kind == ProxyKind::Sidecar {
+                by_mesh.entry(key.mesh.clone()).or_default().push(key);
+            } else {
+                self.refresh(&key).await;
+            }
+        }
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        for (mesh, keys) in by_mesh {
+            let state = match self.index.mesh(&mesh).await {
+                Ok(state) => state,
+                Err(e) => {
+                    tracing::error!(%mesh, proxies = keys.len(), error = %e, "cannot build the mesh's proxies; they keep their last config");
+                    continue;
+                }
+            };
+            let jobs: Vec<(ProxyKey, Option<crate::snapshot::ProxyCert>)> = keys
+                .into_iter()
+                .map(|key| {
+                    let cert = self.entry_build(&key).and_then(|b| b.cert.clone());
+                    (key, cert)
+                })
+                .collect();
+            let chunk = jobs.len().div_ceil(workers).max(1);
+            let now = Utc::now();
+            let mut handles = Vec::new();
+            let mut jobs = jobs.into_iter().peekable();
+            while jobs.peek().is_some() {
+                let part: Vec<_> = jobs.by_ref().take(chunk).collect();
+                let state = state.clone();
+                handles.push(tokio::task::spawn_blocking(move || {
+                    part.into_iter()
+                        .map(|(key, cert)| {
+                            let started = Instant::now();
+                            let built =
+                                crate::snapshot::build_from(&state, &key.name, cert.as_ref(), now)
+                                    .map(Arc::new);
+                            (key, built, started.elapsed())
+                        })
+                        .collect::<Vec<_>>()
+                }));
+            }
+            for handle in handles {
+                match handle.await {
+                    Ok(results) => {
+                        for (key, built, took) in results {
+                            self.metrics.observe_generation("sidecar", took);
+                            self.publish(&key, built);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "a build worker failed; its proxies keep their config")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Publishes a build's snapshot if it changed; a deleted proxy's entry is dropped (which
+    /// ends its stream); a failed build leaves the last config in place.
+    fn publish(&self, key: &ProxyKey, built: Result<Arc<ProxyBuild>, crate::snapshot::BuildError>) {
+        match built {
             Ok(built) => {
                 let Ok(mut proxies) = self.proxies.lock() else {
                     return;
@@ -372,8 +470,16 @@ impl ZoneDirectory {
         }
     }
 
-    /// Which known proxies a change concerns.
-    fn affected(&self, event: &ChangeEvent, changed_services: &BTreeSet<String>) -> Vec<ProxyKey> {
+    /// Which known proxies a change concerns. `changed_services`: the services whose endpoints
+    /// or offers a Dataplane or MeshService change touched. `policy_services`: for an outbound
+    /// policy (MeshTimeout, MeshRetry, MeshCircuitBreaker) that only names MeshServices in `to`
+    /// (before and after the change), those services; `None` when it may concern every proxy.
+    fn affected(
+        &self,
+        event: &ChangeEvent,
+        changed_services: &BTreeSet<String>,
+        policy_services: Option<&BTreeSet<String>>,
+    ) -> Vec<ProxyKey> {
         let Ok(proxies) = self.proxies.lock() else {
             return Vec::new();
         };
@@ -411,12 +517,19 @@ impl ZoneDirectory {
                     (ProxyKind::Sidecar, Kind::ZoneIngress | Kind::ZoneEgress) => true,
                     (
                         ProxyKind::Sidecar,
-                        Kind::MeshTrafficPermission
-                        | Kind::MeshTimeout
-                        | Kind::MeshRetry
-                        | Kind::MeshCircuitBreaker
-                        | Kind::Secret,
-                    ) => proxy.mesh == key.mesh,
+                        Kind::MeshTimeout | Kind::MeshRetry | Kind::MeshCircuitBreaker,
+                    ) => {
+                        proxy.mesh == key.mesh
+                            && policy_services.is_none_or(|services| {
+                                entry
+                                    .last
+                                    .as_ref()
+                                    .is_none_or(|b| !b.outbound_services.is_disjoint(services))
+                            })
+                    }
+                    (ProxyKind::Sidecar, Kind::MeshTrafficPermission | Kind::Secret) => {
+                        proxy.mesh == key.mesh
+                    }
                     (ProxyKind::Sidecar, _) => false,
                 }
             })
@@ -442,9 +555,7 @@ impl ZoneDirectory {
                 () = stopped(&mut shutdown) => return,
                 () = self.wake.notified() => {}
                 () = sleep => {
-                    for key in self.known() {
-                        self.refresh(&key).await;
-                    }
+                    self.refresh_all(self.known()).await;
                 }
                 received = events.recv() => {
                     let mut batch = Vec::new();
@@ -453,9 +564,7 @@ impl ZoneDirectory {
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "missed store events; rebuilding every proxy");
                             let _guard = self.rebuild.lock().await;
-                            for key in self.known() {
-                                self.refresh(&key).await;
-                            }
+                            self.refresh_all(self.known()).await;
                             continue;
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
@@ -465,13 +574,19 @@ impl ZoneDirectory {
                         batch.push(ev);
                     }
                     let _guard = self.rebuild.lock().await;
-                    // Services a changed MeshService stood for before the change.
+                    // Services a changed MeshService stood for, and the services outbound
+                    // policies named, before the change.
                     let mut offered_before: HashMap<ResourceKey, String> = HashMap::new();
+                    let mut policy_before: HashMap<ResourceKey, Option<BTreeSet<String>>> = HashMap::new();
                     for ev in &batch {
                         if ev.key.kind == Kind::MeshService
                             && let Some(service) = self.index.offered_service(&ev.key).await
                         {
                             offered_before.insert(ev.key.clone(), service);
+                        }
+                        if is_outbound_policy(ev.key.kind) {
+                            let view = self.index.policy_view(&ev.key).await;
+                            policy_before.insert(ev.key.clone(), outbound_policy_services(view.as_ref()));
                         }
                     }
                     let mut routes_changed = false;
@@ -503,11 +618,24 @@ impl ZoneDirectory {
                                 services_of.remove(&k);
                             }
                         }
-                        todo.extend(self.affected(ev, &changed));
+                        let policy_services = if is_outbound_policy(ev.key.kind) {
+                            let after = self.index.policy_view(&ev.key).await;
+                            match (
+                                policy_before.get(&ev.key).cloned().flatten(),
+                                outbound_policy_services(after.as_ref()),
+                            ) {
+                                (Some(mut before), Some(after)) => {
+                                    before.extend(after);
+                                    Some(before)
+                                }
+                                _ => None,
+                            }
+                        } else {
+                            None
+                        };
+                        todo.extend(self.affected(ev, &changed, policy_services.as_ref()));
                     }
-                    for key in todo {
-                        self.refresh(&key).await;
-                    }
+                    self.refresh_all(todo.into_iter().collect()).await;
                 }
             }
         }
@@ -733,6 +861,35 @@ impl DataplaneInspector for ZoneDirectory {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn timeout(to: serde_json::Value) -> atoll_core::matching::PolicyView {
+        let mut r = atoll_core::Resource::new(Kind::MeshTimeout, "default", "t");
+        r.spec.insert(
+            "spec".into(),
+            json!({"targetRef": {"kind": "Mesh"}, "to": to}),
+        );
+        atoll_core::matching::PolicyView::from_resource(&r).expect("view")
+    }
+
+    #[test]
+    fn an_outbound_policy_naming_services_concerns_only_their_clients() {
+        let named = timeout(json!([
+            {"targetRef": {"kind": "MeshService", "name": "backend"}, "default": {"idleTimeout": "1s"}},
+            {"targetRef": {"kind": "MeshService", "name": "db"}, "default": {"idleTimeout": "2s"}},
+        ]));
+        assert_eq!(
+            outbound_policy_services(Some(&named)),
+            Some(["backend".to_string(), "db".to_string()].into())
+        );
+        let mesh_wide = timeout(json!([
+            {"targetRef": {"kind": "Mesh"}, "default": {"idleTimeout": "1s"}},
+        ]));
+        assert_eq!(outbound_policy_services(Some(&mesh_wide)), None);
+        // Created or deleted: the missing side names nothing.
+        assert_eq!(outbound_policy_services(None), Some(BTreeSet::new()));
+        assert!(is_outbound_policy(Kind::MeshRetry));
+        assert!(!is_outbound_policy(Kind::MeshTrafficPermission));
+    }
 
     #[test]
     fn node_ids_split_at_the_first_dot() {

@@ -92,6 +92,9 @@ pub struct MeshState {
     pub external_services: BTreeMap<String, ExternalService>,
     /// Stored MeshExternalService name -> the name it is reached by.
     pub external_names: HashMap<String, String>,
+    /// ClusterLoadAssignments shared by the mesh's proxies (kept across state changes: an
+    /// entry is reused only for the same endpoints).
+    pub assignments: Arc<atoll_xds::generate::AssignmentCache>,
 }
 
 /// A service that runs in other zones.
@@ -144,6 +147,7 @@ impl MeshState {
             routes: Arc::new(ZoneRoutes::default()),
             external_services: BTreeMap::new(),
             external_names: HashMap::new(),
+            assignments: Arc::default(),
         }
     }
 
@@ -272,6 +276,8 @@ pub struct MeshIndex {
     generation: Generation,
     meshes: RwLock<HashMap<String, Arc<MeshState>>>,
     routes: RwLock<Arc<ZoneRoutes>>,
+    /// Serializes loads and applies (see [`MeshIndex::apply`]).
+    apply_lock: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for MeshIndex {
@@ -290,6 +296,7 @@ impl MeshIndex {
             generation,
             meshes: RwLock::new(HashMap::new()),
             routes: RwLock::new(Arc::new(ZoneRoutes::new(local_zone))),
+            apply_lock: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -315,9 +322,7 @@ impl MeshIndex {
         let mut meshes = self.meshes.write().await;
         for state in meshes.values_mut() {
             if state.routes != routes {
-                let mut updated = (**state).clone();
-                updated.routes = routes.clone();
-                *state = Arc::new(updated);
+                Arc::make_mut(state).routes = routes.clone();
             }
         }
         Ok(routes)
@@ -341,6 +346,11 @@ impl MeshIndex {
 
     /// The current state of `mesh`, loading it from the store on first use.
     pub async fn mesh(&self, mesh: &str) -> Result<Arc<MeshState>, BuildError> {
+        if let Some(state) = self.meshes.read().await.get(mesh) {
+            return Ok(state.clone());
+        }
+        let _serial = self.apply_lock.lock().await;
+        // Loaded meanwhile by another caller?
         if let Some(state) = self.meshes.read().await.get(mesh) {
             return Ok(state.clone());
         }
@@ -427,6 +437,20 @@ impl MeshIndex {
         }
     }
 
+    /// The stored view of a policy of a loaded mesh (for the kinds the index keeps).
+    pub async fn policy_view(&self, key: &ResourceKey) -> Option<PolicyView> {
+        let meshes = self.meshes.read().await;
+        let state = meshes.get(&key.mesh)?;
+        let policies = match key.kind {
+            Kind::MeshTrafficPermission => &state.traffic_permissions,
+            Kind::MeshTimeout => &state.timeouts,
+            Kind::MeshRetry => &state.retries,
+            Kind::MeshCircuitBreaker => &state.circuit_breakers,
+            _ => return None,
+        };
+        policies.get(&key.name).cloned()
+    }
+
     /// The service a MeshService of a loaded mesh offers from another zone, if any.
     pub async fn offered_service(&self, key: &ResourceKey) -> Option<String> {
         let meshes = self.meshes.read().await;
@@ -446,21 +470,25 @@ impl MeshIndex {
     }
 
     /// Applies a store change to a loaded mesh (meshes not loaded yet are read when first used).
+    /// Applies are serialized (a connecting proxy's refresh and the event loop must not undo
+    /// each other's changes); the store is read first, then the mesh is changed in place under
+    /// a short write lock (copied only when a build still holds the previous state).
     pub async fn apply(&self, event: &ChangeEvent) -> Result<(), StoreError> {
+        let _serial = self.apply_lock.lock().await;
         let key = &event.key;
         let mesh = if key.kind == Kind::Mesh {
             &key.name
         } else {
             &key.mesh
         };
-        let Some(current) = self.meshes.read().await.get(mesh).cloned() else {
+        if !self.meshes.read().await.contains_key(mesh) {
             return Ok(());
-        };
-        let updated = match key.kind {
+        }
+        let change = match key.kind {
             Kind::Mesh | Kind::Secret => {
                 // The mesh itself or its CA material changed: reload (rare, mesh-wide anyway).
                 match self.load(mesh).await {
-                    Ok(state) => Some(state),
+                    Ok(state) => Change::Reload(Box::new(state)),
                     Err(BuildError::MissingMesh(_)) => {
                         self.meshes.write().await.remove(mesh);
                         return Ok(());
@@ -468,53 +496,58 @@ impl MeshIndex {
                     Err(BuildError::Store(e)) => return Err(e),
                     Err(e) => {
                         tracing::error!(%mesh, error = %e, "cannot reload the mesh; keeping the previous state");
-                        None
+                        return Ok(());
                     }
                 }
             }
-            Kind::Dataplane => {
-                let mut state = (*current).clone();
-                match self.store.get(key).await? {
-                    Some(r) => match parse_dataplane(&r) {
-                        Some(entry) => state.upsert_dataplane(&key.name, entry),
-                        None => state.remove_dataplane(&key.name),
-                    },
-                    None => state.remove_dataplane(&key.name),
-                }
-                Some(state)
-            }
-            Kind::MeshExternalService => {
-                let external = match self.store.get(key).await? {
-                    Some(r) => self.external(&r).await,
-                    None => None,
-                };
-                let mut state = (*current).clone();
-                state.set_external(&key.name, external);
-                Some(state)
-            }
-            Kind::MeshService => {
-                let offer = match self.store.get(key).await? {
-                    Some(r) => remote_offer(&r, &self.local_zone),
-                    None => None,
-                };
-                if current.offers.get(&key.name) == offer.as_ref() {
-                    None
-                } else {
-                    let mut state = (*current).clone();
-                    state.set_offer(&key.name, offer);
-                    Some(state)
-                }
-            }
+            Kind::Dataplane => Change::Dataplane(
+                self.store
+                    .get(key)
+                    .await?
+                    .as_ref()
+                    .and_then(parse_dataplane),
+            ),
+            Kind::MeshExternalService => Change::External(match self.store.get(key).await? {
+                Some(r) => self.external(&r).await,
+                None => None,
+            }),
+            Kind::MeshService => Change::Offer(match self.store.get(key).await? {
+                Some(r) => remote_offer(&r, &self.local_zone),
+                None => None,
+            }),
             Kind::MeshTrafficPermission
             | Kind::MeshTimeout
             | Kind::MeshRetry
-            | Kind::MeshCircuitBreaker => {
-                let mut state = (*current).clone();
-                let view = match self.store.get(key).await? {
-                    Some(r) => PolicyView::from_resource(&r).ok(),
-                    None => None,
-                };
-                if let Some(policies) = state.policies_mut(key.kind) {
+            | Kind::MeshCircuitBreaker => Change::Policy(match self.store.get(key).await? {
+                Some(r) => PolicyView::from_resource(&r).ok(),
+                None => None,
+            }),
+            _ => return Ok(()),
+        };
+        let mut meshes = self.meshes.write().await;
+        let Some(current) = meshes.get_mut(mesh) else {
+            return Ok(());
+        };
+        match change {
+            Change::Reload(mut state) => {
+                state.assignments = current.assignments.clone();
+                *current = Arc::new(*state);
+            }
+            Change::Dataplane(entry) => {
+                let state = Arc::make_mut(current);
+                match entry {
+                    Some(entry) => state.upsert_dataplane(&key.name, entry),
+                    None => state.remove_dataplane(&key.name),
+                }
+            }
+            Change::External(external) => Arc::make_mut(current).set_external(&key.name, external),
+            Change::Offer(offer) => {
+                if current.offers.get(&key.name) != offer.as_ref() {
+                    Arc::make_mut(current).set_offer(&key.name, offer);
+                }
+            }
+            Change::Policy(view) => {
+                if let Some(policies) = Arc::make_mut(current).policies_mut(key.kind) {
                     match view {
                         Some(view) => {
                             policies.insert(key.name.clone(), view);
@@ -524,16 +557,17 @@ impl MeshIndex {
                         }
                     }
                 }
-                Some(state)
             }
-            _ => None,
-        };
-        if let Some(state) = updated {
-            self.meshes
-                .write()
-                .await
-                .insert(mesh.to_string(), Arc::new(state));
         }
         Ok(())
     }
+}
+
+/// What a store change does to a loaded mesh, read from the store before the mesh is locked.
+enum Change {
+    Reload(Box<MeshState>),
+    Dataplane(Option<DataplaneEntry>),
+    External(Option<ExternalService>),
+    Offer(Option<RemoteOffer>),
+    Policy(Option<PolicyView>),
 }

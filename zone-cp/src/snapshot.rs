@@ -278,7 +278,7 @@ pub fn build_from(
         inbounds,
         outbounds,
     };
-    let mut resources = atoll_xds::generate::generate(&ctx)?;
+    let mut resources = atoll_xds::generate::generate_with(&ctx, Some(&state.assignments))?;
     let cert = match ca {
         Some(ca) => {
             let cert = certificate(ca, mesh, &own_services, &tag_values, previous_cert, now)?;
