@@ -377,8 +377,9 @@ impl ZoneDirectory {
     }
 
     /// Rebuilds many proxies: sidecars in parallel on every core (a build is pure and
-    /// synchronous once the mesh state is read), zone proxies one by one.
-    async fn refresh_all(&self, keys: Vec<ProxyKey>) {
+    /// synchronous once the mesh state is read), zone proxies one by one. With `inbound_only`
+    /// (only MeshTrafficPermissions changed), sidecars rebuild just their inbound side.
+    async fn refresh_all(&self, keys: Vec<ProxyKey>, inbound_only: bool) {
         let mut by_mesh: BTreeMap<String, Vec<ProxyKey>> = BTreeMap::new();
         for key in keys {
             if key.kind == ProxyKind::Sidecar {
@@ -396,11 +397,11 @@ impl ZoneDirectory {
                     continue;
                 }
             };
-            let jobs: Vec<(ProxyKey, Option<crate::snapshot::ProxyCert>)> = keys
+            let jobs: Vec<(ProxyKey, Option<Arc<ProxyBuild>>)> = keys
                 .into_iter()
                 .map(|key| {
-                    let cert = self.entry_build(&key).and_then(|b| b.cert.clone());
-                    (key, cert)
+                    let previous = self.entry_build(&key);
+                    (key, previous)
                 })
                 .collect();
             let chunk = jobs.len().div_ceil(workers).max(1);
@@ -412,11 +413,22 @@ impl ZoneDirectory {
                 let state = state.clone();
                 handles.push(tokio::task::spawn_blocking(move || {
                     part.into_iter()
-                        .map(|(key, cert)| {
+                        .map(|(key, previous)| {
                             let started = Instant::now();
-                            let built =
-                                crate::snapshot::build_from(&state, &key.name, cert.as_ref(), now)
-                                    .map(Arc::new);
+                            let built = match &previous {
+                                Some(previous) if inbound_only => {
+                                    crate::snapshot::rebuild_inbounds(
+                                        &state, &key.name, previous, now,
+                                    )
+                                }
+                                _ => crate::snapshot::build_from(
+                                    &state,
+                                    &key.name,
+                                    previous.as_ref().and_then(|p| p.cert.as_ref()),
+                                    now,
+                                ),
+                            }
+                            .map(Arc::new);
                             (key, built, started.elapsed())
                         })
                         .collect::<Vec<_>>()
@@ -555,7 +567,7 @@ impl ZoneDirectory {
                 () = stopped(&mut shutdown) => return,
                 () = self.wake.notified() => {}
                 () = sleep => {
-                    self.refresh_all(self.known()).await;
+                    self.refresh_all(self.known(), false).await;
                 }
                 received = events.recv() => {
                     let mut batch = Vec::new();
@@ -564,7 +576,7 @@ impl ZoneDirectory {
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "missed store events; rebuilding every proxy");
                             let _guard = self.rebuild.lock().await;
-                            self.refresh_all(self.known()).await;
+                            self.refresh_all(self.known(), false).await;
                             continue;
                         }
                         Err(broadcast::error::RecvError::Closed) => return,
@@ -635,7 +647,10 @@ impl ZoneDirectory {
                         };
                         todo.extend(self.affected(ev, &changed, policy_services.as_ref()));
                     }
-                    self.refresh_all(todo.into_iter().collect()).await;
+                    let inbound_only = batch
+                        .iter()
+                        .all(|ev| ev.key.kind == Kind::MeshTrafficPermission);
+                    self.refresh_all(todo.into_iter().collect(), inbound_only).await;
                 }
             }
         }

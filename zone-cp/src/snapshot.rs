@@ -111,68 +111,13 @@ pub fn build_from(
         .address
         .clone()
         .unwrap_or_else(|| "127.0.0.1".into());
-    let policies: Vec<PolicyView> = state.traffic_permissions.values().cloned().collect();
     let proxy = ProxyView::from_dataplane(mesh, name, &entry.labels, dp);
-
-    let mut inbounds = Vec::new();
-    let mut rules_in = Vec::new();
-    let mut own_services = BTreeSet::new();
-    let mut tag_values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for (i, inbound) in networking.inbound.iter().enumerate() {
-        let Some(port) = inbound.port.and_then(|p| u16::try_from(p).ok()) else {
-            continue;
-        };
-        let service = inbound.tags.get(SERVICE_TAG).cloned().unwrap_or_default();
-        own_services.insert(service.clone());
-        for (k, v) in &inbound.tags {
-            tag_values.entry(k.clone()).or_default().insert(v.clone());
-        }
-        let rules: Vec<PermissionRule> = if ca.is_some() {
-            inbound_permission_rules(&policies, &proxy, i)
-                .into_iter()
-                .map(|r| PermissionRule {
-                    source: match r.source_tags {
-                        None => SourceMatch::Any,
-                        Some(tags) => SourceMatch::Tags(tags),
-                    },
-                    action: match r.action {
-                        Action::Allow => PermissionAction::Allow,
-                        Action::AllowWithShadowDeny => PermissionAction::AllowWithShadowDeny,
-                        _ => PermissionAction::Deny,
-                    },
-                })
-                .collect()
-        } else {
-            // Without mTLS there is no client identity: Kuma enforces no permissions.
-            vec![PermissionRule {
-                source: SourceMatch::Any,
-                action: PermissionAction::Allow,
-            }]
-        };
-        rules_in.push(json!({
-            "port": port,
-            "service": service,
-            "trafficPermissions": rules.iter().map(|r| json!({
-                "from": match &r.source { SourceMatch::Any => json!("any"), SourceMatch::Tags(t) => json!(t) },
-                "action": format!("{:?}", r.action),
-            })).collect::<Vec<_>>(),
-        }));
-        inbounds.push(InboundContext {
-            port,
-            service_address: inbound
-                .service_address
-                .clone()
-                .unwrap_or_else(|| "127.0.0.1".into()),
-            service_port: inbound
-                .service_port
-                .and_then(|p| u16::try_from(p).ok())
-                .unwrap_or(port),
-            service,
-            protocol: protocol_of(&inbound.tags),
-            tags: inbound.tags.clone(),
-            permissions: InboundPermissions { rules },
-        });
-    }
+    let InboundSide {
+        inbounds,
+        rules_in,
+        own_services,
+        tag_values,
+    } = inbound_side(state, &proxy, &networking);
 
     let mut outbounds = Vec::new();
     let mut rules_out = Vec::new();
@@ -282,11 +227,7 @@ pub fn build_from(
     let cert = match ca {
         Some(ca) => {
             let cert = certificate(ca, mesh, &own_services, &tag_values, previous_cert, now)?;
-            resources.extend(atoll_xds::generate::secrets(
-                &cert.issued.cert_chain_pem,
-                &cert.issued.key_pem,
-                &ca.bundle.cert_pem,
-            ));
+            resources.extend(cert.secrets.iter().cloned());
             Some(cert)
         }
         None => None,
@@ -309,14 +250,157 @@ pub fn build_from(
     })
 }
 
+/// What a proxy's inbounds are: their contexts (with MeshTrafficPermission rules), the rules
+/// view, and the identity its certificate carries.
+struct InboundSide {
+    inbounds: Vec<InboundContext>,
+    rules_in: Vec<Value>,
+    own_services: BTreeSet<String>,
+    tag_values: BTreeMap<String, BTreeSet<String>>,
+}
+
+fn inbound_side(
+    state: &MeshState,
+    proxy: &ProxyView,
+    networking: &atoll_core::kinds::dataplane::Networking,
+) -> InboundSide {
+    let ca = state.ca.as_ref();
+    let policies: Vec<PolicyView> = state.traffic_permissions.values().cloned().collect();
+    let mut inbounds = Vec::new();
+    let mut rules_in = Vec::new();
+    let mut own_services = BTreeSet::new();
+    let mut tag_values: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (i, inbound) in networking.inbound.iter().enumerate() {
+        let Some(port) = inbound.port.and_then(|p| u16::try_from(p).ok()) else {
+            continue;
+        };
+        let service = inbound.tags.get(SERVICE_TAG).cloned().unwrap_or_default();
+        own_services.insert(service.clone());
+        for (k, v) in &inbound.tags {
+            tag_values.entry(k.clone()).or_default().insert(v.clone());
+        }
+        let rules: Vec<PermissionRule> = if ca.is_some() {
+            inbound_permission_rules(&policies, proxy, i)
+                .into_iter()
+                .map(|r| PermissionRule {
+                    source: match r.source_tags {
+                        None => SourceMatch::Any,
+                        Some(tags) => SourceMatch::Tags(tags),
+                    },
+                    action: match r.action {
+                        Action::Allow => PermissionAction::Allow,
+                        Action::AllowWithShadowDeny => PermissionAction::AllowWithShadowDeny,
+                        _ => PermissionAction::Deny,
+                    },
+                })
+                .collect()
+        } else {
+            // Without mTLS there is no client identity: Kuma enforces no permissions.
+            vec![PermissionRule {
+                source: SourceMatch::Any,
+                action: PermissionAction::Allow,
+            }]
+        };
+        rules_in.push(json!({
+            "port": port,
+            "service": service,
+            "trafficPermissions": rules.iter().map(|r| json!({
+                "from": match &r.source { SourceMatch::Any => json!("any"), SourceMatch::Tags(t) => json!(t) },
+                "action": format!("{:?}", r.action),
+            })).collect::<Vec<_>>(),
+        }));
+        inbounds.push(InboundContext {
+            port,
+            service_address: inbound
+                .service_address
+                .clone()
+                .unwrap_or_else(|| "127.0.0.1".into()),
+            service_port: inbound
+                .service_port
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(port),
+            service,
+            protocol: protocol_of(&inbound.tags),
+            tags: inbound.tags.clone(),
+            permissions: InboundPermissions { rules },
+        });
+    }
+
+    InboundSide {
+        inbounds,
+        rules_in,
+        own_services,
+        tag_values,
+    }
+}
+
+/// Rebuilds only the inbound side of a proxy (after MeshTrafficPermission changes, which touch
+/// nothing else): its outbound resources, certificate and secrets are taken from `previous`.
+/// Falls back to a full build when the proxy's identity changed meanwhile.
+pub fn rebuild_inbounds(
+    state: &MeshState,
+    name: &str,
+    previous: &ProxyBuild,
+    now: DateTime<Utc>,
+) -> Result<ProxyBuild, BuildError> {
+    let mesh = state.name.as_str();
+    let entry = state.dataplanes.get(name).ok_or_else(|| {
+        BuildError::MissingDataplane(ResourceKey::new(Kind::Dataplane, mesh, name))
+    })?;
+    let networking = entry.doc.networking.clone().unwrap_or_default();
+    let proxy = ProxyView::from_dataplane(mesh, name, &entry.labels, &entry.doc);
+    let side = inbound_side(state, &proxy, &networking);
+    let same_identity = previous.own_services == side.own_services
+        && previous.cert.as_ref().is_some() == state.ca.is_some()
+        && previous
+            .cert
+            .as_ref()
+            .is_none_or(|c| c.services == side.own_services && c.tags == side.tag_values);
+    if !same_identity {
+        return build_from(state, name, previous.cert.as_ref(), now);
+    }
+    let ctx = ProxyContext {
+        mesh: mesh.to_string(),
+        name: name.to_string(),
+        address: networking
+            .address
+            .clone()
+            .unwrap_or_else(|| "127.0.0.1".into()),
+        mtls: state.ca.as_ref().map(|c| MeshMtls { mode: c.mode }),
+        inbounds: side.inbounds,
+        outbounds: Vec::new(),
+    };
+    let mut resources: Vec<atoll_xds::proto::EnvoyResource> = previous
+        .resources
+        .iter()
+        .filter(|r| !is_inbound_resource(r))
+        .cloned()
+        .collect();
+    resources.extend(atoll_xds::generate::generate(&ctx)?);
+    let mut rules_json = previous.rules_json.clone();
+    rules_json["inbounds"] = Value::Array(side.rules_in);
+    Ok(ProxyBuild {
+        snapshot: Arc::new(snapshot_of(&resources)),
+        resources: Arc::new(resources),
+        rules_json,
+        outbound_services: previous.outbound_services.clone(),
+        own_services: side.own_services,
+        cert: previous.cert.clone(),
+        mesh_certs: BTreeMap::new(),
+    })
+}
+
+/// Resources `generate` makes from a proxy's inbounds: inbound listeners and local clusters.
+fn is_inbound_resource(r: &atoll_xds::proto::EnvoyResource) -> bool {
+    use atoll_xds::model::type_urls;
+    (r.type_url == type_urls::LISTENER && r.name.starts_with("inbound:"))
+        || (r.type_url == type_urls::CLUSTER && r.name.starts_with("localhost:"))
+}
+
 /// The snapshot of generated resources; its version digests every resource's version.
 pub fn snapshot_of(resources: &[atoll_xds::proto::EnvoyResource]) -> Snapshot {
     let mut snapshot = Snapshot::default();
-    let mut digest = Fnv::default();
     for r in resources {
-        digest.write(r.type_url.as_bytes());
-        digest.write(r.name.as_bytes());
-        digest.write(r.version.as_bytes());
         snapshot
             .resources
             .entry(r.type_url.clone())
@@ -328,6 +412,16 @@ pub fn snapshot_of(resources: &[atoll_xds::proto::EnvoyResource]) -> Snapshot {
                     resource: r.any.clone(),
                 },
             );
+    }
+    // Digest in (type, name) order, so the same resources give the same version whatever
+    // order they were generated in (a partial rebuild appends the inbound side last).
+    let mut digest = Fnv::default();
+    for (type_url, by_name) in &snapshot.resources {
+        for (name, r) in by_name {
+            digest.write(type_url.as_bytes());
+            digest.write(name.as_bytes());
+            digest.write(r.version.as_bytes());
+        }
     }
     snapshot.version = format!("{:016x}", digest.finish());
     snapshot
@@ -471,6 +565,9 @@ impl ProxyBuild {
 #[derive(Debug, Clone)]
 pub struct ProxyCert {
     pub issued: IssuedCert,
+    /// The sidecar's SDS secrets for this certificate (identity and mesh CA), generated once
+    /// per certificate rather than on every build.
+    pub secrets: Arc<Vec<atoll_xds::proto::EnvoyResource>>,
     services: BTreeSet<String>,
     tags: BTreeMap<String, BTreeSet<String>>,
     ca_cert_pem: String,
@@ -503,8 +600,14 @@ pub(crate) fn certificate(
     };
     let issued = atoll_identity::issue_workload_cert(&ca.bundle, &request, now)
         .map_err(BuildError::Certificate)?;
+    let secrets = Arc::new(atoll_xds::generate::secrets(
+        &issued.cert_chain_pem,
+        &issued.key_pem,
+        &ca.bundle.cert_pem,
+    ));
     Ok(ProxyCert {
         issued,
+        secrets,
         services: services.clone(),
         tags: tags.clone(),
         ca_cert_pem: ca.bundle.cert_pem.clone(),
@@ -619,6 +722,73 @@ mod tests {
         assert_eq!(
             built.rules_json["outbounds"][0]["meshTimeout"]["connectionTimeout"],
             "2s"
+        );
+    }
+
+    fn permission(action: &str) -> PolicyView {
+        let policy = Resource::from_value(json!({
+            "type": "MeshTrafficPermission", "mesh": "default", "name": "all",
+            "spec": {"targetRef": {"kind": "Mesh"}, "from": [{
+                "targetRef": {"kind": "Mesh"}, "default": {"action": action}}]}
+        }))
+        .expect("valid policy");
+        PolicyView::from_resource(&policy).expect("view")
+    }
+
+    #[test]
+    fn a_permission_change_rebuilds_the_inbound_side_to_what_a_full_build_gives() {
+        let now = Utc::now();
+        let mut state = mesh_without_mtls();
+        let bundle =
+            atoll_identity::generate_root_ca("default", std::time::Duration::from_secs(86400), now)
+                .expect("ca");
+        state.ca = Some(crate::ca::MeshCa {
+            backend: "ca-1".into(),
+            bundle,
+            mode: atoll_xds::context::MtlsMode::Strict,
+            dp_cert_validity: std::time::Duration::from_secs(3600),
+        });
+        state
+            .traffic_permissions
+            .insert("all".into(), permission("Allow"));
+        let before = build_from(&state, "web-1", None, now).expect("builds");
+
+        state
+            .traffic_permissions
+            .insert("all".into(), permission("Deny"));
+        let partial = rebuild_inbounds(&state, "web-1", &before, now).expect("rebuilds");
+        let full = build_from(&state, "web-1", before.cert.as_ref(), now).expect("builds");
+        assert_eq!(
+            partial.snapshot, full.snapshot,
+            "same resources, same version"
+        );
+        assert_ne!(partial.snapshot.version, before.snapshot.version);
+        assert_eq!(
+            partial.rules_json["inbounds"][0]["trafficPermissions"][0]["action"],
+            "Deny"
+        );
+        assert_eq!(
+            partial.rules_json["outbounds"],
+            full.rules_json["outbounds"]
+        );
+        // The outbound side and the certificate are the previous build's, not rebuilt.
+        let cluster = |b: &ProxyBuild| {
+            b.resources
+                .iter()
+                .find(|r| r.name == "backend" && r.type_url.ends_with("Cluster"))
+                .map(|r| r.any.clone())
+                .expect("cluster")
+        };
+        assert!(Arc::ptr_eq(&cluster(&partial), &cluster(&before)));
+        assert_eq!(
+            partial
+                .cert
+                .as_ref()
+                .map(|c| c.issued.cert_chain_pem.clone()),
+            before
+                .cert
+                .as_ref()
+                .map(|c| c.issued.cert_chain_pem.clone())
         );
     }
 
