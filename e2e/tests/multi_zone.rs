@@ -302,6 +302,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
         }
     };
     let ingress_port = free_port();
+    let ingress_admin = free_port();
     let _ingress = zone2.proxy(
         dir.path(),
         "ingress-2",
@@ -310,7 +311,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
             "type: ZoneIngress\nname: ingress-2\nnetworking:\n  address: 127.0.0.1\n  port: {ingress_port}\n  advertisedAddress: 127.0.0.1\n  advertisedPort: {ingress_port}\n"
         ),
         &zone_token("zone-2", "ingress").await,
-        free_port(),
+        ingress_admin,
     );
     let app = http_backend("backend-in-zone-2").await;
     let _backend = zone2.proxy(
@@ -347,6 +348,10 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
         reached.is_some(),
         "zone-1's client never reached zone-2's backend; logs:\n{}",
         logs(dir.path())
+    );
+    assert!(
+        upstream_connections(ingress_admin).await > 0,
+        "the cross-zone request did not pass through zone-2's ingress"
     );
     eprintln!("cross-zone request succeeded after {reached:?}");
 
