@@ -793,7 +793,10 @@ impl Clone for EnvoyResource {
         EnvoyResource {
             type_url: self.type_url.clone(),
             name: self.name.clone(),
-            json: ResourceJson::new(self.json.model.clone()),
+            json: ResourceJson {
+                model: self.json.model.clone(),
+                rendered: std::sync::OnceLock::new(),
+            },
             any: self.any.clone(),
             version: self.version.clone(),
         }
@@ -808,21 +811,29 @@ impl Clone for EnvoyResource {
 /// build's time. It dereferences to the `Value`, so it reads like one. Deliberately not
 /// `Clone`: `json.clone()` then clones the rendered `Value`.
 pub struct ResourceJson {
-    model: std::sync::Arc<model::Resource>,
+    /// `None` once dropped with [`ResourceJson::forget_model`]: the JSON is then `null`.
+    model: Option<std::sync::Arc<model::Resource>>,
     rendered: std::sync::OnceLock<serde_json::Value>,
 }
 
 impl ResourceJson {
     fn new(model: std::sync::Arc<model::Resource>) -> Self {
         ResourceJson {
-            model,
+            model: Some(model),
             rendered: std::sync::OnceLock::new(),
         }
     }
 
-    /// The model the JSON is rendered from.
-    pub fn model(&self) -> &model::Resource {
-        &self.model
+    /// The model the JSON is rendered from, unless it was dropped.
+    pub fn model(&self) -> Option<&model::Resource> {
+        self.model.as_deref()
+    }
+
+    /// Drops the model (and any rendered JSON): a control plane keeping thousands of proxies'
+    /// resources for the wire does not need to keep what renders them for people too.
+    pub fn forget_model(&mut self) {
+        self.model = None;
+        self.rendered = std::sync::OnceLock::new();
     }
 }
 
@@ -832,8 +843,9 @@ impl std::ops::Deref for ResourceJson {
     fn deref(&self) -> &serde_json::Value {
         // Serializing the model cannot fail: every map in it has string keys and every leaf is
         // a plain string, number or bool. The fallback only keeps this total.
-        self.rendered.get_or_init(|| {
-            serde_json::to_value(self.model.as_ref()).unwrap_or(serde_json::Value::Null)
+        self.rendered.get_or_init(|| match &self.model {
+            Some(model) => serde_json::to_value(model.as_ref()).unwrap_or(serde_json::Value::Null),
+            None => serde_json::Value::Null,
         })
     }
 }
@@ -857,6 +869,21 @@ impl std::fmt::Display for ResourceJson {
 }
 
 impl EnvoyResource {
+    /// A resource known only by its wire form (its JSON renders as `null`): what a control
+    /// plane keeps of a proxy's config between builds.
+    pub fn from_wire(type_url: &str, name: &str, version: &str, any: std::sync::Arc<Any>) -> Self {
+        EnvoyResource {
+            type_url: type_url.to_string(),
+            name: name.to_string(),
+            json: ResourceJson {
+                model: None,
+                rendered: std::sync::OnceLock::new(),
+            },
+            any,
+            version: version.to_string(),
+        }
+    }
+
     /// Converts one model resource into both of its forms.
     pub fn new(resource: &model::Resource) -> Self {
         let mut hash = Fnv1a::default();

@@ -362,6 +362,8 @@ impl ZoneDirectory {
             ProxyKind::Egress => "egress",
         };
         self.metrics.observe_generation(label, started.elapsed());
+        let mut built = built;
+        built.forget_models();
         Ok(Arc::new(built))
     }
 
@@ -428,7 +430,10 @@ impl ZoneDirectory {
                                     now,
                                 ),
                             }
-                            .map(Arc::new);
+                            .map(|mut b| {
+                                b.forget_models();
+                                Arc::new(b)
+                            });
                             (key, built, started.elapsed())
                         })
                         .collect::<Vec<_>>()
@@ -853,20 +858,21 @@ impl DataplaneInspector for ZoneDirectory {
     }
 
     async fn config(&self, mesh: &str, name: &str) -> Option<Value> {
-        if let Some(b) = self.entry_build(&ProxyKey::sidecar(mesh, name)) {
-            return Some(b.config_json());
-        }
-        build(&self.index, mesh, name, None, Utc::now())
+        // Kept builds hold only the encoded resources: render a fresh build, with the
+        // certificate the proxy has (same inputs, same resources and versions).
+        let previous = self.entry_build(&ProxyKey::sidecar(mesh, name));
+        let cert = previous.as_ref().and_then(|b| b.cert.as_ref());
+        build(&self.index, mesh, name, cert, Utc::now())
             .await
             .ok()
             .map(|b| b.config_json())
     }
 
     async fn rules(&self, mesh: &str, name: &str) -> Option<Value> {
-        if let Some(b) = self.entry_build(&ProxyKey::sidecar(mesh, name)) {
-            return Some(b.rules_json.clone());
-        }
-        build(&self.index, mesh, name, None, Utc::now())
+        // Kept builds do not hold the rules view: render a fresh build (see `config`).
+        let previous = self.entry_build(&ProxyKey::sidecar(mesh, name));
+        let cert = previous.as_ref().and_then(|b| b.cert.as_ref());
+        build(&self.index, mesh, name, cert, Utc::now())
             .await
             .ok()
             .map(|b| b.rules_json)

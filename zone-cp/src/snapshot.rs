@@ -46,6 +46,31 @@ pub struct ProxyBuild {
 }
 
 impl ProxyBuild {
+    /// Drops what only the inspect views use (the models behind `_config`, the `_rules` view)
+    /// and the resource list (the snapshot holds the same encoded resources): a build kept for
+    /// serving thousands of proxies needs only its snapshot. The views render a fresh build.
+    pub fn forget_models(&mut self) {
+        self.resources = Arc::new(Vec::new());
+        self.rules_json = Value::Null;
+    }
+
+    /// The proxy's resources as kept in its snapshot (wire form only).
+    fn wire_resources(&self) -> impl Iterator<Item = atoll_xds::proto::EnvoyResource> + '_ {
+        self.snapshot
+            .resources
+            .iter()
+            .flat_map(|(type_url, by_name)| {
+                by_name.iter().map(move |(name, r)| {
+                    atoll_xds::proto::EnvoyResource::from_wire(
+                        type_url,
+                        name,
+                        &r.version,
+                        r.resource.clone(),
+                    )
+                })
+            })
+    }
+
     /// Every certificate of the proxy (for rotation).
     pub fn certs(&self) -> impl Iterator<Item = &ProxyCert> {
         self.cert.iter().chain(self.mesh_certs.values())
@@ -371,14 +396,18 @@ pub fn rebuild_inbounds(
         outbounds: Vec::new(),
     };
     let mut resources: Vec<atoll_xds::proto::EnvoyResource> = previous
-        .resources
-        .iter()
+        .wire_resources()
         .filter(|r| !is_inbound_resource(r))
-        .cloned()
         .collect();
     resources.extend(atoll_xds::generate::generate(&ctx)?);
-    let mut rules_json = previous.rules_json.clone();
-    rules_json["inbounds"] = Value::Array(side.rules_in);
+    // A kept build has no rules view (it is rendered from a fresh build on request).
+    let rules_json = if previous.rules_json.is_null() {
+        Value::Null
+    } else {
+        let mut rules_json = previous.rules_json.clone();
+        rules_json["inbounds"] = Value::Array(side.rules_in);
+        rules_json
+    };
     Ok(ProxyBuild {
         snapshot: Arc::new(snapshot_of(&resources)),
         resources: Arc::new(resources),
@@ -762,6 +791,11 @@ mod tests {
             partial.snapshot, full.snapshot,
             "same resources, same version"
         );
+        // The same from a kept build (views and resource list dropped, snapshot only).
+        let mut kept = before.clone();
+        kept.forget_models();
+        let from_kept = rebuild_inbounds(&state, "web-1", &kept, now).expect("rebuilds");
+        assert_eq!(from_kept.snapshot, full.snapshot);
         assert_ne!(partial.snapshot.version, before.snapshot.version);
         assert_eq!(
             partial.rules_json["inbounds"][0]["trafficPermissions"][0]["action"],
