@@ -185,3 +185,76 @@ pub fn logs(dir: &Path) -> String {
     }
     out
 }
+
+/// A Kuma universal Dataplane on 127.0.0.1 in mesh `default`: one HTTP inbound of `service`
+/// (port `inbound`, forwarding to the application on `app`) and, optionally, one outbound
+/// (`port`, the service it reaches).
+pub fn http_dataplane(
+    name: &str,
+    service: &str,
+    inbound: u16,
+    app: u16,
+    outbound: Option<(u16, &str)>,
+) -> String {
+    let mut doc = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+    );
+    if let Some((port, target)) = outbound {
+        doc.push_str(&format!(
+            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
+        ));
+    }
+    doc
+}
+
+/// The MeshTrafficPermission `allow-all` of mesh `default`, applying `action` to every client.
+pub fn mesh_wide_permission(action: &str) -> serde_json::Value {
+    serde_json::json!({"type": "MeshTrafficPermission", "name": "allow-all", "mesh": "default", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]
+    }})
+}
+
+/// The zone control plane an atoll-dp talks to.
+pub struct DpTarget<'a> {
+    pub xds_port: u16,
+    /// The CA of the zone's xDS certificate (`DATA_DIR/xds-tls/ca.pem`).
+    pub ca_file: &'a Path,
+}
+
+/// One proxy for [`start_dp`]: its name, `--proxy-type`, document, token and Envoy admin port.
+pub struct DpSpec<'a> {
+    pub name: &'a str,
+    pub proxy_type: &'a str,
+    pub document: &'a str,
+    pub token: &'a str,
+    pub admin_port: u16,
+}
+
+/// Writes the proxy's document and token under `dir` and starts atoll-dp for them, logging to
+/// `log`.
+pub fn start_dp(dir: &Path, target: &DpTarget<'_>, spec: &DpSpec<'_>, log: &Path) -> DpProcess {
+    let dp_file = dir.join(format!("{}.yaml", spec.name));
+    std::fs::write(&dp_file, spec.document).expect("write the proxy's document");
+    let token_file = dir.join(format!("{}.token", spec.name));
+    std::fs::write(&token_file, spec.token).expect("write the proxy's token");
+    let args: Vec<String> = vec![
+        "--cp-address".into(),
+        format!("https://127.0.0.1:{}", target.xds_port),
+        "--proxy-type".into(),
+        spec.proxy_type.into(),
+        "--dataplane-file".into(),
+        dp_file.display().to_string(),
+        "--dataplane-token-file".into(),
+        token_file.display().to_string(),
+        "--ca-cert-file".into(),
+        target.ca_file.display().to_string(),
+        "--admin-port".into(),
+        spec.admin_port.to_string(),
+        "--cp-connect-timeout".into(),
+        "20s".into(),
+        "--envoy-log-level".into(),
+        "warning".into(),
+    ];
+    DpProcess::spawn(&args, spec.name, log)
+}

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atoll_e2e::{
-    DpProcess, envoy_available, http_backend, logs, through_mesh, until, workspace_binary,
+    DpProcess, DpSpec, DpTarget, envoy_available, http_backend, http_dataplane, logs,
+    mesh_wide_permission, start_dp, through_mesh, until, workspace_binary,
 };
 use atoll_test_support::{CpProcess, free_port};
 use serde_json::{Value, json};
@@ -127,55 +128,24 @@ impl Zone {
         token: &str,
         admin_port: u16,
     ) -> DpProcess {
-        let dp_file = dir.join(format!("{name}.yaml"));
-        std::fs::write(&dp_file, document).expect("write document");
-        let token_file = dir.join(format!("{name}.token"));
-        std::fs::write(&token_file, token).expect("write token");
-        let args: Vec<String> = vec![
-            "--cp-address".into(),
-            format!("https://127.0.0.1:{}", self.xds_port),
-            "--proxy-type".into(),
-            proxy_type.into(),
-            "--dataplane-file".into(),
-            dp_file.display().to_string(),
-            "--dataplane-token-file".into(),
-            token_file.display().to_string(),
-            "--ca-cert-file".into(),
-            self.xds_ca.display().to_string(),
-            "--admin-port".into(),
-            admin_port.to_string(),
-            "--cp-connect-timeout".into(),
-            "20s".into(),
-            "--envoy-log-level".into(),
-            "warning".into(),
-        ];
-        DpProcess::spawn(&args, name, &dir.join(format!("{}-{name}.log", self.name)))
+        let target = DpTarget {
+            xds_port: self.xds_port,
+            ca_file: &self.xds_ca,
+        };
+        let spec = DpSpec {
+            name,
+            proxy_type,
+            document,
+            token,
+            admin_port,
+        };
+        start_dp(
+            dir,
+            &target,
+            &spec,
+            &dir.join(format!("{}-{name}.log", self.name)),
+        )
     }
-}
-
-fn dataplane(
-    name: &str,
-    service: &str,
-    inbound: u16,
-    app: u16,
-    outbound: Option<(u16, &str)>,
-) -> String {
-    let mut doc = format!(
-        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
-    );
-    if let Some((port, target)) = outbound {
-        doc.push_str(&format!(
-            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
-        ));
-    }
-    doc
-}
-
-fn permission(action: &str) -> Value {
-    json!({"type": "MeshTrafficPermission", "name": "allow-all", "mesh": "default", "spec": {
-        "targetRef": {"kind": "Mesh"},
-        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]
-    }})
 }
 
 fn mesh(zone_egress: bool) -> Value {
@@ -253,7 +223,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     put(
         &g,
         "/meshes/default/meshtrafficpermissions/allow-all",
-        permission("Allow"),
+        mesh_wide_permission("Allow"),
     )
     .await;
     for zone in [&zone1, &zone2] {
@@ -318,7 +288,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
         dir.path(),
         "backend-1",
         "sidecar",
-        &dataplane("backend-1", "backend", free_port(), app.port(), None),
+        &http_dataplane("backend-1", "backend", free_port(), app.port(), None),
         &dp_token("backend-1").await,
         free_port(),
     );
@@ -327,7 +297,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
         dir.path(),
         "client-1",
         "sidecar",
-        &dataplane(
+        &http_dataplane(
             "client-1",
             "client",
             free_port(),
@@ -374,7 +344,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     put(
         &g,
         "/meshes/default/meshtrafficpermissions/allow-all",
-        permission("Deny"),
+        mesh_wide_permission("Deny"),
     )
     .await;
     let denied = until(Duration::from_secs(10), || async {
@@ -387,7 +357,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     put(
         &g,
         "/meshes/default/meshtrafficpermissions/allow-all",
-        permission("Allow"),
+        mesh_wide_permission("Allow"),
     )
     .await;
     let allowed = until(Duration::from_secs(10), || async {

@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use atoll_e2e::{
-    DpProcess, envoy_available, http_backend, logs, through_mesh, until, workspace_binary,
+    DpProcess, DpSpec, DpTarget, envoy_available, http_backend, http_dataplane, logs,
+    mesh_wide_permission, start_dp, through_mesh, until, workspace_binary,
 };
 use atoll_test_support::{CpProcess, free_port};
 use serde_json::{Value, json};
@@ -56,53 +57,19 @@ impl Zone {
     }
 
     fn dp(&self, dir: &Path, name: &str, dataplane: &str, token: &str) -> DpProcess {
-        let dp_file = dir.join(format!("{name}.yaml"));
-        std::fs::write(&dp_file, dataplane).expect("write dataplane");
-        let token_file = dir.join(format!("{name}.token"));
-        std::fs::write(&token_file, token).expect("write token");
-        let args: Vec<String> = vec![
-            "--cp-address".into(),
-            format!("https://127.0.0.1:{}", self.xds_port),
-            "--dataplane-file".into(),
-            dp_file.display().to_string(),
-            "--dataplane-token-file".into(),
-            token_file.display().to_string(),
-            "--ca-cert-file".into(),
-            self.ca_file.display().to_string(),
-            "--admin-port".into(),
-            free_port().to_string(),
-            "--cp-connect-timeout".into(),
-            "10s".into(),
-            "--envoy-log-level".into(),
-            "warning".into(),
-        ];
-        DpProcess::spawn(&args, name, &dir.join(format!("{name}.log")))
+        let target = DpTarget {
+            xds_port: self.xds_port,
+            ca_file: &self.ca_file,
+        };
+        let spec = DpSpec {
+            name,
+            proxy_type: "sidecar",
+            document: dataplane,
+            token,
+            admin_port: free_port(),
+        };
+        start_dp(dir, &target, &spec, &dir.join(format!("{name}.log")))
     }
-}
-
-fn dataplane(
-    name: &str,
-    service: &str,
-    inbound: u16,
-    app: u16,
-    outbound: Option<(u16, &str)>,
-) -> String {
-    let mut doc = format!(
-        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
-    );
-    if let Some((port, target)) = outbound {
-        doc.push_str(&format!(
-            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
-        ));
-    }
-    doc
-}
-
-fn permission(action: &str) -> Value {
-    json!({"type": "MeshTrafficPermission", "name": "allow-all", "mesh": "default", "spec": {
-        "targetRef": {"kind": "Mesh"},
-        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": action}}]
-    }})
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -140,7 +107,7 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
     .await;
     zone.put(
         "/meshes/default/meshtrafficpermissions/allow-all",
-        permission("Allow"),
+        mesh_wide_permission("Allow"),
     )
     .await;
 
@@ -152,13 +119,13 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
     let _backend = zone.dp(
         dir.path(),
         "backend-1",
-        &dataplane("backend-1", "backend", backend_inbound, app.port(), None),
+        &http_dataplane("backend-1", "backend", backend_inbound, app.port(), None),
         &backend_token,
     );
     let _client = zone.dp(
         dir.path(),
         "client-1",
-        &dataplane(
+        &http_dataplane(
             "client-1",
             "client",
             free_port(),
@@ -197,7 +164,7 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
     // Deny stops the traffic; Allow restores it.
     zone.put(
         "/meshes/default/meshtrafficpermissions/allow-all",
-        permission("Deny"),
+        mesh_wide_permission("Deny"),
     )
     .await;
     let denied = until(Duration::from_secs(10), || async {
@@ -208,7 +175,7 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
         denied.unwrap_or_else(|| panic!("Deny was not enforced; logs:\n{}", logs(dir.path())));
     zone.put(
         "/meshes/default/meshtrafficpermissions/allow-all",
-        permission("Allow"),
+        mesh_wide_permission("Allow"),
     )
     .await;
     let allowed = until(Duration::from_secs(10), || async {
@@ -223,7 +190,7 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
     let mut intruder = zone.dp(
         dir.path(),
         "intruder-1",
-        &dataplane("intruder-1", "intruder", free_port(), free_port(), None),
+        &http_dataplane("intruder-1", "intruder", free_port(), free_port(), None),
         &backend_token,
     );
     assert_eq!(
@@ -299,7 +266,7 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
     let _broken = zone.dp(
         dir.path(),
         "broken-1",
-        &dataplane(
+        &http_dataplane(
             "broken-1",
             "broken",
             free_port(),
