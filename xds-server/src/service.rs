@@ -90,7 +90,9 @@ impl<D: ProxyDirectory> AggregatedDiscoveryService for AdsService<D> {
         let (tx, rx) = mpsc::channel::<Box<StreamItem>>(32);
         let metrics = self.metrics.clone();
         tokio::spawn(run_stream(subscription, first, inbound, tx, metrics));
-        Ok(Response::new(Box::pin(ReceiverStream::new(rx).map(|item| *item))))
+        Ok(Response::new(Box::pin(
+            ReceiverStream::new(rx).map(|item| *item),
+        )))
     }
 }
 
