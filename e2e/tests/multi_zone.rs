@@ -325,6 +325,63 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     );
     eprintln!("cross-zone request succeeded after {reached:?}");
 
+    // An instance of the same service in zone-1 is preferred to zone-2's; when it is gone
+    // (its Dataplane deleted), zone-2 takes over again.
+    let local_app = http_backend("backend-in-zone-1").await;
+    let local_backend = zone1.proxy(
+        dir.path(),
+        "backend-local",
+        "sidecar",
+        &http_dataplane(
+            "backend-local",
+            "backend",
+            free_port(),
+            local_app.port(),
+            None,
+        ),
+        &dp_token("backend-local").await,
+        free_port(),
+    );
+    let preferred = until(Duration::from_secs(30), || async {
+        let mut local = 0;
+        for _ in 0..5 {
+            if through_mesh(client_outbound)
+                .await
+                .is_ok_and(|b| b == "backend-in-zone-1")
+            {
+                local += 1;
+            }
+        }
+        local == 5
+    })
+    .await;
+    assert!(
+        preferred.is_some(),
+        "the local instance was not preferred to zone-2's; logs:\n{}",
+        logs(dir.path())
+    );
+    let deleted = http()
+        .delete(format!(
+            "{}/meshes/default/dataplanes/backend-local",
+            zone1.cp.api
+        ))
+        .send()
+        .await
+        .expect("DELETE");
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+    drop(local_backend);
+    let failed_over = until(Duration::from_secs(30), || async {
+        through_mesh(client_outbound)
+            .await
+            .is_ok_and(|b| b == "backend-in-zone-2")
+    })
+    .await;
+    assert!(
+        failed_over.is_some(),
+        "zone-2 did not take over when zone-1's instance was gone; logs:\n{}",
+        logs(dir.path())
+    );
+
     // Global lists both zones' dataplanes, each with its zone.
     let listed = get(&g, "/meshes/default/dataplanes")
         .await
