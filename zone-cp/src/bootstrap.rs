@@ -336,3 +336,161 @@ async fn register(
         "the dataplane kept changing while registering it".into(),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_cp::config::DpAuth;
+    use atoll_identity::Scope;
+
+    fn state() -> Arc<BootstrapState> {
+        let store: atoll_store::SharedStore = Arc::new(atoll_store::MemoryStore::new());
+        let settings = ZoneSettings {
+            dp_auth: DpAuth::Token,
+            zone: "zone-1".into(),
+            federated: false,
+        };
+        let metrics = atoll_xds_server::metrics::XdsMetrics::register(&prometheus::Registry::new())
+            .expect("metrics");
+        Arc::new(BootstrapState {
+            directory: Arc::new(ZoneDirectory::new(store.clone(), settings.clone(), metrics)),
+            store,
+            xds_ca_pem: "CA".into(),
+            xds_port: 5678,
+            settings,
+        })
+    }
+
+    async fn token(state: &BootstrapState, zone: &str, scope: Scope) -> String {
+        atoll_cp::tokens::issue_zone_token(
+            state.store.as_ref(),
+            zone,
+            scope,
+            std::time::Duration::from_secs(3600),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("minted")
+    }
+
+    fn ingress(zone: Option<&str>) -> Value {
+        let mut doc = json!({"type": "ZoneIngress", "name": "ingress-1",
+            "networking": {"address": "127.0.0.1", "port": 10001,
+                           "advertisedAddress": "10.0.0.1", "advertisedPort": 10001}});
+        if let Some(zone) = zone {
+            doc["zone"] = json!(zone);
+        }
+        doc
+    }
+
+    async fn call(state: &Arc<BootstrapState>, body: Value) -> (StatusCode, Value) {
+        let resp = handle(
+            State(state.clone()),
+            HeaderMap::new(),
+            axum::body::Bytes::from(body.to_string()),
+        )
+        .await;
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    #[tokio::test]
+    async fn zone_proxies_are_refused_with_the_reason_and_nothing_registered() {
+        let state = state();
+        let cp = token(&state, "zone-1", Scope::Cp).await;
+        let egress = token(&state, "zone-1", Scope::Egress).await;
+        let other_zone = token(&state, "zone-2", Scope::Ingress).await;
+        let valid = token(&state, "zone-1", Scope::Ingress).await;
+        let cases: Vec<(Value, StatusCode, &str)> = vec![
+            (
+                json!({"proxyType": "gateway", "dataplane": ingress(None)}),
+                StatusCode::BAD_REQUEST,
+                "proxy type \"gateway\" is unknown",
+            ),
+            (
+                json!({"proxyType": "ingress", "token": valid,
+                       "dataplane": {"type": "ZoneEgress", "name": "egress-1",
+                                     "networking": {"address": "127.0.0.1", "port": 10002}}}),
+                StatusCode::BAD_REQUEST,
+                "needs a ZoneIngress",
+            ),
+            (
+                json!({"proxyType": "ingress", "dataplane": ingress(None)}),
+                StatusCode::UNAUTHORIZED,
+                "presented no zone token",
+            ),
+            (
+                json!({"proxyType": "ingress", "token": cp, "dataplane": ingress(None)}),
+                StatusCode::UNAUTHORIZED,
+                "needs scope ingress",
+            ),
+            (
+                json!({"proxyType": "ingress", "token": egress, "dataplane": ingress(None)}),
+                StatusCode::UNAUTHORIZED,
+                "needs scope ingress",
+            ),
+            (
+                json!({"proxyType": "ingress", "token": other_zone, "dataplane": ingress(None)}),
+                StatusCode::UNAUTHORIZED,
+                "issued for zone \"zone-2\"",
+            ),
+            (
+                json!({"proxyType": "ingress", "token": "not.a.jwt", "dataplane": ingress(None)}),
+                StatusCode::UNAUTHORIZED,
+                "invalid zone token",
+            ),
+            (
+                json!({"proxyType": "ingress", "token": valid, "dataplane": ingress(Some("zone-2"))}),
+                StatusCode::BAD_REQUEST,
+                "names zone \"zone-2\"",
+            ),
+        ];
+        for (body, status, reason) in cases {
+            let (got, answer) = call(&state, body.clone()).await;
+            assert_eq!(got, status, "{body} -> {answer}");
+            assert!(
+                answer["details"]
+                    .as_str()
+                    .is_some_and(|d| d.contains(reason)),
+                "{body} -> {answer}, expected {reason:?}"
+            );
+        }
+        let registered = state
+            .store
+            .list(&atoll_store::ListFilter::all(Kind::ZoneIngress))
+            .await
+            .expect("list");
+        assert!(
+            registered.items.is_empty(),
+            "a refused ingress was registered"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_admitted_ingress_is_registered_in_this_zone_and_gets_its_bootstrap() {
+        let state = state();
+        let valid = token(&state, "zone-1", Scope::Ingress).await;
+        let (status, answer) = call(
+            &state,
+            json!({"proxyType": "ingress", "token": valid, "dataplane": ingress(None)}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{answer}");
+        let node = &answer["bootstrap"]["node"];
+        assert_eq!(node["id"], "ingress-1", "{node}");
+        assert_eq!(node["metadata"]["dataplane.proxyType"], "ingress", "{node}");
+        let stored = state
+            .store
+            .get(&ResourceKey::global(Kind::ZoneIngress, "ingress-1"))
+            .await
+            .expect("get")
+            .expect("registered");
+        assert_eq!(stored.spec["zone"], "zone-1", "stamped with this zone");
+    }
+}
