@@ -42,6 +42,16 @@ fn error(
     (status, Json(body)).into_response()
 }
 
+/// The answer to a proxy the directory did not admit.
+fn refused(title: &str, e: &ConnectError) -> Response {
+    let status = match e {
+        ConnectError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+        ConnectError::NotFound(_) => StatusCode::NOT_FOUND,
+        ConnectError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    error(status, title, e.to_string(), &Violations::new())
+}
+
 pub async fn handle(
     State(state): State<Arc<BootstrapState>>,
     headers: HeaderMap,
@@ -109,12 +119,7 @@ pub async fn handle(
         .authenticate(&mesh, &name, text("token").as_deref())
         .await
     {
-        let status = match e {
-            ConnectError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ConnectError::NotFound(_) => StatusCode::NOT_FOUND,
-            ConnectError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        return error(status, "Dataplane not admitted", e.to_string(), &none);
+        return refused("Dataplane not admitted", &e);
     }
     match state
         .store
@@ -231,12 +236,7 @@ async fn zone_proxy(
         .authenticate_zone_proxy(kind, &name, token)
         .await
     {
-        let status = match e {
-            ConnectError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
-            ConnectError::NotFound(_) => StatusCode::NOT_FOUND,
-            ConnectError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        return error(status, "Zone proxy not admitted", e.to_string(), &none);
+        return refused("Zone proxy not admitted", &e);
     }
     // The zone proxy serves this zone, whatever its file says.
     let zone = state.settings.zone.clone();

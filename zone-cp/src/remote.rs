@@ -16,7 +16,10 @@ use atoll_core::{Kind, Resource};
 use atoll_kds::Party;
 use atoll_kds::naming::origin_of;
 use atoll_xds::context::{Endpoint, Protocol};
-use atoll_xds::zone_context::{DEFAULT_EGRESS_PORT, DEFAULT_INGRESS_PORT, LocalZoneEgress};
+use atoll_xds::zone_context::{
+    DEFAULT_EGRESS_PORT, DEFAULT_INGRESS_PORT, LocalZoneEgress, RemoteZoneIngress,
+};
+use atoll_xds::zone_proxy::remote_endpoints;
 
 use crate::snapshot::SERVICE_TAG;
 
@@ -158,44 +161,54 @@ impl ZoneRoutes {
         routes
     }
 
-    /// The endpoints through which a sidecar reaches the remote part of a service: per zone
-    /// that offers it, that zone's ingresses (or, with `via_egress` and a local egress, the
-    /// local egresses), weighted by the instances there, with locality = that zone. Zones
-    /// without a known ingress, or without healthy instances, are left out.
+    /// The ingresses of the other zones that offer a service (`offers`: healthy instances per
+    /// zone), each with the instance count behind it. Zones without a known ingress or without
+    /// healthy instances are left out.
+    pub fn remote_ingresses(&self, offers: &BTreeMap<String, u32>) -> Vec<RemoteZoneIngress> {
+        offers
+            .iter()
+            .filter(|(zone, instances)| **instances > 0 && **zone != self.local_zone)
+            .flat_map(|(zone, instances)| {
+                self.ingresses
+                    .get(zone)
+                    .into_iter()
+                    .flatten()
+                    .map(|(address, port)| RemoteZoneIngress {
+                        zone: zone.clone(),
+                        address: address.clone(),
+                        port: *port,
+                        instances: *instances,
+                    })
+            })
+            .collect()
+    }
+
+    /// The endpoints through which a sidecar reaches the remote part of a service: the other
+    /// zones' ingresses, weighted by the instances behind them, with locality = their zone
+    /// (`zone_proxy::remote_endpoints`); with `via_egress` and a local egress, the local
+    /// egresses instead, keeping each zone's locality and weight.
     pub fn remote_endpoints(
         &self,
         offers: &BTreeMap<String, u32>,
         via_egress: bool,
     ) -> Vec<Endpoint> {
-        let mut out = Vec::new();
-        for (zone, instances) in offers {
-            if *instances == 0 || *zone == self.local_zone {
-                continue;
-            }
-            let Some(ingresses) = self.ingresses.get(zone).filter(|i| !i.is_empty()) else {
-                continue;
-            };
-            if via_egress && !self.egresses.is_empty() {
-                for egress in &self.egresses {
-                    out.push(Endpoint {
-                        address: egress.address.clone(),
-                        port: egress.port,
-                        weight: *instances,
-                        zone: Some(zone.clone()),
-                    });
-                }
-            } else {
-                for (address, port) in ingresses {
-                    out.push(Endpoint {
-                        address: address.clone(),
-                        port: *port,
-                        weight: *instances,
-                        zone: Some(zone.clone()),
-                    });
-                }
-            }
+        let ingresses = self.remote_ingresses(offers);
+        if !via_egress || self.egresses.is_empty() {
+            return remote_endpoints(&ingresses);
         }
+        let mut out: Vec<Endpoint> = ingresses
+            .iter()
+            .flat_map(|ingress| {
+                self.egresses.iter().map(|egress| Endpoint {
+                    address: egress.address.clone(),
+                    port: egress.port,
+                    weight: ingress.instances,
+                    zone: Some(ingress.zone.clone()),
+                })
+            })
+            .collect();
         out.sort();
+        out.dedup();
         out
     }
 }

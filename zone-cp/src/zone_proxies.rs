@@ -16,7 +16,7 @@ use atoll_core::{Kind, ResourceKey};
 use atoll_store::Store;
 use atoll_xds::zone_context::{
     DEFAULT_EGRESS_PORT, DEFAULT_INGRESS_PORT, EgressMesh, EgressRemoteService, IngressService,
-    RemoteZoneIngress, ZoneEgressContext, ZoneIngressContext,
+    ZoneEgressContext, ZoneIngressContext,
 };
 
 use crate::index::MeshIndex;
@@ -130,18 +130,8 @@ pub async fn build_egress(
             Vec::new()
         };
         for (service, remote) in remote {
-            let mut zones = Vec::new();
-            for (zone, instances) in &remote.zones {
-                for (address, port) in routes.ingresses.get(zone).into_iter().flatten() {
-                    zones.push(RemoteZoneIngress {
-                        zone: zone.clone(),
-                        address: address.clone(),
-                        port: *port,
-                        instances: *instances,
-                    });
-                }
-            }
-            if zones.iter().any(|z| z.instances > 0) {
+            let zones = routes.remote_ingresses(&remote.zones);
+            if !zones.is_empty() {
                 remote_services.push(EgressRemoteService {
                     service: service.clone(),
                     zones,
