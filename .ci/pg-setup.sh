@@ -32,10 +32,12 @@ if pg_ctlcluster "$VERSION" main status >/dev/null 2>&1; then
     log "PostgreSQL $VERSION already running"
 else
     log "starting PostgreSQL $VERSION"
-    pg_ctlcluster "$VERSION" main start
+    # The server outlives this script: it must not inherit fd 3, or the caller's `$(...)`
+    # would wait for it to close forever.
+    pg_ctlcluster "$VERSION" main start 3>&- </dev/null
 fi
 
-as_postgres() { su postgres -c "$1"; }
+as_postgres() { su postgres -c "$1" 3>&-; }
 
 # Wait until the server accepts connections (up to 30 s).
 for _ in $(seq 1 60); do
