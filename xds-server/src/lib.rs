@@ -3,12 +3,14 @@
 //! - `session`: the protocol (nonces, versions, ACK/NACK, subscriptions, make-before-break
 //!   ordering) as a plain struct driven by requests and snapshots, tested without a network.
 //! - `service`: the gRPC service, a thin loop feeding one session per stream.
+//! - `grpc`: the response stream's gRPC framing (one exactly-sized buffer per message).
 //! - `directory`: what the service asks of the rest of the control plane (authenticate a proxy,
 //!   follow its snapshots, report its status).
 //! - `listener`: TLS serving of gRPC and plain HTTP routes (the dataplane bootstrap) on one port.
 //! - `metrics`: push/ACK/NACK counters, push -> ACK latency, connected proxies.
 
 pub mod directory;
+pub mod grpc;
 pub mod listener;
 pub mod metrics;
 pub mod service;

@@ -3,28 +3,34 @@
 //! changes (which follow store events), never by a poll.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Instant, SystemTime};
 
-use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_server::{
-    AggregatedDiscoveryService, AggregatedDiscoveryServiceServer,
-};
-use envoy_types::pb::envoy::service::discovery::v3::{
-    DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse,
-};
-use futures::Stream;
+use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
-
-/// What the response stream carries.
-type StreamItem = Result<DeltaDiscoveryResponse, Status>;
-use tonic::{Request, Response, Status, Streaming};
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codec::{BufferSettings, Streaming};
+use tonic::server::NamedService;
+use tonic_prost::ProstDecoder;
 
 use crate::directory::{ConnectError, ProxyDirectory, ProxySubscription};
+use crate::grpc::{MAX_MESSAGE_BYTES, Outgoing, ResponseBody, encode_message};
 use crate::metrics::{XdsMetrics, type_label};
 use crate::session::{DeltaSession, Snapshot};
+
+/// The gRPC service name Envoy calls.
+const SERVICE_NAME: &str = "envoy.service.discovery.v3.AggregatedDiscoveryService";
+const DELTA_METHOD: &str = "DeltaAggregatedResources";
+const SOTW_METHOD: &str = "StreamAggregatedResources";
+
+/// Requests are small (subscriptions, ACKs): start each stream's decode buffer small; it grows
+/// for a larger message (a first request with a big node) when one comes.
+const REQUEST_BUFFER_BYTES: usize = 1024;
 
 /// The ADS service over a proxy directory.
 pub struct AdsService<D> {
@@ -37,36 +43,59 @@ impl<D: ProxyDirectory> AdsService<D> {
         Self { directory, metrics }
     }
 
-    /// The tonic server wrapping this service. Envoy's config can be large: allow 64 MiB
-    /// messages instead of tonic's 4 MiB default.
-    pub fn into_server(self) -> AggregatedDiscoveryServiceServer<Self> {
-        AggregatedDiscoveryServiceServer::new(self)
-            .max_decoding_message_size(64 << 20)
-            .max_encoding_message_size(64 << 20)
+    /// The gRPC server for this service, to mount with `tonic::service::Routes`.
+    pub fn into_server(self) -> AdsServer<D> {
+        AdsServer {
+            service: Arc::new(self),
+        }
     }
-}
 
-type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
-
-#[tonic::async_trait]
-impl<D: ProxyDirectory> AggregatedDiscoveryService for AdsService<D> {
-    type StreamAggregatedResourcesStream = ResponseStream<DiscoveryResponse>;
-    type DeltaAggregatedResourcesStream = ResponseStream<DeltaDiscoveryResponse>;
-
-    async fn stream_aggregated_resources(
-        &self,
-        _request: Request<Streaming<DiscoveryRequest>>,
-    ) -> Result<Response<Self::StreamAggregatedResourcesStream>, Status> {
-        Err(Status::unimplemented(
-            "Atoll serves delta ADS only: set ads_config.api_type to DELTA_GRPC",
-        ))
+    async fn handle(&self, request: http::Request<Body>) -> http::Response<Body> {
+        let method = request
+            .uri()
+            .path()
+            .strip_prefix(&format!("/{SERVICE_NAME}/"))
+            .unwrap_or_default();
+        let outcome = match method {
+            DELTA_METHOD => self.delta_aggregated_resources(request).await,
+            SOTW_METHOD => Err(Status::unimplemented(
+                "Atoll serves delta ADS only: set ads_config.api_type to DELTA_GRPC",
+            )),
+            other => Err(Status::unimplemented(format!(
+                "{SERVICE_NAME} has no method {other:?}"
+            ))),
+        };
+        match outcome {
+            Ok(body) => {
+                let mut response = http::Response::new(Body::new(body));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static("application/grpc"),
+                );
+                response
+            }
+            Err(status) => status.into_http(),
+        }
     }
 
     async fn delta_aggregated_resources(
         &self,
-        request: Request<Streaming<DeltaDiscoveryRequest>>,
-    ) -> Result<Response<Self::DeltaAggregatedResourcesStream>, Status> {
-        let mut inbound = request.into_inner();
+        request: http::Request<Body>,
+    ) -> Result<ResponseBody, Status> {
+        if let Some(encoding) = request.headers().get("grpc-encoding")
+            && encoding.as_bytes() != b"identity"
+        {
+            return Err(Status::unimplemented(format!(
+                "grpc-encoding {:?} is not supported: send uncompressed messages",
+                String::from_utf8_lossy(encoding.as_bytes())
+            )));
+        }
+        let decoder = ProstDecoder::<DeltaDiscoveryRequest>::new(BufferSettings::new(
+            REQUEST_BUFFER_BYTES,
+            32 * 1024,
+        ));
+        let mut inbound =
+            Streaming::new_request(decoder, request.into_body(), None, Some(MAX_MESSAGE_BYTES));
         let first = inbound
             .message()
             .await?
@@ -84,15 +113,44 @@ impl<D: ProxyDirectory> AggregatedDiscoveryService for AdsService<D> {
             }
         })?;
         tracing::info!(proxy = %subscription.proxy_id, "xDS stream opened");
-        // Boxed items: a channel allocates its slots in blocks of 32 whatever its capacity, and
-        // an unboxed response with its Status is ~200 bytes a slot, ~6 KiB a stream kept for
-        // as long as the proxy is connected.
-        let (tx, rx) = mpsc::channel::<Box<StreamItem>>(32);
+        // A channel allocates its slots in blocks of 32 whatever its capacity: items are kept
+        // small (encoded bytes or a status) since those blocks live as long as the stream.
+        let (tx, rx) = mpsc::channel::<Outgoing>(32);
         let metrics = self.metrics.clone();
         tokio::spawn(run_stream(subscription, first, inbound, tx, metrics));
-        Ok(Response::new(Box::pin(
-            ReceiverStream::new(rx).map(|item| *item),
-        )))
+        Ok(ResponseBody::new(rx))
+    }
+}
+
+/// The ADS service as a tower service that tonic's `Routes` (and axum) can mount.
+pub struct AdsServer<D> {
+    service: Arc<AdsService<D>>,
+}
+
+impl<D> Clone for AdsServer<D> {
+    fn clone(&self) -> Self {
+        Self {
+            service: self.service.clone(),
+        }
+    }
+}
+
+impl<D> NamedService for AdsServer<D> {
+    const NAME: &'static str = SERVICE_NAME;
+}
+
+impl<D: ProxyDirectory> tower::Service<http::Request<Body>> for AdsServer<D> {
+    type Response = http::Response<Body>;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<Body>) -> Self::Future {
+        let service = self.service.clone();
+        Box::pin(async move { Ok(service.handle(request).await) })
     }
 }
 
@@ -101,7 +159,7 @@ async fn run_stream(
     mut sub: ProxySubscription,
     first: DeltaDiscoveryRequest,
     mut inbound: Streaming<DeltaDiscoveryRequest>,
-    tx: mpsc::Sender<Box<StreamItem>>,
+    tx: mpsc::Sender<Outgoing>,
     metrics: XdsMetrics,
 ) {
     metrics.connected.inc();
@@ -144,7 +202,7 @@ async fn run_stream(
                     }
                     Err(e) => {
                         let _ = tx
-                            .send(Box::new(Err(Status::invalid_argument(e.to_string()))))
+                            .send(Outgoing::End(Status::invalid_argument(e.to_string())))
                             .await;
                         break;
                     }
@@ -169,7 +227,15 @@ async fn run_stream(
                 st.last_sent_version = Some(response.system_version_info.clone());
                 st.responses_sent += 1;
             }
-            if tx.send(Box::new(Ok(response))).await.is_err() {
+            let item = match encode_message(&response) {
+                Ok(bytes) => Outgoing::Message(bytes),
+                Err(status) => {
+                    tracing::error!(proxy = %sub.proxy_id, %status, "cannot send a response");
+                    Outgoing::End(status)
+                }
+            };
+            let ending = matches!(item, Outgoing::End(_));
+            if tx.send(item).await.is_err() || ending {
                 break;
             }
         }

@@ -160,7 +160,37 @@ async fn stream_authenticates_serves_acks_and_pushes() {
     assert_eq!(acked.as_deref(), Some("v1"));
     assert!(status_of(&status, |s| s.connected_since).is_some());
 
+    // Envoy closing its side ends the stream with OK trailers.
     drop(tx);
+    let end = tokio::time::timeout(Duration::from_secs(5), responses.message())
+        .await
+        .expect("ended in time");
+    assert!(matches!(end, Ok(None)), "{end:?}");
+
+    // A first request without the node is refused with the reason.
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(DeltaDiscoveryRequest {
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let err = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect_err("no node");
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("node"), "{}", err.message());
+
+    // State-of-the-world ADS says what to configure instead.
+    let (_tx, rx) = mpsc::channel(1);
+    let err = client
+        .stream_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect_err("SotW");
+    assert_eq!(err.code(), tonic::Code::Unimplemented);
+    assert!(err.message().contains("DELTA_GRPC"), "{}", err.message());
+
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
 }
