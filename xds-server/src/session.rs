@@ -226,7 +226,8 @@ impl DeltaSession {
         self.types.iter().all(|(type_url, state)| {
             state.in_flight.is_none()
                 && (!state.requested
-                    || (state.answered && wanted(state, snapshot.of_type(type_url)) == state.held))
+                    || (state.answered
+                        && holds_exactly(&state.held, &wanted(state, snapshot.of_type(type_url)))))
         })
     }
 
@@ -281,10 +282,11 @@ impl DeltaSession {
         }
         let want = wanted(state, snapshot.of_type(type_url));
         let upserts_done = want.iter().all(|(name, version)| {
-            state.held.get(name) == Some(version) || state.rejected.get(name) == Some(version)
+            state.held.get(*name).map(String::as_str) == Some(*version)
+                || state.rejected.get(*name).map(String::as_str) == Some(*version)
         });
         if with_removals {
-            upserts_done && state.held.keys().all(|n| want.contains_key(n))
+            upserts_done && state.held.keys().all(|n| want.contains_key(n.as_str()))
         } else {
             upserts_done
         }
@@ -305,13 +307,13 @@ impl DeltaSession {
         let mut resources = Vec::new();
         let mut removed = Vec::new();
         if phase != Phase::FirstAnswerOnly {
-            for (name, version) in &want {
-                let changed = state.held.get(name) != Some(version);
-                let refused = state.rejected.get(name) == Some(version);
+            for (&name, &version) in &want {
+                let changed = state.held.get(name).map(String::as_str) != Some(version);
+                let refused = state.rejected.get(name).map(String::as_str) == Some(version);
                 let wanted_now = (changed && !refused) || state.unanswered.contains(name);
                 if let Some(r) = offered.and_then(|m| m.get(name)).filter(|_| wanted_now) {
                     resources.push(WireResource {
-                        name: name.clone(),
+                        name: name.to_string(),
                         version: r.version.clone(),
                         resource: Some((*r.resource).clone()),
                         ..Default::default()
@@ -320,7 +322,7 @@ impl DeltaSession {
             }
             if phase == Phase::Full {
                 for name in state.held.keys() {
-                    if !want.contains_key(name) {
+                    if !want.contains_key(name.as_str()) {
                         removed.push(name.clone());
                     }
                 }
@@ -334,7 +336,7 @@ impl DeltaSession {
         // subscription resolves instead of waiting for the init timeout.
         if phase != Phase::FirstAnswerOnly {
             for name in &state.unanswered {
-                if !want.contains_key(name) && !removed.contains(name) {
+                if !want.contains_key(name.as_str()) && !removed.contains(name) {
                     removed.push(name.clone());
                 }
             }
@@ -379,19 +381,29 @@ enum Phase {
     FirstAnswerOnly,
 }
 
-/// What the client should hold of one type: name -> version.
-fn wanted(
+/// What the client should hold of one type: name -> version, borrowed from the snapshot (this
+/// runs for every type on every push: cloning every name and version was most of a push).
+fn wanted<'a>(
     state: &TypeState,
-    offered: Option<&BTreeMap<String, SnapshotResource>>,
-) -> BTreeMap<String, String> {
+    offered: Option<&'a BTreeMap<String, SnapshotResource>>,
+) -> BTreeMap<&'a str, &'a str> {
     let Some(offered) = offered else {
         return BTreeMap::new();
     };
     offered
         .iter()
         .filter(|(name, _)| state.wildcard || state.subscribed.contains(*name))
-        .map(|(name, r)| (name.clone(), r.version.clone()))
+        .map(|(name, r)| (name.as_str(), r.version.as_str()))
         .collect()
+}
+
+/// Whether `held` is exactly `want`.
+fn holds_exactly(held: &BTreeMap<String, String>, want: &BTreeMap<&str, &str>) -> bool {
+    held.len() == want.len()
+        && held
+            .iter()
+            .zip(want)
+            .all(|((name, version), (w_name, w_version))| name == w_name && version == w_version)
 }
 
 #[cfg(test)]
