@@ -209,7 +209,9 @@ async fn run_stream(
                 }
             }
             Some(Err(status)) => {
-                tracing::info!(proxy = %sub.proxy_id, %status, "xDS stream ended with an error");
+                // A request that could not be read (not protobuf, too large): tell Envoy why.
+                tracing::warn!(proxy = %sub.proxy_id, %status, "xDS stream ended: unreadable request");
+                let _ = tx.send(Outgoing::End(status)).await;
                 break;
             }
             None => {

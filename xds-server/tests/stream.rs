@@ -8,6 +8,7 @@ use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::service::discovery::v3::DeltaDiscoveryRequest;
 use envoy_types::pb::envoy::service::discovery::v3::aggregated_discovery_service_client::AggregatedDiscoveryServiceClient;
 use envoy_types::pb::google::protobuf::Any;
+use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
@@ -95,7 +96,7 @@ async fn stream_authenticates_serves_acks_and_pushes() {
         .connect()
         .await
         .expect("connect");
-    let mut client = AggregatedDiscoveryServiceClient::new(channel);
+    let mut client = AggregatedDiscoveryServiceClient::new(channel.clone());
 
     // An unknown node is refused with the directory's reason.
     let (tx, rx) = mpsc::channel(4);
@@ -191,8 +192,136 @@ async fn stream_authenticates_serves_acks_and_pushes() {
     assert_eq!(err.code(), tonic::Code::Unimplemented);
     assert!(err.message().contains("DELTA_GRPC"), "{}", err.message());
 
+    // Bytes that are not a DeltaDiscoveryRequest: refused with the reason, first or later in a
+    // stream, and the server goes on serving.
+    let err = raw_stream(&channel, vec![vec![0xff, 0xff, 0xff]])
+        .await
+        .expect_err("garbage first message");
+    assert!(err.message().contains("decode"), "{err:?}");
+    let good_first = DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: "default.web".into(),
+            ..Default::default()
+        }),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
+    let mut raw = raw_stream(&channel, vec![good_first, vec![0xff, 0xff, 0xff]])
+        .await
+        .expect("a valid first request opens the stream");
+    let ended = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            match raw.message().await {
+                Ok(Some(_)) => continue,
+                other => return other,
+            }
+        }
+    })
+    .await
+    .expect("ended in time");
+    let err = ended.expect_err("the garbage ends the stream with an error");
+    assert!(err.message().contains("decode"), "{err:?}");
+    let (tx, rx) = mpsc::channel(4);
+    tx.send(DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: "default.web".into(),
+            ..Default::default()
+        }),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    let mut again = client
+        .delta_aggregated_resources(ReceiverStream::new(rx))
+        .await
+        .expect("still serving")
+        .into_inner();
+    let first = tokio::time::timeout(Duration::from_secs(5), again.message())
+        .await
+        .expect("in time")
+        .expect("ok")
+        .expect("a response");
+    assert_eq!(first.type_url, CLUSTER);
+    drop(tx);
+
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
+
+/// Opens a delta ADS stream that sends `messages` as they are (no protobuf encoding), then
+/// stays open.
+async fn raw_stream(
+    channel: &tonic::transport::Channel,
+    messages: Vec<Vec<u8>>,
+) -> Result<tonic::Streaming<Vec<u8>>, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel.clone());
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let (tx, rx) = mpsc::channel(messages.len() + 1);
+    for m in messages {
+        tx.send(m).await.expect("queue");
+    }
+    // Kept open (leaked into the task) so the stream does not end on its own.
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        drop(tx);
+    });
+    let path = http::uri::PathAndQuery::from_static(
+        "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+    );
+    grpc.streaming(tonic::Request::new(ReceiverStream::new(rx)), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// A codec that sends and receives message bytes as they are.
+#[derive(Debug, Clone, Copy, Default)]
+struct RawCodec;
+
+impl tonic::codec::Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Vec<u8>;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl tonic::codec::Encoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Vec<u8>,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), tonic::Status> {
+        use bytes::BufMut;
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl tonic::codec::Decoder for RawCodec {
+    type Item = Vec<u8>;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Vec<u8>>, tonic::Status> {
+        use bytes::Buf;
+        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
+    }
 }
 
 fn status_of<T>(
