@@ -100,16 +100,9 @@ async fn stream_authenticates_serves_acks_and_pushes() {
 
     // An unknown node is refused with the directory's reason.
     let (tx, rx) = mpsc::channel(4);
-    tx.send(DeltaDiscoveryRequest {
-        node: Some(Node {
-            id: "default.intruder".into(),
-            ..Default::default()
-        }),
-        type_url: CLUSTER.into(),
-        ..Default::default()
-    })
-    .await
-    .expect("send");
+    tx.send(first_request("default.intruder"))
+        .await
+        .expect("send");
     let refused = client
         .delta_aggregated_resources(ReceiverStream::new(rx))
         .await;
@@ -119,16 +112,7 @@ async fn stream_authenticates_serves_acks_and_pushes() {
 
     // The known proxy gets its clusters, ACKs, then receives a pushed change.
     let (tx, rx) = mpsc::channel(4);
-    tx.send(DeltaDiscoveryRequest {
-        node: Some(Node {
-            id: "default.web".into(),
-            ..Default::default()
-        }),
-        type_url: CLUSTER.into(),
-        ..Default::default()
-    })
-    .await
-    .expect("send");
+    tx.send(first_request("default.web")).await.expect("send");
     let mut responses = client
         .delta_aggregated_resources(ReceiverStream::new(rx))
         .await
@@ -198,15 +182,7 @@ async fn stream_authenticates_serves_acks_and_pushes() {
         .await
         .expect_err("garbage first message");
     assert!(err.message().contains("decode"), "{err:?}");
-    let good_first = DeltaDiscoveryRequest {
-        node: Some(Node {
-            id: "default.web".into(),
-            ..Default::default()
-        }),
-        type_url: CLUSTER.into(),
-        ..Default::default()
-    }
-    .encode_to_vec();
+    let good_first = first_request("default.web").encode_to_vec();
     let mut raw = raw_stream(&channel, vec![good_first, vec![0xff, 0xff, 0xff]])
         .await
         .expect("a valid first request opens the stream");
@@ -223,16 +199,7 @@ async fn stream_authenticates_serves_acks_and_pushes() {
     let err = ended.expect_err("the garbage ends the stream with an error");
     assert!(err.message().contains("decode"), "{err:?}");
     let (tx, rx) = mpsc::channel(4);
-    tx.send(DeltaDiscoveryRequest {
-        node: Some(Node {
-            id: "default.web".into(),
-            ..Default::default()
-        }),
-        type_url: CLUSTER.into(),
-        ..Default::default()
-    })
-    .await
-    .expect("send");
+    tx.send(first_request("default.web")).await.expect("send");
     let mut again = client
         .delta_aggregated_resources(ReceiverStream::new(rx))
         .await
@@ -248,6 +215,18 @@ async fn stream_authenticates_serves_acks_and_pushes() {
 
     let _ = stop_tx.send(());
     let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
+
+/// A proxy's first request: its node and a wildcard CDS subscription.
+fn first_request(node_id: &str) -> DeltaDiscoveryRequest {
+    DeltaDiscoveryRequest {
+        node: Some(Node {
+            id: node_id.into(),
+            ..Default::default()
+        }),
+        type_url: CLUSTER.into(),
+        ..Default::default()
+    }
 }
 
 /// Opens a delta ADS stream that sends `messages` as they are (no protobuf encoding), then
