@@ -272,3 +272,68 @@ fn record_status(sub: &ProxySubscription, session: &DeltaSession) {
             .collect();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use envoy_types::pb::envoy::config::core::v3::Node;
+
+    /// A directory that refuses every proxy: these tests end before a proxy would connect.
+    struct NoProxies;
+
+    impl ProxyDirectory for NoProxies {
+        async fn connect(&self, node: &Node) -> Result<ProxySubscription, ConnectError> {
+            Err(ConnectError::NotFound(format!("no proxy {}", node.id)))
+        }
+    }
+
+    fn service() -> AdsService<NoProxies> {
+        let metrics = XdsMetrics::register(&prometheus::Registry::new()).expect("metrics");
+        AdsService::new(Arc::new(NoProxies), metrics)
+    }
+
+    fn grpc_status(response: &http::Response<Body>) -> (String, String) {
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+                .unwrap_or_default()
+        };
+        (header("grpc-status"), header("grpc-message"))
+    }
+
+    fn request(path: &str, encoding: Option<&str>) -> http::Request<Body> {
+        let mut builder = http::Request::post(path).header("content-type", "application/grpc");
+        if let Some(encoding) = encoding {
+            builder = builder.header("grpc-encoding", encoding);
+        }
+        builder.body(Body::empty()).expect("request")
+    }
+
+    #[tokio::test]
+    async fn compressed_requests_are_refused_with_the_reason() {
+        let response = service()
+            .handle(request(
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources",
+                Some("gzip"),
+            ))
+            .await;
+        let (code, message) = grpc_status(&response);
+        assert_eq!(code, "12", "UNIMPLEMENTED");
+        assert!(message.contains("gzip"), "{message}");
+    }
+
+    #[tokio::test]
+    async fn unknown_methods_are_named_in_the_refusal() {
+        let response = service()
+            .handle(request(
+                "/envoy.service.discovery.v3.AggregatedDiscoveryService/Fetch",
+                None,
+            ))
+            .await;
+        let (code, message) = grpc_status(&response);
+        assert_eq!(code, "12", "UNIMPLEMENTED");
+        assert!(message.contains("Fetch"), "{message}");
+    }
+}
