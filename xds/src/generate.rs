@@ -470,7 +470,7 @@ fn inbound_tls(mesh: &str) -> TransportSocket {
     })
 }
 
-pub(crate) fn mesh_validation(san: StringMatcher) -> CombinedValidationContext {
+pub fn mesh_validation(san: StringMatcher) -> CombinedValidationContext {
     CombinedValidationContext {
         default_validation_context: CertificateValidationContext {
             trusted_ca: None,
@@ -843,7 +843,7 @@ pub fn load_assignment(
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
 
-pub(crate) fn http_connection_manager(
+pub fn http_connection_manager(
     stat_prefix: &str,
     route_config_name: &str,
     service: &str,
@@ -882,7 +882,7 @@ pub(crate) fn http_connection_manager(
 
 /// The upstream HTTP options of a cluster: HTTP/2 for http2 and gRPC, HTTP/1.1 for http, with
 /// the connection idle timeout; nothing for TCP.
-pub(crate) fn http_protocol_options(
+pub fn http_protocol_options(
     protocol: Protocol,
     idle_timeout: model::Duration,
 ) -> BTreeMap<String, TypedConfig> {
@@ -907,7 +907,7 @@ pub(crate) fn http_protocol_options(
 
 /// A stats-friendly form of a name: every character other than ASCII letters, digits and `_`
 /// becomes `_` (`inbound:10.0.0.1:8080` -> `inbound_10_0_0_1_8080`).
-pub(crate) fn stat_name(name: &str) -> String {
+pub fn stat_name(name: &str) -> String {
     name.chars()
         .map(|c| {
             if c.is_ascii_alphanumeric() || c == '_' {

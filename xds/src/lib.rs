@@ -8,9 +8,10 @@
 //! - `proto`: the model converted to Envoy's protobuf types for the wire.
 //! - `generate`: the pure, deterministic function (context -> resources).
 //! - `bootstrap`: the Envoy bootstrap a dataplane starts with.
-//! - `zone_context` and `zone_proxy`: the same for the zone ingress and the zone egress
-//!   (SNI-routed cross-zone traffic, MeshExternalService), and the helpers that give sidecars
-//!   the endpoints of other zones and of the local egress (see `ZONE-PROXIES.md`).
+//! - `zone_context` and `zone_proxy`: the input of the zone ingress and the zone egress, and
+//!   what they share with sidecars (names, SNIs, the endpoints of other zones and of the local
+//!   egress, building blocks); the two roles' generation lives in `zone-ingress/` and
+//!   `zone-egress/` (see `ZONE-PROXIES.md`).
 //!
 //! This crate never touches a store or a socket.
 

@@ -1,8 +1,9 @@
 //! What generation needs to know about one zone proxy: a zone ingress (`ZoneIngressContext`)
 //! or a zone egress (`ZoneEgressContext`). The zone control plane resolves them from the store
 //! (ZoneIngress/ZoneEgress, dataplanes, MeshExternalServices, the other zones' ingresses);
-//! golden tests read them from `testdata/zone-ingress/*.input.yaml` and
-//! `testdata/zone-egress/*.input.yaml`. `zone_proxy` turns them into Envoy resources.
+//! golden tests read them from `zone-ingress/testdata/*.input.yaml` and
+//! `zone-egress/testdata/*.input.yaml`. atoll-zone-ingress and atoll-zone-egress turn them into
+//! Envoy resources.
 
 use serde::{Deserialize, Serialize};
 

@@ -1,46 +1,26 @@
-//! The pure, deterministic generation of the zone proxies' Envoy resources: the zone ingress
-//! (from a `ZoneIngressContext`) and the zone egress (from a `ZoneEgressContext`), plus the
-//! helpers sidecars use to reach them. `ZONE-PROXIES.md` beside this crate describes the
-//! traffic, SNI formats, names and ports.
-//!
-//! - **Zone ingress**: one listener with the TLS inspector and one filter chain per
-//!   `(mesh, service)`, selected by the SNI the sidecar sends ([`outbound_sni`]), that passes
-//!   the still-encrypted connection to an EDS cluster of the service's local endpoints. The
-//!   ingress never decrypts: the two sidecars do mTLS end to end. An unknown SNI matches no
-//!   chain and Envoy closes the connection (there is no default chain).
-//! - **Zone egress**: one listener with the TLS inspector and, per mesh, (a) one pass-through
-//!   chain per remote service (same SNI as above, forwarded to the other zones' ingresses,
-//!   weighted by instance count, one locality per zone) and (b) one chain per
-//!   MeshExternalService ([`external_sni`]) that terminates mesh mTLS with the egress's identity
-//!   in that mesh and originates the outside connection (plaintext or TLS, TCP or HTTP).
-//! - **Sidecars**: [`remote_endpoints`] and [`egress_endpoints`] build the endpoint lists of a
-//!   sidecar's outbound cluster when the service runs in other zones.
+//! What sidecars and the two zone-proxy roles share: the names and SNI formats of zone-proxy
+//! traffic, the endpoint lists a sidecar uses to reach other zones or the local egress, the
+//! errors, and the building blocks (SNI-selected filter chains, TCP proxy, EDS cluster, input
+//! checks) from which `zone-ingress/` (atoll-zone-ingress) and `zone-egress/`
+//! (atoll-zone-egress) generate each role's Envoy resources. `ZONE-PROXIES.md` beside this
+//! crate describes the traffic, SNI formats, names and ports.
 //!
 //! Cluster names carry a prefix (`ingress:`, `egress:`, `external:`) so they never collide with
 //! a sidecar's clusters (named after the bare service).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::net::IpAddr;
 
-use crate::context::{Endpoint, Protocol};
+use crate::context::Endpoint;
 pub use crate::generate::outbound_sni;
-use crate::generate::{
-    defaults, http_connection_manager, http_protocol_options, load_assignment, mesh_validation,
-    spiffe_id, stat_name,
-};
+use crate::generate::{defaults, spiffe_id, stat_name};
 use crate::model::{
-    self, Address, CertificateValidationContext, Cluster, ClusterLoadAssignment, CommonTlsContext,
-    ConfigSource, DataSource, DiscoveryType, DownstreamTlsContext, EdsClusterConfig, Filter,
-    FilterChain, FilterChainMatch, HttpFilter, LbEndpoint, Listener, ListenerFilter,
-    LocalityLbEndpoints, Resource, RouteAction, SanType, SdsSecretConfig, Secret, StringMatcher,
-    SubjectAltNameMatcher, TcpProxy, TlsCertificate, TrafficDirection, TransportSocket,
-    TypedConfig, UpstreamTlsContext, names,
+    Address, Cluster, ConfigSource, DiscoveryType, EdsClusterConfig, Filter, FilterChain,
+    FilterChainMatch, Listener, ListenerFilter, Resource, TcpProxy, TrafficDirection,
+    TransportSocket, TypedConfig, names,
 };
 use crate::proto::EnvoyResource;
-use crate::zone_context::{
-    CaCert, EgressMesh, ExternalEndpoint, ExternalService, ExternalTls, IngressService,
-    LocalZoneEgress, RemoteZoneIngress, TlsVerification, ZoneEgressContext, ZoneIngressContext,
-};
+use crate::zone_context::{LocalZoneEgress, RemoteZoneIngress};
 
 /// The CA bundle used to verify an external service's certificate when its MeshExternalService
 /// names no CA (the Debian/Ubuntu path, which Envoy's images use).
@@ -182,379 +162,19 @@ pub fn egress_endpoints(egresses: &[LocalZoneEgress]) -> Vec<Endpoint> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Zone ingress
-// ---------------------------------------------------------------------------------------------
-
-/// Generates every Envoy resource of one zone ingress (its listener, and per service an EDS
-/// cluster and its ClusterLoadAssignment), sorted by type URL then name. Without any service
-/// there is no listener (Envoy refuses a listener without filter chains).
-pub fn generate_ingress(ctx: &ZoneIngressContext) -> Result<Vec<EnvoyResource>, ZoneProxyError> {
-    validate_ingress(ctx)?;
-    let mut resources = Vec::new();
-    let mut chains = Chains::default();
-    for service in &ctx.services {
-        let cluster = ingress_cluster_name(&service.mesh, &service.service);
-        chains.add(
-            outbound_sni(&service.service, &service.mesh),
-            vec![tcp_proxy(&cluster)],
-            None,
-        )?;
-        resources.push(Resource::Cluster(Box::new(eds_cluster(&cluster))));
-        resources.push(Resource::ClusterLoadAssignment(ingress_assignment(
-            &cluster, service,
-        )));
-    }
-    let name = ingress_listener_name(&ctx.address, ctx.port);
-    resources.extend(chains.listener(name, &ctx.address, ctx.port));
-    collect(resources)
-}
-
-/// The local endpoints of a service at the ingress: no locality (they are all in this zone).
-fn ingress_assignment(cluster: &str, service: &IngressService) -> ClusterLoadAssignment {
-    let local: Vec<Endpoint> = service
-        .endpoints
-        .iter()
-        .map(|e| Endpoint {
-            zone: None,
-            ..e.clone()
-        })
-        .collect();
-    load_assignment(cluster, &local)
-}
-
-fn validate_ingress(ctx: &ZoneIngressContext) -> Result<(), ZoneProxyError> {
-    non_empty("name", &ctx.name)?;
-    non_empty("zone", &ctx.zone)?;
-    ip("address", &ctx.address)?;
-    port("port", ctx.port)?;
-    for (i, service) in ctx.services.iter().enumerate() {
-        let at = |f: &str| format!("services[{i}].{f}");
-        mesh_name(&at("mesh"), &service.mesh)?;
-        service_name(&at("service"), &service.service)?;
-        for (j, endpoint) in service.endpoints.iter().enumerate() {
-            let at = |f: &str| format!("services[{i}].endpoints[{j}].{f}");
-            ip(&at("address"), &endpoint.address)?;
-            port(&at("port"), endpoint.port)?;
-            if endpoint.weight == 0 {
-                return Err(ZoneProxyError::ZeroWeight {
-                    field: at("weight"),
-                });
-            }
-            // Forwarding to another zone from an ingress could loop between zones.
-            if let Some(zone) = endpoint.zone.as_deref().filter(|z| *z != ctx.zone) {
-                return Err(ZoneProxyError::RemoteEndpoint {
-                    field: at("zone"),
-                    zone: ctx.zone.clone(),
-                    endpoint_zone: zone.to_string(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
-// Zone egress
-// ---------------------------------------------------------------------------------------------
-
-/// Generates every Envoy resource of one zone egress (its listener; per remote service an EDS
-/// cluster and its ClusterLoadAssignment; per MeshExternalService a STATIC or STRICT_DNS
-/// cluster with its endpoints inline), sorted by type URL then name. The secrets come from
-/// [`egress_secrets`], one pair per mesh with external services
-/// ([`meshes_with_external_services`]). Without any route there is no listener.
-pub fn generate_egress(ctx: &ZoneEgressContext) -> Result<Vec<EnvoyResource>, ZoneProxyError> {
-    validate_egress(ctx)?;
-    let mut resources = Vec::new();
-    let mut chains = Chains::default();
-    for mesh in &ctx.meshes {
-        for remote in &mesh.remote_services {
-            let cluster = egress_cluster_name(&mesh.mesh, &remote.service);
-            chains.add(
-                outbound_sni(&remote.service, &mesh.mesh),
-                vec![tcp_proxy(&cluster)],
-                None,
-            )?;
-            resources.push(Resource::Cluster(Box::new(eds_cluster(&cluster))));
-            resources.push(Resource::ClusterLoadAssignment(load_assignment(
-                &cluster,
-                &remote_endpoints(&remote.zones),
-            )));
-        }
-        for external in &mesh.external_services {
-            let (filters, cluster) = external_service(&mesh.mesh, external);
-            chains.add(
-                external_sni(&external.name, &mesh.mesh),
-                filters,
-                Some(egress_mtls(&mesh.mesh)),
-            )?;
-            resources.push(Resource::Cluster(Box::new(cluster)));
-        }
-    }
-    let name = egress_listener_name(&ctx.address, ctx.port);
-    resources.extend(chains.listener(name, &ctx.address, ctx.port));
-    collect(resources)
-}
-
-/// The meshes whose identity and CA secrets the egress's configuration refers to (those with
-/// MeshExternalServices), sorted and without duplicates.
-pub fn meshes_with_external_services(ctx: &ZoneEgressContext) -> Vec<&str> {
-    ctx.meshes
-        .iter()
-        .filter(|m| !m.external_services.is_empty())
-        .map(|m| m.mesh.as_str())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
-        .collect()
-}
-
-/// The egress's SDS secrets in one mesh: its certificate chain and key under
-/// [`egress_identity_secret`] and the mesh CA under [`egress_mesh_ca_secret`], sorted by name.
-pub fn egress_secrets(
-    mesh: &str,
-    identity_chain_pem: &str,
-    identity_key_pem: &str,
-    ca_pem: &str,
-) -> Vec<EnvoyResource> {
-    let identity = Secret {
-        name: egress_identity_secret(mesh),
-        tls_certificate: Some(TlsCertificate {
-            certificate_chain: DataSource::InlineString(identity_chain_pem.to_string()),
-            private_key: DataSource::InlineString(identity_key_pem.to_string()),
-        }),
-        validation_context: None,
-    };
-    let ca = Secret {
-        name: egress_mesh_ca_secret(mesh),
-        tls_certificate: None,
-        validation_context: Some(CertificateValidationContext {
-            trusted_ca: Some(DataSource::InlineString(ca_pem.to_string())),
-            match_typed_subject_alt_names: Vec::new(),
-        }),
-    };
-    let mut out = vec![
-        EnvoyResource::new(&Resource::Secret(identity)),
-        EnvoyResource::new(&Resource::Secret(ca)),
-    ];
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    out
-}
-
-/// The server side of mesh mTLS on an external service's chain: present the egress's identity
-/// in `mesh`, require a client certificate from the mesh CA with a SPIFFE ID of the mesh.
-fn egress_mtls(mesh: &str) -> TransportSocket {
-    let mut validation = mesh_validation(StringMatcher::Prefix(format!("spiffe://{mesh}/")));
-    validation.validation_context_sds_secret_config =
-        SdsSecretConfig::ads(egress_mesh_ca_secret(mesh));
-    TransportSocket::downstream_tls(DownstreamTlsContext {
-        common_tls_context: CommonTlsContext {
-            tls_certificate_sds_secret_configs: vec![SdsSecretConfig::ads(egress_identity_secret(
-                mesh,
-            ))],
-            combined_validation_context: Some(validation),
-            ..Default::default()
-        },
-        require_client_certificate: Some(true),
-    })
-}
-
-/// The chain's filters and the cluster of one MeshExternalService.
-fn external_service(mesh: &str, external: &ExternalService) -> (Vec<Filter>, Cluster) {
-    let cluster_name = external_cluster_name(mesh, &external.name);
-    let mut endpoints = external.endpoints.clone();
-    endpoints.sort();
-    endpoints.dedup();
-    let dns = endpoints
-        .iter()
-        .any(|e| e.address.parse::<IpAddr>().is_err());
-
-    let filters = match external.protocol {
-        Protocol::Tcp => vec![tcp_proxy(&cluster_name)],
-        Protocol::Http | Protocol::Http2 | Protocol::Grpc => {
-            let route = RouteAction {
-                cluster: cluster_name.clone(),
-                timeout: Some(defaults::OUTBOUND_REQUEST_TIMEOUT),
-                idle_timeout: None,
-                retry_policy: None,
-                // The application addressed the service by its mesh hostname; the outside
-                // server expects its own name.
-                auto_host_rewrite: dns.then_some(true),
-            };
-            vec![http_connection_manager(
-                &stat_name(&cluster_name),
-                &cluster_name,
-                &external.name,
-                route,
-                vec![HttpFilter::router()],
-                defaults::OUTBOUND_IDLE_TIMEOUT,
-                defaults::OUTBOUND_STREAM_IDLE_TIMEOUT,
-            )]
-        }
-    };
-
-    let transport_socket = external
-        .tls
-        .as_ref()
-        .filter(|tls| tls.enabled)
-        .map(|tls| origination_tls(external.protocol, tls, &endpoints));
-    let cluster = Cluster {
-        name: cluster_name.clone(),
-        discovery_type: if dns {
-            DiscoveryType::StrictDns
-        } else {
-            DiscoveryType::Static
-        },
-        eds_cluster_config: None,
-        connect_timeout: defaults::OUTBOUND_CONNECT_TIMEOUT,
-        load_assignment: Some(ClusterLoadAssignment {
-            cluster_name,
-            endpoints: vec![LocalityLbEndpoints {
-                locality: None,
-                lb_endpoints: endpoints
-                    .iter()
-                    .map(|e| LbEndpoint {
-                        endpoint: model::Endpoint {
-                            address: Address::socket(&e.address, e.port),
-                        },
-                        load_balancing_weight: None,
-                    })
-                    .collect(),
-                load_balancing_weight: None,
-                priority: None,
-            }],
-        }),
-        circuit_breakers: None,
-        outlier_detection: None,
-        typed_extension_protocol_options: http_protocol_options(
-            external.protocol,
-            defaults::OUTBOUND_IDLE_TIMEOUT,
-        ),
-        transport_socket,
-    };
-    (filters, cluster)
-}
-
-/// The client side of the TLS the egress originates to an external service.
-///
-/// SNI: `serverName`, else the first DNS-name endpoint (sorted), else none. Verification:
-/// `Secured` checks the chain against the CA (`caCert`, else [`SYSTEM_CA_BUNDLE`]) and the
-/// server's DNS SANs against `subjectAltNames`, else the SNI (CA only when there is neither);
-/// `SkipSAN` checks the chain only; `SkipAll` checks nothing. ALPN offers `h2` for HTTP/2 and
-/// gRPC, `http/1.1` for HTTP, nothing for TCP.
-fn origination_tls(
-    protocol: Protocol,
-    tls: &ExternalTls,
-    endpoints: &[ExternalEndpoint],
-) -> TransportSocket {
-    let sni = tls.server_name.clone().or_else(|| {
-        endpoints
-            .iter()
-            .find(|e| e.address.parse::<IpAddr>().is_err())
-            .map(|e| e.address.clone())
-    });
-    let validation_context = match tls.verification {
-        TlsVerification::SkipAll => None,
-        mode => {
-            let trusted_ca = match &tls.ca_cert {
-                Some(CaCert::Inline(pem)) => DataSource::InlineString(pem.clone()),
-                Some(CaCert::File(path)) => DataSource::Filename(path.clone()),
-                None => DataSource::Filename(SYSTEM_CA_BUNDLE.to_string()),
-            };
-            let sans: Vec<String> = match mode {
-                TlsVerification::Secured if !tls.subject_alt_names.is_empty() => {
-                    tls.subject_alt_names.clone()
-                }
-                TlsVerification::Secured => sni.iter().cloned().collect(),
-                _ => Vec::new(),
-            };
-            Some(CertificateValidationContext {
-                trusted_ca: Some(trusted_ca),
-                match_typed_subject_alt_names: sans
-                    .into_iter()
-                    .map(|san| SubjectAltNameMatcher {
-                        san_type: SanType::Dns,
-                        matcher: StringMatcher::Exact(san),
-                    })
-                    .collect(),
-            })
-        }
-    };
-    let alpn = match protocol {
-        Protocol::Tcp => Vec::new(),
-        Protocol::Http => vec!["http/1.1".to_string()],
-        Protocol::Http2 | Protocol::Grpc => vec!["h2".to_string()],
-    };
-    TransportSocket::upstream_tls(UpstreamTlsContext {
-        common_tls_context: CommonTlsContext {
-            alpn_protocols: alpn,
-            validation_context,
-            ..Default::default()
-        },
-        sni,
-    })
-}
-
-fn validate_egress(ctx: &ZoneEgressContext) -> Result<(), ZoneProxyError> {
-    non_empty("name", &ctx.name)?;
-    non_empty("zone", &ctx.zone)?;
-    ip("address", &ctx.address)?;
-    port("port", ctx.port)?;
-    for (i, mesh) in ctx.meshes.iter().enumerate() {
-        validate_egress_mesh(&format!("meshes[{i}]"), mesh)?;
-    }
-    Ok(())
-}
-
-fn validate_egress_mesh(path: &str, mesh: &EgressMesh) -> Result<(), ZoneProxyError> {
-    mesh_name(&format!("{path}.mesh"), &mesh.mesh)?;
-    for (i, remote) in mesh.remote_services.iter().enumerate() {
-        let at = format!("{path}.remoteServices[{i}]");
-        service_name(&format!("{at}.service"), &remote.service)?;
-        for (j, zone) in remote.zones.iter().enumerate() {
-            let at = |f: &str| format!("{at}.zones[{j}].{f}");
-            non_empty(&at("zone"), &zone.zone)?;
-            ip(&at("address"), &zone.address)?;
-            port(&at("port"), zone.port)?;
-        }
-    }
-    for (i, external) in mesh.external_services.iter().enumerate() {
-        let at = format!("{path}.externalServices[{i}]");
-        service_name(&format!("{at}.name"), &external.name)?;
-        if external.endpoints.is_empty() {
-            return Err(ZoneProxyError::Empty {
-                field: format!("{at}.endpoints"),
-            });
-        }
-        for (j, endpoint) in external.endpoints.iter().enumerate() {
-            let at = |f: &str| format!("{at}.endpoints[{j}].{f}");
-            host(&at("address"), &endpoint.address)?;
-            port(&at("port"), endpoint.port)?;
-        }
-        if let Some(tls) = &external.tls {
-            if let Some(server_name) = &tls.server_name {
-                non_empty(&format!("{at}.tls.serverName"), server_name)?;
-            }
-            for (j, san) in tls.subject_alt_names.iter().enumerate() {
-                non_empty(&format!("{at}.tls.subjectAltNames[{j}]"), san)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------------------------
 // Shared pieces
 // ---------------------------------------------------------------------------------------------
 
 /// The SNI-selected filter chains of a zone proxy's listener, kept sorted by SNI.
-#[derive(Default)]
-struct Chains {
+#[derive(Debug, Default)]
+pub struct Chains {
     by_sni: BTreeMap<String, FilterChain>,
 }
 
 impl Chains {
     /// Adds the chain serving `sni` (TLS only); a second chain for the same SNI is an error,
     /// as Envoy could not tell them apart.
-    fn add(
+    pub fn add(
         &mut self,
         sni: String,
         filters: Vec<Filter>,
@@ -579,7 +199,7 @@ impl Chains {
     /// The listener with the TLS inspector and every chain, and no default chain: a
     /// connection whose SNI matches no chain (or that is not TLS) is closed. `None` without
     /// chains.
-    fn listener(self, name: String, address: &str, port: u16) -> Option<Resource> {
+    pub fn listener(self, name: String, address: &str, port: u16) -> Option<Resource> {
         if self.by_sni.is_empty() {
             return None;
         }
@@ -594,7 +214,7 @@ impl Chains {
 }
 
 /// A TCP proxy to `cluster`, with the outbound idle timeout.
-fn tcp_proxy(cluster: &str) -> Filter {
+pub fn tcp_proxy(cluster: &str) -> Filter {
     Filter {
         name: names::TCP_PROXY.to_string(),
         typed_config: TypedConfig::TcpProxy(TcpProxy {
@@ -607,7 +227,7 @@ fn tcp_proxy(cluster: &str) -> Filter {
 }
 
 /// A plain-TCP EDS cluster (the bytes it carries are the sidecars' mTLS).
-fn eds_cluster(name: &str) -> Cluster {
+pub fn eds_cluster(name: &str) -> Cluster {
     Cluster {
         name: name.to_string(),
         discovery_type: DiscoveryType::Eds,
@@ -625,7 +245,7 @@ fn eds_cluster(name: &str) -> Cluster {
 
 /// Converts and sorts the resources by (type URL, name); two different resources under one
 /// name are an error.
-fn collect(resources: Vec<Resource>) -> Result<Vec<EnvoyResource>, ZoneProxyError> {
+pub fn collect(resources: Vec<Resource>) -> Result<Vec<EnvoyResource>, ZoneProxyError> {
     let mut by_key: BTreeMap<(&'static str, String), EnvoyResource> = BTreeMap::new();
     for resource in &resources {
         let generated = EnvoyResource::new(resource);
@@ -646,7 +266,8 @@ fn collect(resources: Vec<Resource>) -> Result<Vec<EnvoyResource>, ZoneProxyErro
     Ok(by_key.into_values().collect())
 }
 
-fn non_empty(field: &str, value: &str) -> Result<(), ZoneProxyError> {
+/// `value` must not be empty.
+pub fn non_empty(field: &str, value: &str) -> Result<(), ZoneProxyError> {
     if value.is_empty() {
         return Err(ZoneProxyError::Empty {
             field: field.to_string(),
@@ -655,7 +276,8 @@ fn non_empty(field: &str, value: &str) -> Result<(), ZoneProxyError> {
     Ok(())
 }
 
-fn ip(field: &str, value: &str) -> Result<(), ZoneProxyError> {
+/// `value` must be an IP address.
+pub fn ip(field: &str, value: &str) -> Result<(), ZoneProxyError> {
     value
         .parse::<IpAddr>()
         .map(|_| ())
@@ -666,7 +288,7 @@ fn ip(field: &str, value: &str) -> Result<(), ZoneProxyError> {
 }
 
 /// An IP address or a DNS name (letters, digits, `-` and `_` in dot-separated labels).
-fn host(field: &str, value: &str) -> Result<(), ZoneProxyError> {
+pub fn host(field: &str, value: &str) -> Result<(), ZoneProxyError> {
     if value.parse::<IpAddr>().is_ok() {
         return Ok(());
     }
@@ -687,7 +309,8 @@ fn host(field: &str, value: &str) -> Result<(), ZoneProxyError> {
     })
 }
 
-fn port(field: &str, value: u16) -> Result<(), ZoneProxyError> {
+/// `value` must not be 0.
+pub fn port(field: &str, value: u16) -> Result<(), ZoneProxyError> {
     if value == 0 {
         return Err(ZoneProxyError::ZeroPort {
             field: field.to_string(),
@@ -700,11 +323,13 @@ fn port(field: &str, value: u16) -> Result<(), ZoneProxyError> {
 const MESH_FORBIDDEN: &str = "{},=:";
 const SERVICE_FORBIDDEN: &str = "{},";
 
-fn mesh_name(field: &str, value: &str) -> Result<(), ZoneProxyError> {
+/// A mesh name usable in SNIs and cluster names.
+pub fn mesh_name(field: &str, value: &str) -> Result<(), ZoneProxyError> {
     checked_name(field, value, MESH_FORBIDDEN)
 }
 
-fn service_name(field: &str, value: &str) -> Result<(), ZoneProxyError> {
+/// A service name usable in SNIs and cluster names.
+pub fn service_name(field: &str, value: &str) -> Result<(), ZoneProxyError> {
     checked_name(field, value, SERVICE_FORBIDDEN)
 }
 
@@ -723,18 +348,7 @@ fn checked_name(field: &str, value: &str, forbidden: &'static str) -> Result<(),
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::type_urls;
-    use crate::zone_context::EgressRemoteService;
-
-    fn ingress(services: Vec<IngressService>) -> ZoneIngressContext {
-        ZoneIngressContext {
-            name: "ingress-1".into(),
-            zone: "east".into(),
-            address: "10.0.0.5".into(),
-            port: 10001,
-            services,
-        }
-    }
+    use crate::generate::load_assignment;
 
     fn local(address: &str) -> Endpoint {
         Endpoint {
@@ -742,14 +356,6 @@ mod tests {
             port: 8080,
             weight: 1,
             zone: None,
-        }
-    }
-
-    fn service(mesh: &str, name: &str, endpoints: Vec<Endpoint>) -> IngressService {
-        IngressService {
-            mesh: mesh.into(),
-            service: name.into(),
-            endpoints,
         }
     }
 
@@ -772,86 +378,6 @@ mod tests {
         assert_eq!(egress_identity_secret("m1"), "identity_cert:m1");
         assert_eq!(egress_mesh_ca_secret("m1"), "mesh_ca:m1");
         assert_eq!(egress_spiffe_id("m1"), "spiffe://m1/zone-egress");
-    }
-
-    #[test]
-    fn ingress_routes_each_mesh_service_by_sni() {
-        let ctx = ingress(vec![
-            service("b-mesh", "web", vec![local("10.0.0.9")]),
-            service("a-mesh", "web", vec![local("10.0.0.8"), local("10.0.0.7")]),
-        ]);
-        let resources = generate_ingress(&ctx).expect("generates");
-        let listener = resources
-            .iter()
-            .find(|r| r.type_url == type_urls::LISTENER)
-            .expect("listener");
-        let chains = listener.json["filter_chains"].as_array().expect("chains");
-        let snis: Vec<_> = chains
-            .iter()
-            .map(|c| c["filter_chain_match"]["server_names"][0].clone())
-            .collect();
-        assert_eq!(snis, vec!["web{mesh=a-mesh}", "web{mesh=b-mesh}"]);
-        assert!(listener.json.get("default_filter_chain").is_none());
-        assert!(chains.iter().all(|c| c.get("transport_socket").is_none()));
-        let clusters: Vec<_> = resources
-            .iter()
-            .filter(|r| r.type_url == type_urls::CLUSTER)
-            .map(|r| r.name.as_str())
-            .collect();
-        assert_eq!(clusters, vec!["ingress:a-mesh:web", "ingress:b-mesh:web"]);
-    }
-
-    #[test]
-    fn ingress_output_ignores_input_order() {
-        let a = ingress(vec![
-            service("m", "a", vec![local("10.0.0.1"), local("10.0.0.2")]),
-            service("m", "b", vec![]),
-        ]);
-        let mut b = a.clone();
-        b.services.reverse();
-        b.services[1].endpoints.reverse();
-        assert_eq!(generate_ingress(&a), generate_ingress(&b));
-    }
-
-    #[test]
-    fn ingress_rejects_remote_endpoints_and_duplicates() {
-        let mut remote = local("10.0.0.1");
-        remote.zone = Some("west".into());
-        let err = generate_ingress(&ingress(vec![service("m", "a", vec![remote])]));
-        assert!(matches!(err, Err(ZoneProxyError::RemoteEndpoint { .. })));
-        let mut own = local("10.0.0.1");
-        own.zone = Some("east".into());
-        assert!(generate_ingress(&ingress(vec![service("m", "a", vec![own])])).is_ok());
-        let dup = ingress(vec![service("m", "a", vec![]), service("m", "a", vec![])]);
-        assert_eq!(
-            generate_ingress(&dup),
-            Err(ZoneProxyError::DuplicateSni {
-                sni: "a{mesh=m}".into()
-            })
-        );
-        let bad = ingress(vec![service("m:x", "a", vec![])]);
-        assert!(matches!(
-            generate_ingress(&bad),
-            Err(ZoneProxyError::InvalidName { .. })
-        ));
-    }
-
-    #[test]
-    fn no_routes_no_listener() {
-        let resources = generate_ingress(&ingress(vec![])).expect("generates");
-        assert!(resources.is_empty());
-        let egress = ZoneEgressContext {
-            name: "egress-1".into(),
-            zone: "east".into(),
-            address: "10.0.0.6".into(),
-            port: 10002,
-            meshes: vec![EgressMesh {
-                mesh: "m".into(),
-                remote_services: vec![],
-                external_services: vec![],
-            }],
-        };
-        assert!(generate_egress(&egress).expect("generates").is_empty());
     }
 
     #[test]
@@ -901,131 +427,5 @@ mod tests {
         assert_eq!(endpoints.len(), 2);
         assert_eq!(endpoints[0].address, "10.0.0.6");
         assert!(endpoints.iter().all(|e| e.zone.is_none() && e.weight == 1));
-    }
-
-    fn external(protocol: Protocol, address: &str, tls: Option<ExternalTls>) -> ExternalService {
-        ExternalService {
-            name: "ext".into(),
-            protocol,
-            endpoints: vec![ExternalEndpoint {
-                address: address.into(),
-                port: 443,
-            }],
-            tls,
-        }
-    }
-
-    fn egress(mesh: EgressMesh) -> ZoneEgressContext {
-        ZoneEgressContext {
-            name: "egress-1".into(),
-            zone: "east".into(),
-            address: "10.0.0.6".into(),
-            port: 10002,
-            meshes: vec![mesh],
-        }
-    }
-
-    #[test]
-    fn egress_terminates_mtls_only_for_external_services() {
-        let tls = ExternalTls {
-            enabled: true,
-            server_name: None,
-            verification: TlsVerification::Secured,
-            ca_cert: None,
-            subject_alt_names: vec![],
-        };
-        let ctx = egress(EgressMesh {
-            mesh: "m".into(),
-            remote_services: vec![EgressRemoteService {
-                service: "ext".into(),
-                zones: vec![zone_ingress("west", "172.16.0.2", 1)],
-            }],
-            external_services: vec![external(Protocol::Http, "api.example.com", Some(tls))],
-        });
-        let resources = generate_egress(&ctx).expect("generates");
-        let listener = resources
-            .iter()
-            .find(|r| r.type_url == type_urls::LISTENER)
-            .expect("listener");
-        let chains = listener.json["filter_chains"].as_array().expect("chains");
-        assert_eq!(chains.len(), 2);
-        assert_eq!(chains[0]["name"], "ext{mesh=m,external}");
-        assert_eq!(
-            chains[0]["transport_socket"]["typed_config"]["require_client_certificate"],
-            true
-        );
-        assert_eq!(chains[1]["name"], "ext{mesh=m}");
-        assert!(chains[1].get("transport_socket").is_none());
-
-        let cluster = resources
-            .iter()
-            .find(|r| r.name == "external:m:ext")
-            .expect("external cluster");
-        assert_eq!(cluster.json["type"], "STRICT_DNS");
-        let tls = &cluster.json["transport_socket"]["typed_config"];
-        assert_eq!(tls["sni"], "api.example.com");
-        let validation = &tls["common_tls_context"]["validation_context"];
-        assert_eq!(validation["trusted_ca"]["filename"], SYSTEM_CA_BUNDLE);
-        assert_eq!(
-            validation["match_typed_subject_alt_names"][0]["matcher"]["exact"],
-            "api.example.com"
-        );
-        assert_eq!(meshes_with_external_services(&ctx), vec!["m"]);
-    }
-
-    #[test]
-    fn external_tls_modes() {
-        let base = ExternalTls {
-            enabled: true,
-            server_name: Some("db.internal".into()),
-            verification: TlsVerification::SkipSAN,
-            ca_cert: Some(CaCert::Inline("PEM".into())),
-            subject_alt_names: vec![],
-        };
-        let tls_of = |tls: ExternalTls| {
-            let (_, cluster) =
-                external_service("m", &external(Protocol::Tcp, "10.1.0.1", Some(tls)));
-            let json = serde_json::to_value(&cluster).expect("json");
-            (
-                cluster.discovery_type,
-                json["transport_socket"]["typed_config"].clone(),
-            )
-        };
-        let (discovery, skip_san) = tls_of(base.clone());
-        assert_eq!(discovery, DiscoveryType::Static);
-        assert_eq!(skip_san["sni"], "db.internal");
-        let validation = &skip_san["common_tls_context"]["validation_context"];
-        assert_eq!(validation["trusted_ca"]["inline_string"], "PEM");
-        assert!(validation.get("match_typed_subject_alt_names").is_none());
-        let (_, skip_all) = tls_of(ExternalTls {
-            verification: TlsVerification::SkipAll,
-            ..base.clone()
-        });
-        assert!(
-            skip_all["common_tls_context"]
-                .get("validation_context")
-                .is_none()
-        );
-        let (_, disabled) = tls_of(ExternalTls {
-            enabled: false,
-            ..base
-        });
-        assert!(disabled.is_null());
-    }
-
-    #[test]
-    fn external_endpoints_must_be_hosts() {
-        let ctx = egress(EgressMesh {
-            mesh: "m".into(),
-            remote_services: vec![],
-            external_services: vec![external(Protocol::Tcp, "not a host", None)],
-        });
-        assert_eq!(
-            generate_egress(&ctx),
-            Err(ZoneProxyError::InvalidHost {
-                field: "meshes[0].externalServices[0].endpoints[0].address".into(),
-                value: "not a host".into()
-            })
-        );
     }
 }

@@ -21,7 +21,8 @@ mod common;
 mod envoy_support;
 
 use envoy_support::{
-    TestCerts, envoy, proto_bootstrap, static_config, test_certs, validate, validate_proto,
+    TestCerts, envoy, proto_bootstrap, static_config, test_certs, validate, validate_both,
+    validate_proto,
 };
 
 /// A static bootstrap holding one case's generated listeners, clusters and secrets.
@@ -65,13 +66,7 @@ fn envoy_accepts_every_golden_case() {
             .map_or_else(|| "client".to_string(), |i| i.service.clone());
         let certs = test_certs(&ctx.mesh, &service);
         let config = static_bootstrap(&ctx, &certs);
-        if let Err(e) = validate(&envoy, dir.path(), &case, &config) {
-            failures.push(e);
-        }
-        let proto = proto_bootstrap(&config);
-        if let Err(e) = validate_proto(&envoy, dir.path(), &case, &proto) {
-            failures.push(e);
-        }
+        failures.extend(validate_both(&envoy, dir.path(), &case, &config));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }

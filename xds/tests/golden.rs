@@ -13,7 +13,7 @@ mod common;
 #[path = "support/golden.rs"]
 mod golden_support;
 
-use golden_support::{check, testdata, to_yaml};
+use golden_support::{assert_cases_match_golden_files, check, testdata, to_yaml};
 
 fn input_cases() -> Vec<(String, std::path::PathBuf)> {
     golden_support::input_cases(&testdata())
@@ -26,17 +26,7 @@ fn render(ctx: &ProxyContext) -> String {
 
 #[test]
 fn generated_resources_match_golden_files() {
-    let cases = input_cases();
-    assert!(cases.len() >= 6, "expected the golden cases in testdata/");
-    let mut failures = Vec::new();
-    for (case, input) in cases {
-        let text = fs::read_to_string(&input).expect("read input");
-        let ctx: ProxyContext =
-            serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", input.display()));
-        let golden = testdata().join(format!("{case}.golden.yaml"));
-        failures.extend(check(&golden, &render(&ctx)));
-    }
-    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    assert_cases_match_golden_files(6, |ctx: &ProxyContext| generate(ctx).expect("generates"));
 }
 
 #[test]

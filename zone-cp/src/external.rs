@@ -1,5 +1,5 @@
 //! MeshExternalServices as the zone egress serves them: a stored MeshExternalService (written on
-//! global and synced, or written in a standalone zone) resolved into what `atoll_xds::zone_proxy`
+//! global and synced, or written in a standalone zone) resolved into what `atoll_zone_egress`
 //! generates from, with its CA certificate read from the Secret or file it names.
 
 use serde_json::Value;

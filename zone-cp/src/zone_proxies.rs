@@ -92,7 +92,7 @@ pub async fn build_ingress(
         port: port_or(net.port, DEFAULT_INGRESS_PORT),
         services,
     };
-    let resources = atoll_xds::zone_proxy::generate_ingress(&ctx)?;
+    let resources = atoll_zone_ingress::generate_ingress(&ctx)?;
     Ok(ProxyBuild {
         snapshot: Arc::new(snapshot_of(&resources)),
         resources: Arc::new(resources),
@@ -152,7 +152,7 @@ pub async fn build_egress(
                 previous_certs.get(&state.name),
                 now,
             )?;
-            secrets.extend(atoll_xds::zone_proxy::egress_secrets(
+            secrets.extend(atoll_zone_egress::egress_secrets(
                 &state.name,
                 &cert.issued.cert_chain_pem,
                 &cert.issued.key_pem,
@@ -175,7 +175,7 @@ pub async fn build_egress(
         port: port_or(net.port, DEFAULT_EGRESS_PORT),
         meshes,
     };
-    let mut resources = atoll_xds::zone_proxy::generate_egress(&ctx)?;
+    let mut resources = atoll_zone_egress::generate_egress(&ctx)?;
     resources.extend(secrets);
     let summary: Vec<Value> = ctx
         .meshes

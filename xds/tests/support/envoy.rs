@@ -46,6 +46,14 @@ pub fn validate(envoy: &Path, dir: &Path, name: &str, config: &Value) -> Result<
     run_validate(envoy, &file, name, &text)
 }
 
+/// Validates `config` as JSON and as binary protobuf: Envoy's complaints, if any.
+pub fn validate_both(envoy: &Path, dir: &Path, name: &str, config: &Value) -> Vec<String> {
+    let mut failures = Vec::new();
+    failures.extend(validate(envoy, dir, name, config).err());
+    failures.extend(validate_proto(envoy, dir, name, &proto_bootstrap(config)).err());
+    failures
+}
+
 /// Runs `envoy --mode validate` on a binary protobuf bootstrap (Envoy reads `*.pb` as such).
 pub fn validate_proto(
     envoy: &Path,

@@ -46,6 +46,48 @@ pub fn to_yaml<T: Serialize>(value: &T) -> String {
     serde_saphyr::to_string_with_options(value, options).expect("serializes to YAML")
 }
 
+/// The golden file of `case` in this crate's `testdata/`.
+pub fn golden_file(case: &str) -> PathBuf {
+    testdata().join(format!("{case}.golden.yaml"))
+}
+
+/// Every `<case>.input.yaml` of this crate's `testdata/`, parsed, sorted by case name.
+pub fn read_cases<T: serde::de::DeserializeOwned>() -> Vec<(String, T)> {
+    input_cases(&testdata())
+        .into_iter()
+        .map(|(case, path)| {
+            let text = fs::read_to_string(&path).expect("read input");
+            let input =
+                serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            (case, input)
+        })
+        .collect()
+}
+
+/// Generates every case of this crate's `testdata/` twice (the output must not change) and
+/// compares it with its golden file; panics with every difference. At least `min_cases`.
+pub fn assert_cases_match_golden_files<T: serde::de::DeserializeOwned>(
+    min_cases: usize,
+    generate: impl Fn(&T) -> Vec<EnvoyResource>,
+) {
+    let cases: Vec<(String, T)> = read_cases();
+    assert!(
+        cases.len() >= min_cases,
+        "expected at least {min_cases} cases in testdata/"
+    );
+    let mut failures = Vec::new();
+    for (case, input) in cases {
+        let resources = generate(&input);
+        assert_eq!(
+            resources,
+            generate(&input),
+            "{case}: generated twice, differently"
+        );
+        failures.extend(check(&golden_file(&case), &render(&resources)));
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
 /// The `<case>.input.yaml` files of a directory, sorted by case name.
 pub fn input_cases(dir: &Path) -> Vec<(String, PathBuf)> {
     let mut cases: Vec<_> = fs::read_dir(dir)
