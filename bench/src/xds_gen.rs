@@ -17,7 +17,7 @@ use atoll_core::kinds::mesh::MeshDoc;
 use atoll_core::matching::PolicyView;
 use atoll_zone_cp::ca::MeshCa;
 use atoll_zone_cp::index::{DataplaneEntry, MeshState};
-use atoll_zone_cp::snapshot::build_from;
+use atoll_zone_cp::snapshot::{build_from, build_to_serve, rebuild_inbounds};
 
 use crate::stats::Samples;
 
@@ -114,7 +114,9 @@ pub fn run(args: &XdsGenArgs) -> anyhow::Result<()> {
         let mut samples = Samples::default();
         for _ in 0..args.samples {
             let t = Instant::now();
-            let built = build_from(&state, "dp-0", first.cert.as_ref(), now).context("build")?;
+            // As the zone CP builds a proxy it serves (no inspect views).
+            let built =
+                build_to_serve(&state, "dp-0", first.cert.as_ref(), now).context("build")?;
             samples.push(t.elapsed());
             std::hint::black_box(built);
         }
@@ -126,6 +128,21 @@ pub fn run(args: &XdsGenArgs) -> anyhow::Result<()> {
         println!(
             "{}",
             samples.line(&format!("rebuild @{}", state.dataplanes.len()))
+        );
+        // What a MeshTrafficPermission change costs: the inbound side only, from a build kept
+        // as the zone CP keeps it (snapshot only).
+        let mut kept = first.clone();
+        kept.forget_models();
+        let mut inbound = Samples::default();
+        for _ in 0..args.samples {
+            let t = Instant::now();
+            let built = rebuild_inbounds(&state, "dp-0", &kept, now).context("inbound rebuild")?;
+            inbound.push(t.elapsed());
+            std::hint::black_box(built);
+        }
+        println!(
+            "{}",
+            inbound.line(&format!("inbounds @{}", state.dataplanes.len()))
         );
         p50s.push(samples.percentile_us(50.0));
     }

@@ -132,7 +132,7 @@ pub fn generate_with(
         resources.extend(outbound_resources(ctx, outbound));
         let cluster = outbound_cluster_name(outbound);
         let make = || {
-            EnvoyResource::new(&Resource::ClusterLoadAssignment(load_assignment(
+            EnvoyResource::from_model(Resource::ClusterLoadAssignment(load_assignment(
                 &cluster,
                 &outbound.endpoints,
             )))
@@ -147,8 +147,8 @@ pub fn generate_with(
     // resources collapse into one, different ones under one name are an error.
     let mut by_key: BTreeMap<(&'static str, String), EnvoyResource> = BTreeMap::new();
     let generated = resources
-        .iter()
-        .map(|r| (r.type_url(), EnvoyResource::new(r)))
+        .into_iter()
+        .map(|r| (r.type_url(), EnvoyResource::from_model(r)))
         .chain(
             generated_resources
                 .into_iter()
@@ -197,8 +197,8 @@ pub fn secrets(
         validation_context: None,
     };
     let mut out = vec![
-        EnvoyResource::new(&Resource::Secret(identity)),
-        EnvoyResource::new(&Resource::Secret(ca)),
+        EnvoyResource::from_model(Resource::Secret(identity)),
+        EnvoyResource::from_model(Resource::Secret(ca)),
     ];
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out

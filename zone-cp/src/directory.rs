@@ -328,14 +328,13 @@ impl ZoneDirectory {
         let built = match key.kind {
             ProxyKind::Sidecar => {
                 let previous_cert = self.entry_build(key).and_then(|b| b.cert.clone());
-                build(
-                    &self.index,
-                    &key.mesh,
+                let state = self.index.mesh(&key.mesh).await?;
+                crate::snapshot::build_to_serve(
+                    &state,
                     &key.name,
                     previous_cert.as_ref(),
                     Utc::now(),
-                )
-                .await?
+                )?
             }
             ProxyKind::Ingress => {
                 crate::zone_proxies::build_ingress(&self.index, self.store.as_ref(), &key.name)
@@ -423,7 +422,7 @@ impl ZoneDirectory {
                                         &state, &key.name, previous, now,
                                     )
                                 }
-                                _ => crate::snapshot::build_from(
+                                _ => crate::snapshot::build_to_serve(
                                     &state,
                                     &key.name,
                                     previous.as_ref().and_then(|p| p.cert.as_ref()),
@@ -431,6 +430,7 @@ impl ZoneDirectory {
                                 ),
                             }
                             .map(|mut b| {
+                                // (A no-op but for inbound rebuilds of a build with views.)
                                 b.forget_models();
                                 Arc::new(b)
                             });

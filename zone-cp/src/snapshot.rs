@@ -125,6 +125,31 @@ pub fn build_from(
     previous_cert: Option<&ProxyCert>,
     now: DateTime<Utc>,
 ) -> Result<ProxyBuild, BuildError> {
+    build_views(state, name, previous_cert, now, true)
+}
+
+/// [`build_from`] for serving: the snapshot, identity and certificate, without the `_rules`
+/// view and the models behind `_config` (a build kept for serving drops them anyway, and
+/// rendering then dropping them was a fifth of a build). The inspect endpoints render a fresh
+/// [`build_from`] on request.
+pub fn build_to_serve(
+    state: &MeshState,
+    name: &str,
+    previous_cert: Option<&ProxyCert>,
+    now: DateTime<Utc>,
+) -> Result<ProxyBuild, BuildError> {
+    let mut built = build_views(state, name, previous_cert, now, false)?;
+    built.forget_models();
+    Ok(built)
+}
+
+fn build_views(
+    state: &MeshState,
+    name: &str,
+    previous_cert: Option<&ProxyCert>,
+    now: DateTime<Utc>,
+    views: bool,
+) -> Result<ProxyBuild, BuildError> {
     let mesh = state.name.as_str();
     let entry = state.dataplanes.get(name).ok_or_else(|| {
         BuildError::MissingDataplane(ResourceKey::new(Kind::Dataplane, mesh, name))
@@ -142,7 +167,7 @@ pub fn build_from(
         rules_in,
         own_services,
         tag_values,
-    } = inbound_side(state, &proxy, &networking);
+    } = inbound_side(state, &proxy, &networking, views);
 
     let mut outbounds = Vec::new();
     let mut rules_out = Vec::new();
@@ -171,14 +196,18 @@ pub fn build_from(
                     .and_then(|n| state.external_services.get(n))
             });
             let Some(external) = external else {
-                rules_out.push(json!({"meshExternalService": name, "port": port, "error": "no such MeshExternalService in this mesh"}));
+                if views {
+                    rules_out.push(json!({"meshExternalService": name, "port": port, "error": "no such MeshExternalService in this mesh"}));
+                }
                 continue;
             };
             let endpoints = atoll_xds::zone_proxy::egress_endpoints(&state.routes.egresses);
-            rules_out.push(json!({
-                "meshExternalService": external.name, "port": port,
-                "throughZoneEgress": endpoints.iter().map(|e| format!("{}:{}", e.address, e.port)).collect::<Vec<_>>(),
-            }));
+            if views {
+                rules_out.push(json!({
+                    "meshExternalService": external.name, "port": port,
+                    "throughZoneEgress": endpoints.iter().map(|e| format!("{}:{}", e.address, e.port)).collect::<Vec<_>>(),
+                }));
+            }
             outbounds.push(OutboundContext {
                 address: outbound
                     .address
@@ -220,10 +249,12 @@ pub fn build_from(
         endpoints.extend(state.remote_endpoints(&service));
         let retry = outbound_retry(&retry_policies, &proxy, &service, protocol);
         let connection_limits = outbound_limits(&breaker_policies, &proxy, &service);
-        rules_out.push(json!({
-            "service": service, "port": port, "meshTimeout": timeouts,
-            "meshRetry": retry, "meshCircuitBreaker": connection_limits,
-        }));
+        if views {
+            rules_out.push(json!({
+                "service": service, "port": port, "meshTimeout": timeouts,
+                "meshRetry": retry, "meshCircuitBreaker": connection_limits,
+            }));
+        }
         outbounds.push(OutboundContext {
             address: outbound
                 .address
@@ -259,11 +290,15 @@ pub fn build_from(
     };
 
     let snapshot = snapshot_of(&resources);
-    let rules_json = json!({
-        "inbounds": rules_in,
-        "outbounds": rules_out,
-        "mtls": ca.map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
-    });
+    let rules_json = if views {
+        json!({
+            "inbounds": rules_in,
+            "outbounds": rules_out,
+            "mtls": ca.map(|c| json!({"backend": c.backend, "mode": format!("{:?}", c.mode)})),
+        })
+    } else {
+        Value::Null
+    };
     Ok(ProxyBuild {
         snapshot: Arc::new(snapshot),
         resources: Arc::new(resources),
@@ -288,6 +323,7 @@ fn inbound_side(
     state: &MeshState,
     proxy: &ProxyView,
     networking: &atoll_core::kinds::dataplane::Networking,
+    views: bool,
 ) -> InboundSide {
     let ca = state.ca.as_ref();
     let policies: Vec<PolicyView> = state.traffic_permissions.values().cloned().collect();
@@ -326,14 +362,16 @@ fn inbound_side(
                 action: PermissionAction::Allow,
             }]
         };
-        rules_in.push(json!({
-            "port": port,
-            "service": service,
-            "trafficPermissions": rules.iter().map(|r| json!({
-                "from": match &r.source { SourceMatch::Any => json!("any"), SourceMatch::Tags(t) => json!(t) },
-                "action": format!("{:?}", r.action),
-            })).collect::<Vec<_>>(),
-        }));
+        if views {
+            rules_in.push(json!({
+                "port": port,
+                "service": service,
+                "trafficPermissions": rules.iter().map(|r| json!({
+                    "from": match &r.source { SourceMatch::Any => json!("any"), SourceMatch::Tags(t) => json!(t) },
+                    "action": format!("{:?}", r.action),
+                })).collect::<Vec<_>>(),
+            }));
+        }
         inbounds.push(InboundContext {
             port,
             service_address: inbound
@@ -374,7 +412,9 @@ pub fn rebuild_inbounds(
     })?;
     let networking = entry.doc.networking.clone().unwrap_or_default();
     let proxy = ProxyView::from_dataplane(mesh, name, &entry.labels, &entry.doc);
-    let side = inbound_side(state, &proxy, &networking);
+    // A kept build has no rules view (it is rendered from a fresh build on request).
+    let views = !previous.rules_json.is_null();
+    let side = inbound_side(state, &proxy, &networking, views);
     let same_identity = previous.own_services == side.own_services
         && previous.cert.as_ref().is_some() == state.ca.is_some()
         && previous
@@ -382,7 +422,7 @@ pub fn rebuild_inbounds(
             .as_ref()
             .is_none_or(|c| c.services == side.own_services && c.tags == side.tag_values);
     if !same_identity {
-        return build_from(state, name, previous.cert.as_ref(), now);
+        return build_views(state, name, previous.cert.as_ref(), now, views);
     }
     let ctx = ProxyContext {
         mesh: mesh.to_string(),
@@ -400,8 +440,7 @@ pub fn rebuild_inbounds(
         .filter(|r| !is_inbound_resource(r))
         .collect();
     resources.extend(atoll_xds::generate::generate(&ctx)?);
-    // A kept build has no rules view (it is rendered from a fresh build on request).
-    let rules_json = if previous.rules_json.is_null() {
+    let rules_json = if !views {
         Value::Null
     } else {
         let mut rules_json = previous.rules_json.clone();
@@ -762,6 +801,38 @@ mod tests {
         }))
         .expect("valid policy");
         PolicyView::from_resource(&policy).expect("view")
+    }
+
+    #[test]
+    fn a_build_to_serve_serves_what_a_full_build_does_without_the_views() {
+        let now = Utc::now();
+        let mut state = mesh_without_mtls();
+        state
+            .traffic_permissions
+            .insert("all".into(), permission("Allow"));
+        let policy = Resource::from_value(json!({
+            "type": "MeshTimeout", "mesh": "default", "name": "t",
+            "spec": {"targetRef": {"kind": "Mesh"}, "to": [{
+                "targetRef": {"kind": "MeshService", "name": "backend"},
+                "default": {"connectionTimeout": "2s"}
+            }]}
+        }))
+        .expect("valid policy");
+        state.timeouts.insert(
+            "t".into(),
+            PolicyView::from_resource(&policy).expect("view"),
+        );
+        let full = build_from(&state, "web-1", None, now).expect("builds");
+        let served = build_to_serve(&state, "web-1", None, now).expect("builds");
+        assert_eq!(served.snapshot, full.snapshot);
+        assert_eq!(served.outbound_services, full.outbound_services);
+        assert_eq!(served.own_services, full.own_services);
+        assert!(served.rules_json.is_null());
+        assert!(full.rules_json["outbounds"][0]["meshTimeout"].is_object());
+        assert!(
+            served.resources.iter().all(|r| r.json.model().is_none()),
+            "no model kept for the _config view"
+        );
     }
 
     #[test]

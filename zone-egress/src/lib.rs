@@ -108,8 +108,8 @@ pub fn egress_secrets(
         }),
     };
     let mut out = vec![
-        EnvoyResource::new(&Resource::Secret(identity)),
-        EnvoyResource::new(&Resource::Secret(ca)),
+        EnvoyResource::from_model(Resource::Secret(identity)),
+        EnvoyResource::from_model(Resource::Secret(ca)),
     ];
     out.sort_by(|a, b| a.name.cmp(&b.name));
     out
