@@ -475,8 +475,14 @@ impl AtollMesh {
         .await?;
 
         let ca_file = data.join("xds-tls").join("ca.pem");
-        let backend_doc = dataplane_doc("backend-1", "backend", free_port()?, app_port, None);
-        let client_doc = dataplane_doc(
+        let backend_doc = atoll_test_support::http_dataplane(
+            "backend-1",
+            "backend",
+            free_port()?,
+            app_port,
+            None,
+        );
+        let client_doc = atoll_test_support::http_dataplane(
             "client-1",
             "client",
             free_port()?,
@@ -577,24 +583,6 @@ impl AtollMesh {
             .json()
             .await?)
     }
-}
-
-fn dataplane_doc(
-    name: &str,
-    service: &str,
-    inbound: u16,
-    app: u16,
-    outbound: Option<(u16, &str)>,
-) -> String {
-    let mut doc = format!(
-        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
-    );
-    if let Some((port, target)) = outbound {
-        doc.push_str(&format!(
-            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
-        ));
-    }
-    doc
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -135,6 +135,11 @@ pub fn envoy_available() -> bool {
     ok
 }
 
+/// Whether a request to the local outbound listener `port` is answered with `body`.
+pub async fn answers(port: u16, body: &str) -> bool {
+    through_mesh(port).await.is_ok_and(|b| b == body)
+}
+
 /// One HTTP request to a local outbound listener: the body, or why it failed.
 pub async fn through_mesh(port: u16) -> Result<String, String> {
     let client = reqwest::Client::builder()
@@ -186,26 +191,7 @@ pub fn logs(dir: &Path) -> String {
     out
 }
 
-/// A Kuma universal Dataplane on 127.0.0.1 in mesh `default`: one HTTP inbound of `service`
-/// (port `inbound`, forwarding to the application on `app`) and, optionally, one outbound
-/// (`port`, the service it reaches).
-pub fn http_dataplane(
-    name: &str,
-    service: &str,
-    inbound: u16,
-    app: u16,
-    outbound: Option<(u16, &str)>,
-) -> String {
-    let mut doc = format!(
-        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
-    );
-    if let Some((port, target)) = outbound {
-        doc.push_str(&format!(
-            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
-        ));
-    }
-    doc
-}
+pub use atoll_test_support::http_dataplane;
 
 /// The MeshTrafficPermission `allow-all` of mesh `default`, applying `action` to every client.
 pub fn mesh_wide_permission(action: &str) -> serde_json::Value {

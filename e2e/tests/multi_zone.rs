@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use atoll_e2e::{
-    DpProcess, DpSpec, DpTarget, envoy_available, http_backend, http_dataplane, logs,
+    DpProcess, DpSpec, DpTarget, answers, envoy_available, http_backend, http_dataplane, logs,
     mesh_wide_permission, start_dp, through_mesh, until, workspace_binary,
 };
 use atoll_test_support::{CpProcess, free_port};
@@ -309,9 +309,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     );
 
     let reached = until(Duration::from_secs(60), || async {
-        through_mesh(client_outbound)
-            .await
-            .is_ok_and(|b| b == "backend-in-zone-2")
+        answers(client_outbound, "backend-in-zone-2").await
     })
     .await;
     assert!(
@@ -345,10 +343,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     let preferred = until(Duration::from_secs(30), || async {
         let mut local = 0;
         for _ in 0..5 {
-            if through_mesh(client_outbound)
-                .await
-                .is_ok_and(|b| b == "backend-in-zone-1")
-            {
+            if answers(client_outbound, "backend-in-zone-1").await {
                 local += 1;
             }
         }
@@ -371,9 +366,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     assert!(deleted.status().is_success(), "{}", deleted.status());
     drop(local_backend);
     let failed_over = until(Duration::from_secs(30), || async {
-        through_mesh(client_outbound)
-            .await
-            .is_ok_and(|b| b == "backend-in-zone-2")
+        answers(client_outbound, "backend-in-zone-2").await
     })
     .await;
     assert!(
@@ -449,9 +442,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     );
     put(&g, "/meshes/default", mesh(true)).await;
     let through_egress = until(Duration::from_secs(30), || async {
-        through_mesh(client_outbound)
-            .await
-            .is_ok_and(|b| b == "backend-in-zone-2")
+        answers(client_outbound, "backend-in-zone-2").await
             && upstream_connections(egress_admin).await > 0
     })
     .await;
@@ -486,9 +477,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
         free_port(),
     );
     let external = until(Duration::from_secs(30), || async {
-        through_mesh(external_outbound)
-            .await
-            .is_ok_and(|b| b == "outside-ok")
+        answers(external_outbound, "outside-ok").await
     })
     .await;
     assert!(
@@ -519,10 +508,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
     drop(global_cp);
     let mut ok = 0;
     for _ in 0..20 {
-        if through_mesh(client_outbound)
-            .await
-            .is_ok_and(|b| b == "backend-in-zone-2")
-        {
+        if answers(client_outbound, "backend-in-zone-2").await {
             ok += 1;
         }
     }

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use atoll_e2e::{
-    DpProcess, DpSpec, DpTarget, envoy_available, http_backend, http_dataplane, logs,
+    DpProcess, DpSpec, DpTarget, answers, envoy_available, http_backend, http_dataplane, logs,
     mesh_wide_permission, start_dp, through_mesh, until, workspace_binary,
 };
 use atoll_test_support::{CpProcess, free_port};
@@ -137,9 +137,7 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
 
     // A request to the client's outbound reaches the backend through both sidecars.
     let reached = until(Duration::from_secs(30), || async {
-        through_mesh(client_outbound)
-            .await
-            .is_ok_and(|b| b == "backend-ok")
+        answers(client_outbound, "backend-ok").await
     })
     .await;
     assert!(

@@ -124,3 +124,24 @@ impl Drop for CpProcess {
         let _ = self.child.wait();
     }
 }
+
+/// A Kuma universal Dataplane on 127.0.0.1 in mesh `default`: one HTTP inbound of `service`
+/// (port `inbound`, forwarding to the application on `app`) and, optionally, one outbound
+/// (`port`, the service it reaches).
+pub fn http_dataplane(
+    name: &str,
+    service: &str,
+    inbound: u16,
+    app: u16,
+    outbound: Option<(u16, &str)>,
+) -> String {
+    let mut doc = format!(
+        "type: Dataplane\nmesh: default\nname: {name}\nnetworking:\n  address: 127.0.0.1\n  inbound:\n  - port: {inbound}\n    servicePort: {app}\n    tags:\n      kuma.io/service: {service}\n      kuma.io/protocol: http\n"
+    );
+    if let Some((port, target)) = outbound {
+        doc.push_str(&format!(
+            "  outbound:\n  - port: {port}\n    tags:\n      kuma.io/service: {target}\n"
+        ));
+    }
+    doc
+}

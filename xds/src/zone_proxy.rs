@@ -15,8 +15,8 @@ use crate::context::Endpoint;
 pub use crate::generate::outbound_sni;
 use crate::generate::{defaults, spiffe_id, stat_name};
 use crate::model::{
-    Address, Cluster, ConfigSource, DiscoveryType, EdsClusterConfig, Filter, FilterChain,
-    FilterChainMatch, Listener, ListenerFilter, Resource, TcpProxy, TrafficDirection,
+    Address, Cluster, ClusterLoadAssignment, ConfigSource, DiscoveryType, EdsClusterConfig, Filter,
+    FilterChain, FilterChainMatch, Listener, ListenerFilter, Resource, TcpProxy, TrafficDirection,
     TransportSocket, TypedConfig, names,
 };
 use crate::proto::EnvoyResource;
@@ -196,6 +196,22 @@ impl Chains {
         Ok(())
     }
 
+    /// A pass-through route: the chain for `sni` hands the still-encrypted connection to the
+    /// EDS cluster `assignment` names; returns that cluster and its endpoints, to serve beside
+    /// the listener.
+    pub fn pass_through(
+        &mut self,
+        sni: String,
+        assignment: ClusterLoadAssignment,
+    ) -> Result<[Resource; 2], ZoneProxyError> {
+        let cluster = assignment.cluster_name.clone();
+        self.add(sni, vec![tcp_proxy(&cluster)], None)?;
+        Ok([
+            Resource::Cluster(Box::new(eds_cluster(&cluster))),
+            Resource::ClusterLoadAssignment(assignment),
+        ])
+    }
+
     /// The listener with the TLS inspector and every chain, and no default chain: a
     /// connection whose SNI matches no chain (or that is not TLS) is closed. `None` without
     /// chains.
@@ -227,7 +243,7 @@ pub fn tcp_proxy(cluster: &str) -> Filter {
 }
 
 /// A plain-TCP EDS cluster (the bytes it carries are the sidecars' mTLS).
-pub fn eds_cluster(name: &str) -> Cluster {
+fn eds_cluster(name: &str) -> Cluster {
     Cluster {
         name: name.to_string(),
         discovery_type: DiscoveryType::Eds,

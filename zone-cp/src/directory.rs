@@ -430,7 +430,7 @@ impl ZoneDirectory {
                                 ),
                             }
                             .map(|mut b| {
-                                // (A no-op but for inbound rebuilds of a build with views.)
+                                // build_to_serve kept no models; an inbound rebuild made new ones.
                                 b.forget_models();
                                 Arc::new(b)
                             });

@@ -27,10 +27,9 @@ use atoll_xds::zone_context::{
     ZoneEgressContext,
 };
 use atoll_xds::zone_proxy::{
-    Chains, SYSTEM_CA_BUNDLE, ZoneProxyError, collect, eds_cluster, egress_cluster_name,
-    egress_identity_secret, egress_listener_name, egress_mesh_ca_secret, external_cluster_name,
-    external_sni, host, ip, mesh_name, non_empty, outbound_sni, port, remote_endpoints,
-    service_name, tcp_proxy,
+    Chains, SYSTEM_CA_BUNDLE, ZoneProxyError, collect, egress_cluster_name, egress_identity_secret,
+    egress_listener_name, egress_mesh_ca_secret, external_cluster_name, external_sni, host, ip,
+    mesh_name, non_empty, outbound_sni, port, remote_endpoints, service_name, tcp_proxy,
 };
 
 /// Generates every Envoy resource of one zone egress (its listener; per remote service an EDS
@@ -45,16 +44,10 @@ pub fn generate_egress(ctx: &ZoneEgressContext) -> Result<Vec<EnvoyResource>, Zo
     for mesh in &ctx.meshes {
         for remote in &mesh.remote_services {
             let cluster = egress_cluster_name(&mesh.mesh, &remote.service);
-            chains.add(
+            resources.extend(chains.pass_through(
                 outbound_sni(&remote.service, &mesh.mesh),
-                vec![tcp_proxy(&cluster)],
-                None,
-            )?;
-            resources.push(Resource::Cluster(Box::new(eds_cluster(&cluster))));
-            resources.push(Resource::ClusterLoadAssignment(load_assignment(
-                &cluster,
-                &remote_endpoints(&remote.zones),
-            )));
+                load_assignment(&cluster, &remote_endpoints(&remote.zones)),
+            )?);
         }
         for external in &mesh.external_services {
             let (filters, cluster) = external_service(&mesh.mesh, external);

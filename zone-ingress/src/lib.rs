@@ -8,12 +8,12 @@
 
 use atoll_xds::context::Endpoint;
 use atoll_xds::generate::load_assignment;
-use atoll_xds::model::{ClusterLoadAssignment, Resource};
+use atoll_xds::model::ClusterLoadAssignment;
 use atoll_xds::proto::EnvoyResource;
 use atoll_xds::zone_context::{IngressService, ZoneIngressContext};
 use atoll_xds::zone_proxy::{
-    Chains, ZoneProxyError, collect, eds_cluster, ingress_cluster_name, ingress_listener_name, ip,
-    mesh_name, non_empty, outbound_sni, port, service_name, tcp_proxy,
+    Chains, ZoneProxyError, collect, ingress_cluster_name, ingress_listener_name, ip, mesh_name,
+    non_empty, outbound_sni, port, service_name,
 };
 
 /// Generates every Envoy resource of one zone ingress (its listener, and per service an EDS
@@ -25,15 +25,10 @@ pub fn generate_ingress(ctx: &ZoneIngressContext) -> Result<Vec<EnvoyResource>, 
     let mut chains = Chains::default();
     for service in &ctx.services {
         let cluster = ingress_cluster_name(&service.mesh, &service.service);
-        chains.add(
+        resources.extend(chains.pass_through(
             outbound_sni(&service.service, &service.mesh),
-            vec![tcp_proxy(&cluster)],
-            None,
-        )?;
-        resources.push(Resource::Cluster(Box::new(eds_cluster(&cluster))));
-        resources.push(Resource::ClusterLoadAssignment(ingress_assignment(
-            &cluster, service,
-        )));
+            ingress_assignment(&cluster, service),
+        )?);
     }
     let name = ingress_listener_name(&ctx.address, ctx.port);
     resources.extend(chains.listener(name, &ctx.address, ctx.port));
