@@ -86,15 +86,29 @@ struct Zone {
 }
 
 async fn start_zone(dir: &Path, global: &Global, name: &str, token: &str) -> Zone {
-    let data = dir.join(name);
-    std::fs::create_dir_all(&data).expect("zone dir");
     let token_file = dir.join(format!("{name}.zone-token"));
     std::fs::write(&token_file, token).expect("token file");
     let xds_port = free_port();
+    let mut cp = spawn_zone_cp(dir, global, name, xds_port);
+    cp.wait_ready().await;
+    Zone {
+        name: name.to_string(),
+        cp,
+        xds_port,
+        xds_ca: dir.join(name).join("xds-tls").join("ca.pem"),
+    }
+}
+
+/// The zone control plane `name` with its data in `dir/name` and its token in
+/// `dir/name.zone-token`, serving xDS on `xds_port` (the same on a restart).
+fn spawn_zone_cp(dir: &Path, global: &Global, name: &str, xds_port: u16) -> CpProcess {
+    let data = dir.join(name);
+    std::fs::create_dir_all(&data).expect("zone dir");
+    let token_file = dir.join(format!("{name}.zone-token"));
     let xds = format!("127.0.0.1:{xds_port}");
     let global_address = format!("grpcs://127.0.0.1:{}", global.kds_port);
     let global_ca = global.data.join("kds-tls").join("ca.pem");
-    let mut cp = CpProcess::spawn(
+    CpProcess::spawn(
         workspace_binary("atoll-zone-cp")
             .to_str()
             .expect("utf8 path"),
@@ -107,14 +121,23 @@ async fn start_zone(dir: &Path, global: &Global, name: &str, token: &str) -> Zon
             ("ATOLL_ZONE_TOKEN_FILE", token_file.to_str().expect("utf8")),
             ("ATOLL_DATAPLANE_OFFLINE_GRACE", "1h"),
         ],
-    );
-    cp.wait_ready().await;
-    Zone {
-        name: name.to_string(),
-        cp,
-        xds_port,
-        xds_ca: data.join("xds-tls").join("ca.pem"),
-    }
+    )
+}
+
+/// Whether `name` is connected to the zone and has ACKed the last config sent to it.
+async fn in_sync(api: &str, name: &str) -> bool {
+    let Some(overview) = get(api, "/meshes/default/dataplanes/_overview").await else {
+        return false;
+    };
+    overview["items"].as_array().is_some_and(|items| {
+        items.iter().any(|i| {
+            let status = &i["status"];
+            i["name"] == name
+                && status["online"] == true
+                && !status["lastSentVersion"].is_null()
+                && status["lastAckedVersion"] == status["lastSentVersion"]
+        })
+    })
 }
 
 impl Zone {
@@ -203,7 +226,7 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
             .await
         }
     };
-    let zone1 = start_zone(
+    let mut zone1 = start_zone(
         dir.path(),
         &global,
         "zone-1",
@@ -520,6 +543,47 @@ async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_
             zone.name
         );
     }
+
+    // zone-1's control plane killed and restarted while global is still away: it derives its
+    // routes to zone-2 from its own store (not from change events that will not come), so the
+    // client's reconnected Envoy keeps reaching zone-2's backend. Envoy keeps its last config
+    // while the control plane is gone, so not a request may fail.
+    drop(zone1.cp);
+    let mut down_ok = 0;
+    for _ in 0..10 {
+        if answers(client_outbound, "backend-in-zone-2").await {
+            down_ok += 1;
+        }
+    }
+    assert_eq!(down_ok, 10, "requests failed while zone-1's CP was down");
+    let restarted_at = std::time::Instant::now();
+    zone1.cp = spawn_zone_cp(dir.path(), &global, "zone-1", zone1.xds_port);
+    zone1.cp.wait_ready().await;
+    let resynced = until(Duration::from_secs(30), || async {
+        in_sync(&zone1.cp.api, "client-1").await
+    })
+    .await;
+    assert!(
+        resynced.is_some(),
+        "client-1 did not reconnect to the restarted zone CP; logs:\n{}",
+        logs(dir.path())
+    );
+    let mut after_ok = 0;
+    for _ in 0..20 {
+        if answers(client_outbound, "backend-in-zone-2").await {
+            after_ok += 1;
+        }
+    }
+    assert_eq!(
+        after_ok,
+        20,
+        "cross-zone requests failed after zone-1's CP restarted; logs:\n{}",
+        logs(dir.path())
+    );
+    eprintln!(
+        "zone CP restart: client resynced {:?} after the new process started",
+        restarted_at.elapsed()
+    );
 
     // Global back (same data, same KDS address): a new policy reaches the zones.
     let mut global_cp = start_global(&global_data, kds_port);

@@ -557,6 +557,9 @@ impl ZoneDirectory {
     /// Follows store changes and certificate rotations until `shutdown`.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let mut events = self.store.watch();
+        // Zone proxies written before this subscription (by an earlier run of this zone CP, or
+        // while it started) produced no event here: read them now.
+        self.reload_routes().await;
         // Services each dataplane offered at its last build, to know whom its change concerns
         // even after it is deleted.
         let mut services_of: HashMap<(String, String), BTreeSet<String>> = HashMap::new();
@@ -581,6 +584,8 @@ impl ZoneDirectory {
                         Err(broadcast::error::RecvError::Lagged(missed)) => {
                             tracing::warn!(missed, "missed store events; rebuilding every proxy");
                             let _guard = self.rebuild.lock().await;
+                            // The index may be stale in any way: read everything again.
+                            self.index.forget_all().await;
                             self.refresh_all(self.known(), false).await;
                             continue;
                         }
@@ -613,8 +618,8 @@ impl ZoneDirectory {
                         }
                         routes_changed |= matches!(ev.key.kind, Kind::ZoneIngress | Kind::ZoneEgress);
                     }
-                    if routes_changed && let Err(e) = self.index.reload_routes().await {
-                        tracing::warn!(error = %e, "cannot read the zone proxies; sidecars keep their routes to other zones");
+                    if routes_changed {
+                        self.reload_routes().await;
                     }
                     let mut todo: BTreeSet<ProxyKey> = BTreeSet::new();
                     for ev in &batch {
@@ -658,6 +663,12 @@ impl ZoneDirectory {
                     self.refresh_all(todo.into_iter().collect(), inbound_only).await;
                 }
             }
+        }
+    }
+
+    async fn reload_routes(&self) {
+        if let Err(e) = self.index.reload_routes().await {
+            tracing::warn!(error = %e, "cannot read the zone proxies; sidecars keep their routes to other zones");
         }
     }
 

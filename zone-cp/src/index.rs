@@ -275,7 +275,10 @@ pub struct MeshIndex {
     local_zone: String,
     generation: Generation,
     meshes: RwLock<HashMap<String, Arc<MeshState>>>,
-    routes: RwLock<Arc<ZoneRoutes>>,
+    /// The zone proxies, read from the store on first use and re-read on their change events.
+    /// `None` until then: a restarted zone CP must derive its routes to other zones from what
+    /// it stored before, not wait for the next ZoneIngress/ZoneEgress change.
+    routes: RwLock<Option<Arc<ZoneRoutes>>>,
     /// Serializes loads and applies (see [`MeshIndex::apply`]).
     apply_lock: tokio::sync::Mutex<()>,
 }
@@ -295,7 +298,7 @@ impl MeshIndex {
             local_zone: local_zone.to_string(),
             generation,
             meshes: RwLock::new(HashMap::new()),
-            routes: RwLock::new(Arc::new(ZoneRoutes::new(local_zone))),
+            routes: RwLock::new(None),
             apply_lock: tokio::sync::Mutex::new(()),
         }
     }
@@ -304,9 +307,12 @@ impl MeshIndex {
         &self.local_zone
     }
 
-    /// The zone proxies known to this zone.
-    pub async fn routes(&self) -> Arc<ZoneRoutes> {
-        self.routes.read().await.clone()
+    /// The zone proxies known to this zone (read from the store on first use).
+    pub async fn routes(&self) -> Result<Arc<ZoneRoutes>, StoreError> {
+        if let Some(routes) = self.routes.read().await.as_ref() {
+            return Ok(routes.clone());
+        }
+        self.reload_routes().await
     }
 
     /// Re-reads every ZoneIngress and ZoneEgress, and hands the result to every loaded mesh.
@@ -318,7 +324,7 @@ impl MeshIndex {
             &ingresses.items,
             &egresses.items,
         ));
-        *self.routes.write().await = routes.clone();
+        *self.routes.write().await = Some(routes.clone());
         let mut meshes = self.meshes.write().await;
         for state in meshes.values_mut() {
             if state.routes != routes {
@@ -326,6 +332,14 @@ impl MeshIndex {
             }
         }
         Ok(routes)
+    }
+
+    /// Forgets every loaded mesh and the zone proxies, so that they are read again from the
+    /// store when next used: for when change events were missed and the index may be stale.
+    pub async fn forget_all(&self) {
+        let _serial = self.apply_lock.lock().await;
+        self.meshes.write().await.clear();
+        *self.routes.write().await = None;
     }
 
     /// Every mesh in the store, loaded (zone proxies serve them all).
@@ -378,7 +392,7 @@ impl MeshIndex {
             })?;
         let ca = mesh_ca(self.store.as_ref(), mesh, &doc, Utc::now(), self.generation).await?;
         let mut state = MeshState::new(mesh, doc, ca);
-        state.routes = self.routes.read().await.clone();
+        state.routes = self.routes().await?;
         let services = self
             .store
             .list(&ListFilter::in_mesh(Kind::MeshService, mesh))
@@ -570,4 +584,70 @@ enum Change {
     External(Option<ExternalService>),
     Offer(Option<RemoteOffer>),
     Policy(Option<PolicyView>),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use atoll_store::MemoryStore;
+    use serde_json::json;
+
+    fn relayed(kind: Kind, mesh: &str, name: &str, zone: &str, spec: Value) -> Resource {
+        let mut r = Resource::new(kind, mesh, name);
+        r.labels.insert("kuma.io/origin".into(), "zone".into());
+        r.labels.insert("kuma.io/zone".into(), zone.into());
+        if let Value::Object(m) = spec {
+            r.spec = m;
+        }
+        r
+    }
+
+    /// A fresh index over a store that already holds another zone's ingress and service (what
+    /// a restarted zone CP finds) reaches that service: its routes come from the store, not
+    /// only from change events.
+    #[tokio::test]
+    async fn a_new_index_reads_the_zone_proxies_already_stored() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        store
+            .create(Resource::new(Kind::Mesh, "", "default"))
+            .await
+            .expect("mesh");
+        store
+            .create(relayed(
+                Kind::ZoneIngress,
+                "",
+                "ingress-2",
+                "zone-2",
+                json!({"zone": "zone-2", "networking": {"address": "127.0.0.2", "port": 10001}}),
+            ))
+            .await
+            .expect("ingress");
+        store
+            .create(relayed(
+                Kind::MeshService,
+                "default",
+                "backend-zone-2",
+                "zone-2",
+                json!({"spec": {"selector": {"dataplaneTags": {"kuma.io/service": "backend"}},
+                                "ports": [{"port": 80}]},
+                       "status": {"dataplaneProxies": {"healthy": 2}}}),
+            ))
+            .await
+            .expect("service");
+        let index = MeshIndex::new(store, "zone-1", Generation::Allowed);
+        let state = index.mesh("default").await.expect("mesh loads");
+        assert_eq!(
+            state.remote_endpoints("backend"),
+            vec![Endpoint {
+                address: "127.0.0.2".into(),
+                port: 10001,
+                weight: 2,
+                zone: Some("zone-2".into()),
+            }]
+        );
+        // Forgetting everything (missed events) and reading again gives the same.
+        index.forget_all().await;
+        let state = index.mesh("default").await.expect("mesh reloads");
+        assert_eq!(state.remote_endpoints("backend").len(), 1);
+    }
 }

@@ -115,7 +115,7 @@ pub async fn build_egress(
 ) -> Result<ProxyBuild, BuildError> {
     let doc: ZoneEgressDoc = read_doc(store, Kind::ZoneEgress, name).await?;
     let net = doc.networking.unwrap_or_default();
-    let routes = index.routes().await;
+    let routes = index.routes().await?;
     let mut meshes = Vec::new();
     let mut secrets = Vec::new();
     let mut mesh_certs = BTreeMap::new();
