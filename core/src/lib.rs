@@ -13,6 +13,7 @@ pub mod path;
 pub mod policies;
 pub mod quirks;
 pub mod resource;
+mod strict;
 pub mod target_ref;
 pub mod traffic_permission;
 pub mod types;

@@ -136,7 +136,8 @@ pub fn parse_typed<T: DeserializeOwned>(
     let mut unknown: Vec<FieldPath> = Vec::new();
     let result: Result<T, _> = {
         let mut on_unknown = |p: serde_ignored::Path<'_>| unknown.push(ignored_path(at, &p));
-        let ignoring = serde_ignored::Deserializer::new(value, &mut on_unknown);
+        let strict = crate::strict::StrictValue(value);
+        let ignoring = serde_ignored::Deserializer::new(strict, &mut on_unknown);
         serde_path_to_error::deserialize(ignoring)
     };
     for path in unknown {

@@ -137,6 +137,72 @@ async fn invalid_write_gets_400_with_every_violation_and_stores_nothing() {
     assert_eq!(page.total, 0);
 }
 
+/// Documents the API used to accept and store (issue: a poison Dataplane, an ingress at "NaN",
+/// a Secret that is not base64, an empty policy, `mtls: []`): each is refused with the field
+/// named, and nothing is stored.
+#[tokio::test]
+async fn malformed_resources_are_refused_with_the_field_named() {
+    let (app, store) = app();
+    create_mesh(&app, "m").await;
+    let cases = [
+        (
+            "/meshes/m/dataplanes/d",
+            json!({"type": "Dataplane", "mesh": "m", "name": "d", "networking": {}}),
+            "networking.address",
+        ),
+        (
+            "/meshes/m/dataplanes/d",
+            json!({"type": "Dataplane", "mesh": "m", "name": "d", "networking": {
+                "address": "backend.example", "inbound": [{"port": 1, "servicePort": 2,
+                "tags": {"kuma.io/service": "b"}}]}}),
+            "networking.address",
+        ),
+        (
+            "/zoneingresses/z",
+            json!({"type": "ZoneIngress", "name": "z", "networking": {"address": "NaN", "port": 10001}}),
+            "networking.address",
+        ),
+        (
+            "/zoneingresses/z",
+            json!({"type": "ZoneIngress", "name": "z", "networking": {"address": null, "port": 10001}}),
+            "networking.address",
+        ),
+        (
+            "/meshes/m/secrets/s",
+            json!({"type": "Secret", "mesh": "m", "name": "s", "data": "not base64!"}),
+            "data",
+        ),
+        (
+            "/meshes/m/meshretries/r",
+            json!({"type": "MeshRetry", "mesh": "m", "name": "r", "spec": {}}),
+            "spec",
+        ),
+        (
+            "/meshes/other",
+            json!({"type": "Mesh", "name": "other", "mtls": []}),
+            "mtls",
+        ),
+    ];
+    for (path, doc, field) in cases {
+        let (s, b) = call(&app, put(path, "application/json", &doc.to_string())).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{doc} -> {b}");
+        let fields: Vec<&str> = b["causes"]
+            .as_array()
+            .expect("causes")
+            .iter()
+            .filter_map(|c| c["field"].as_str())
+            .collect();
+        assert!(fields.contains(&field), "{doc}: expected {field} in {b}");
+        let (s, _) = call(&app, get(path)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{doc} must not be stored");
+    }
+    let meshes = store
+        .list(&atoll_store::ListFilter::all(atoll_core::Kind::Mesh))
+        .await
+        .expect("list");
+    assert_eq!(meshes.total, 1, "only mesh m");
+}
+
 #[tokio::test]
 async fn missing_mesh_unknown_kind_and_path_mismatch_are_refused() {
     let (app, _) = app();
@@ -172,7 +238,8 @@ async fn missing_mesh_unknown_kind_and_path_mismatch_are_refused() {
     );
 
     create_mesh(&app, "m").await;
-    let doc = json!({"type": "MeshRetry", "name": "other", "mesh": "m", "spec": {}});
+    let doc = json!({"type": "MeshRetry", "name": "other", "mesh": "m", "spec": {
+        "to": [{"targetRef": {"kind": "Mesh"}, "default": {"tcp": {"maxConnectAttempt": 2}}}]}});
     let (s, b) = call(
         &app,
         put(

@@ -12,6 +12,9 @@ pub struct XdsMetrics {
     pub push_to_ack: HistogramVec,
     pub generation: HistogramVec,
     pub connected: IntGauge,
+    /// Resources left out of proxy config because they are unusable (a Dataplane whose
+    /// address is not an IP, say); the dataplane overview says why.
+    pub unusable: IntGauge,
 }
 
 const BUCKETS: &[f64] = &[
@@ -52,6 +55,10 @@ impl XdsMetrics {
                 &["proxy_type"],
             )?,
             connected: IntGauge::new("xds_connected_proxies", "Proxies with an open ADS stream")?,
+            unusable: IntGauge::new(
+                "xds_unusable_resources",
+                "Resources left out of proxy config because they are unusable (see the dataplane overview)",
+            )?,
         };
         registry.register(Box::new(m.pushes.clone()))?;
         registry.register(Box::new(m.acks.clone()))?;
@@ -59,6 +66,7 @@ impl XdsMetrics {
         registry.register(Box::new(m.push_to_ack.clone()))?;
         registry.register(Box::new(m.generation.clone()))?;
         registry.register(Box::new(m.connected.clone()))?;
+        registry.register(Box::new(m.unusable.clone()))?;
         Ok(m)
     }
 

@@ -660,6 +660,9 @@ impl ZoneDirectory {
                     let inbound_only = batch
                         .iter()
                         .all(|ev| ev.key.kind == Kind::MeshTrafficPermission);
+                    self.metrics
+                        .unusable
+                        .set(i64::try_from(self.index.unusable_count().await).unwrap_or(i64::MAX));
                     self.refresh_all(todo.into_iter().collect(), inbound_only).await;
                 }
             }
@@ -851,8 +854,9 @@ impl DataplaneInspector for ZoneDirectory {
             .await
             .map(|p| p.items)
             .unwrap_or_default();
-        let proxies = self.proxies.lock().ok();
-        let items: Vec<Value> = list
+        let mut items: Vec<Value> = {
+            let proxies = self.proxies.lock().ok();
+            list
             .iter()
             .map(|dp| {
                 let entry = proxies
@@ -864,7 +868,14 @@ impl DataplaneInspector for ZoneDirectory {
                 };
                 json!({"mesh": mesh, "name": dp.name, "dataplane": dp.to_value(), "status": status})
             })
-            .collect();
+            .collect()
+        };
+        for item in &mut items {
+            let name = item["name"].as_str().unwrap_or_default().to_string();
+            if let Some(why) = self.index.unusable(mesh, &name).await {
+                item["status"]["problems"] = json!([why]);
+            }
+        }
         json!({"total": items.len(), "items": items})
     }
 

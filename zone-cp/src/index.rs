@@ -92,6 +92,10 @@ pub struct MeshState {
     pub external_services: BTreeMap<String, ExternalService>,
     /// Stored MeshExternalService name -> the name it is reached by.
     pub external_names: HashMap<String, String>,
+    /// Dataplanes whose endpoints are left out of every other proxy's config, with the reason
+    /// (stored before validation refused such input, or synced from a zone that allowed it):
+    /// one bad resource must not stop the config of every proxy that reaches its service.
+    pub unusable: BTreeMap<String, String>,
     /// ClusterLoadAssignments shared by the mesh's proxies (kept across state changes: an
     /// entry is reused only for the same endpoints).
     pub assignments: Arc<atoll_xds::generate::AssignmentCache>,
@@ -147,6 +151,7 @@ impl MeshState {
             routes: Arc::new(ZoneRoutes::default()),
             external_services: BTreeMap::new(),
             external_names: HashMap::new(),
+            unusable: BTreeMap::new(),
             assignments: Arc::default(),
         }
     }
@@ -233,6 +238,15 @@ impl MeshState {
                 if !ready {
                     continue;
                 }
+                let address = inbound.address.clone().unwrap_or_else(|| host.clone());
+                if address.parse::<std::net::IpAddr>().is_err() {
+                    let why = format!(
+                        "its address {address:?} is not an IP: left out of the endpoints of {service}"
+                    );
+                    tracing::warn!(mesh = %self.name, dataplane = %name, "{why}");
+                    self.unusable.insert(name.to_string(), why);
+                    continue;
+                }
                 self.services
                     .entry(service.clone())
                     .or_default()
@@ -241,7 +255,7 @@ impl MeshState {
                         (name.to_string(), port),
                         IndexedEndpoint {
                             endpoint: Endpoint {
-                                address: inbound.address.clone().unwrap_or_else(|| host.clone()),
+                                address,
                                 port,
                                 weight: 1,
                                 zone: None,
@@ -255,6 +269,7 @@ impl MeshState {
     }
 
     pub fn remove_dataplane(&mut self, name: &str) {
+        self.unusable.remove(name);
         let Some(old) = self.dataplanes.remove(name) else {
             return;
         };
@@ -340,6 +355,18 @@ impl MeshIndex {
         let _serial = self.apply_lock.lock().await;
         self.meshes.write().await.clear();
         *self.routes.write().await = None;
+    }
+
+    /// Why a dataplane's endpoints are left out of other proxies' config, if they are.
+    pub async fn unusable(&self, mesh: &str, dataplane: &str) -> Option<String> {
+        let meshes = self.meshes.read().await;
+        meshes.get(mesh)?.unusable.get(dataplane).cloned()
+    }
+
+    /// How many resources of the loaded meshes are left out of proxy config.
+    pub async fn unusable_count(&self) -> usize {
+        let meshes = self.meshes.read().await;
+        meshes.values().map(|m| m.unusable.len()).sum()
     }
 
     /// Every mesh in the store, loaded (zone proxies serve them all).
@@ -649,5 +676,34 @@ mod tests {
         index.forget_all().await;
         let state = index.mesh("default").await.expect("mesh reloads");
         assert_eq!(state.remote_endpoints("backend").len(), 1);
+    }
+
+    /// A Dataplane whose address is not an IP (stored before validation refused it, or synced)
+    /// is left out of its service's endpoints with the reason kept; the good one stays.
+    #[tokio::test]
+    async fn a_dataplane_with_an_unusable_address_is_contained() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        store
+            .create(Resource::new(Kind::Mesh, "", "default"))
+            .await
+            .expect("mesh");
+        for (name, address) in [("good", "10.0.0.1"), ("poison", "not-an-ip")] {
+            let mut dp = Resource::new(Kind::Dataplane, "default", name);
+            if let Value::Object(m) = json!({"networking": {"address": address, "inbound": [
+                {"port": 8080, "tags": {"kuma.io/service": "backend"}}]}})
+            {
+                dp.spec = m;
+            }
+            store.create(dp).await.expect("stored without validation");
+        }
+        let index = MeshIndex::new(store, "zone-1", Generation::Allowed);
+        let state = index.mesh("default").await.expect("mesh loads");
+        let endpoints = state.services.get("backend").expect("backend").endpoints();
+        assert_eq!(endpoints.len(), 1);
+        assert_eq!(endpoints[0].address, "10.0.0.1");
+        let why = index.unusable("default", "poison").await.expect("reported");
+        assert!(why.contains("not an IP"), "{why}");
+        assert_eq!(index.unusable("default", "good").await, None);
+        assert_eq!(index.unusable_count().await, 1);
     }
 }

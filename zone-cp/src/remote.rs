@@ -129,6 +129,12 @@ impl ZoneRoutes {
                 .and_then(|p| u16::try_from(p).ok())
                 .unwrap_or(DEFAULT_INGRESS_PORT);
             if let Some(address) = address {
+                // EDS takes IPs: an ingress advertising anything else is left out, not allowed
+                // to fail the config of every sidecar that reaches its zone.
+                if address.parse::<std::net::IpAddr>().is_err() {
+                    tracing::warn!(ingress = %r.name, %zone, %address, "ZoneIngress address is not an IP: left out of the routes to its zone");
+                    continue;
+                }
                 routes
                     .ingresses
                     .entry(zone)
@@ -150,6 +156,10 @@ impl ZoneRoutes {
             };
             let Some(net) = doc.networking else { continue };
             let Some(address) = net.address else { continue };
+            if address.parse::<std::net::IpAddr>().is_err() {
+                tracing::warn!(egress = %r.name, %address, "ZoneEgress address is not an IP: left out");
+                continue;
+            }
             let port = net
                 .port
                 .and_then(|p| u16::try_from(p).ok())

@@ -92,7 +92,7 @@ pub struct DataplaneDoc {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Networking {
-    /// IP or hostname where the proxy is reachable by the control plane and other proxies.
+    /// The IP where the proxy is reachable by the control plane and other proxies.
     #[serde(default)]
     pub address: Option<String>,
     /// A routable address for proxies in a private network; Envoy still binds to `address`.
@@ -111,6 +111,20 @@ pub struct Networking {
     /// Zone proxy listeners embedded in this Dataplane.
     #[serde(default)]
     pub listeners: Vec<Listener>,
+}
+
+impl Networking {
+    /// `networking: {}`: nothing set at all.
+    fn is_empty(&self) -> bool {
+        self.address.is_none()
+            && self.advertised_address.is_none()
+            && self.admin.is_none()
+            && self.inbound.is_empty()
+            && self.outbound.is_empty()
+            && self.gateway.is_none()
+            && self.transparent_proxying.is_none()
+            && self.listeners.is_empty()
+    }
 }
 
 /// Envoy's admin API.
@@ -354,14 +368,26 @@ pub fn is_hostname(s: &str) -> bool {
         })
 }
 
-/// Checks an address proxies can be reached at: an IP (not unspecified) or a hostname.
+/// Checks an address a proxy binds to or is reached at (`networking.address`,
+/// `advertisedAddress`): an IP that is not unspecified. Kuma also accepts a domain name and
+/// resolves it in the control plane; Atoll does not (docs/ARCHITECTURE.md, "Proxy addresses"):
+/// Envoy's listeners and EDS endpoints take IPs, and a name that stops resolving must not
+/// break the config of every proxy that reaches it.
 pub fn check_address(address: &str, at: &FieldPath, v: &mut Violations) {
     if address.trim().is_empty() {
         v.add(at, "must not be empty");
     } else if address == "0.0.0.0" || address == "::" {
         v.add(at, "must not be 0.0.0.0 or ::");
-    } else if !is_ip(address) && !is_hostname(address) {
-        v.add(at, "must be a valid IP address or hostname");
+    } else if !is_ip(address) {
+        let hint = if is_hostname(address) {
+            ": Atoll does not resolve hostnames for proxy addresses, give the IP the proxy is reached at"
+        } else {
+            ""
+        };
+        v.add(
+            at,
+            format!("must be a valid IP address (got {address:?}){hint}"),
+        );
     }
 }
 
@@ -439,7 +465,12 @@ impl Validate for DataplaneDoc {
         let net = self.networking.as_ref().unwrap_or(&default_net);
         match net.address.as_deref() {
             Some(a) => check_address(a, &net_at.field("address"), v),
-            None if self.declares_traffic() => v.add(&net_at.field("address"), "must be defined"),
+            // `networking: {}` says nothing a proxy could be served with.
+            None if self.declares_traffic()
+                || self.networking.as_ref().is_some_and(Networking::is_empty) =>
+            {
+                v.add(&net_at.field("address"), "must be defined")
+            }
             None => {}
         }
         if let Some(a) = &net.advertised_address {

@@ -37,8 +37,10 @@ impl Validate for ZoneEgressDoc {
             v.add(&net_at, "must be defined");
             return;
         };
-        if let Some(a) = &net.address {
-            check_address(a, &net_at.field("address"), v);
+        // Where the proxy's listener binds: required (`null` included), and an IP.
+        match &net.address {
+            Some(a) => check_address(a, &net_at.field("address"), v),
+            None => v.add(&net_at.field("address"), "must be defined"),
         }
         match net.port {
             Some(p) => check_port(p, &net_at.field("port"), v),

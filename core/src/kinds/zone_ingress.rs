@@ -68,8 +68,10 @@ impl Validate for ZoneIngressDoc {
             v.add(&net_at, "must be defined");
             return;
         };
-        if let Some(a) = &net.address {
-            check_address(a, &net_at.field("address"), v);
+        // Where the proxy's listener binds: required (`null` included), and an IP.
+        match &net.address {
+            Some(a) => check_address(a, &net_at.field("address"), v),
+            None => v.add(&net_at.field("address"), "must be defined"),
         }
         if let Some(a) = &net.advertised_address {
             check_address(a, &net_at.field("advertisedAddress"), v);
@@ -158,11 +160,33 @@ mod tests {
     }
 
     #[test]
+    fn the_listen_address_is_a_required_ip() {
+        for (networking, message) in [
+            (json!({"port": 10001}), "must be defined"),
+            (json!({"address": null, "port": 10001}), "must be defined"),
+            (
+                json!({"address": "NaN", "port": 10001}),
+                "must be a valid IP address",
+            ),
+        ] {
+            let errors = Resource::from_value(
+                json!({"type": "ZoneIngress", "name": "i", "networking": networking}),
+            )
+            .expect_err("refused")
+            .to_string();
+            assert!(
+                errors.contains(&format!("networking.address: {message}")),
+                "{errors}"
+            );
+        }
+    }
+
+    #[test]
     fn available_service_needs_service_tag() {
         assert_eq!(
             fields(json!({
                 "type": "ZoneIngress", "name": "i",
-                "networking": {"port": 10001},
+                "networking": {"address": "192.168.0.1", "port": 10001},
                 "availableServices": [{"tags": {"version": "v 1"}, "instances": 1}]
             })),
             vec![

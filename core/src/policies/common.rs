@@ -156,6 +156,26 @@ pub struct DefaultRule<C> {
 
 /// Checks an optional duration: valid syntax (negatives are refused by the syntax) and, when
 /// `positive`, strictly greater than zero.
+/// A policy must say something: at least one of its sections (`to`, `from`, `rules`; each
+/// given as its name and whether it holds an entry) is set. An empty policy is refused rather
+/// than stored and silently ignored.
+pub fn require_a_section(sections: &[(&str, bool)], at: &FieldPath, v: &mut Violations) {
+    if sections.iter().any(|(_, set)| *set) {
+        return;
+    }
+    let names: Vec<String> = sections.iter().map(|(n, _)| format!("'{n}'")).collect();
+    let message = match names.as_slice() {
+        [one] => format!("{one} has to be defined with at least one entry"),
+        _ => format!("at least one of {} has to be defined", names.join(", ")),
+    };
+    v.add(at, message);
+}
+
+/// Whether an optional list section holds an entry.
+pub fn has_entries<T>(section: &Option<Vec<T>>) -> bool {
+    section.as_ref().is_some_and(|s| !s.is_empty())
+}
+
 pub fn check_duration(d: &Option<Duration>, at: &FieldPath, positive: bool, v: &mut Violations) {
     let Some(d) = d else { return };
     match d.as_std() {

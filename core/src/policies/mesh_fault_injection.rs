@@ -6,7 +6,8 @@ use serde::Deserialize;
 use crate::path::FieldPath;
 use crate::policies::common::{
     FromEntry, IntOrString, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
-    check_percentage, check_rule_matches, check_top_level, includes_gateways,
+    check_percentage, check_rule_matches, check_top_level, has_entries, includes_gateways,
+    require_a_section,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
@@ -134,6 +135,15 @@ impl Validate for MeshFaultInjectionDoc {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
         let at = at.field("spec");
         let spec = &self.spec;
+        require_a_section(
+            &[
+                ("from", has_entries(&spec.from)),
+                ("to", has_entries(&spec.to)),
+                ("rules", has_entries(&spec.rules)),
+            ],
+            &at,
+            v,
+        );
         let from = spec.from.as_deref().unwrap_or_default();
         let to = spec.to.as_deref().unwrap_or_default();
         let rules = spec.rules.as_deref().unwrap_or_default();

@@ -6,7 +6,8 @@ use serde::Deserialize;
 use crate::path::FieldPath;
 use crate::policies::common::{
     HeaderSetAdd, IntOrString, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref,
-    check_percent, check_percentage, check_positive, check_top_level,
+    check_percent, check_percentage, check_positive, check_top_level, has_entries,
+    require_a_section,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
@@ -145,6 +146,7 @@ impl Validate for MeshHealthCheckDoc {
 
 impl Validate for MeshHealthCheckSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
+        require_a_section(&[("to", has_entries(&self.to))], at, v);
         check_top_level(
             &self.target_ref,
             &at.field("targetRef"),

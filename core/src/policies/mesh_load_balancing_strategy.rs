@@ -7,7 +7,7 @@ use serde::Deserialize;
 use crate::path::FieldPath;
 use crate::policies::common::{
     IntOrString, ToEntry, TopLevelOpts, check_entry_target_ref, check_percentage, check_top_level,
-    top_level_kind,
+    has_entries, require_a_section, top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -300,6 +300,7 @@ impl Validate for MeshLoadBalancingStrategyDoc {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
         let at = at.field("spec");
         let spec = &self.spec;
+        require_a_section(&[("to", has_entries(&spec.to))], &at, v);
         check_top_level(
             &spec.target_ref,
             &at.field("targetRef"),

@@ -103,7 +103,10 @@ impl Validate for MeshPassthroughDoc {
             TopLevelOpts::default(),
             v,
         );
-        self.spec.default.validate(&at.field("default"), v);
+        match &self.spec.default {
+            Some(default) => default.validate(&at.field("default"), v),
+            None => v.add(&at.field("default"), "must be defined"),
+        }
     }
 }
 

@@ -6,7 +6,8 @@ use serde::Deserialize;
 use crate::path::FieldPath;
 use crate::policies::common::{
     FromEntry, HeaderSetAdd, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
-    check_rule_matches, check_top_level, includes_gateways, only_gateways,
+    check_rule_matches, check_top_level, has_entries, includes_gateways, only_gateways,
+    require_a_section,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
@@ -118,6 +119,15 @@ impl Validate for MeshRateLimitDoc {
 
 impl Validate for MeshRateLimitSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
+        require_a_section(
+            &[
+                ("from", has_entries(&self.from)),
+                ("to", has_entries(&self.to)),
+                ("rules", has_entries(&self.rules)),
+            ],
+            at,
+            v,
+        );
         let to = self.to.as_deref().unwrap_or_default();
         let from = self.from.as_deref().unwrap_or_default();
         let rules = self.rules.as_deref().unwrap_or_default();

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::path::FieldPath;
 use crate::policies::common::{
     HeaderMatch, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref, check_header_name,
-    check_top_level, top_level_kind,
+    check_top_level, has_entries, require_a_section, top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -256,6 +256,7 @@ impl Validate for MeshRetryDoc {
 
 impl Validate for MeshRetrySpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
+        require_a_section(&[("to", has_entries(&self.to))], at, v);
         check_top_level(
             &self.target_ref,
             &at.field("targetRef"),
@@ -545,6 +546,17 @@ spec:
   from: []
 "#,
         );
-        assert_eq!(fields(&v), ["spec.from", "spec.targetRef.kind"], "{v:?}");
+        assert_eq!(
+            fields(&v),
+            ["spec.from", "spec", "spec.targetRef.kind"],
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn an_empty_policy_is_refused() {
+        let v = refused("type: MeshRetry\nname: empty\nspec: {}\n");
+        assert_eq!(fields(&v), ["spec"], "{v:?}");
+        assert!(format!("{v:?}").contains("'to' has to be defined"), "{v:?}");
     }
 }

@@ -5,7 +5,8 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    DefaultRule, FromEntry, TopLevelOpts, check_entry_target_ref, check_top_level, top_level_kind,
+    DefaultRule, FromEntry, TopLevelOpts, check_entry_target_ref, check_top_level, has_entries,
+    require_a_section, top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -107,6 +108,14 @@ impl Validate for MeshTlsDoc {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
         let at = at.field("spec");
         let spec = &self.spec;
+        require_a_section(
+            &[
+                ("from", has_entries(&spec.from)),
+                ("rules", has_entries(&spec.rules)),
+            ],
+            &at,
+            v,
+        );
         let from = spec.from.as_deref().unwrap_or_default();
         let rules = spec.rules.as_deref().unwrap_or_default();
         check_top_level(
