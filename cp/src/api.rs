@@ -177,6 +177,11 @@ enum Target {
     DataplaneToken,
     /// `POST /tokens/zone` (global control plane).
     ZoneToken,
+    /// `POST /tokens/dataplane/_rotate-signing-key` (`{"mesh": ...}`) or
+    /// `POST /tokens/zone/_rotate-signing-key` (global).
+    RotateSigningKey {
+        zone: bool,
+    },
     /// `GET /zones/_overview` (every zone) or `GET /zones/{name}/_overview` (one).
     ZoneOverview {
         name: Option<String>,
@@ -236,6 +241,14 @@ fn route(path: &str) -> Result<(&'static str, Target), ApiError> {
         [] => ("/", Target::Index),
         ["tokens", "dataplane"] => ("/tokens/dataplane", Target::DataplaneToken),
         ["tokens", "zone"] => ("/tokens/zone", Target::ZoneToken),
+        ["tokens", "dataplane", "_rotate-signing-key"] => (
+            "/tokens/dataplane/_rotate-signing-key",
+            Target::RotateSigningKey { zone: false },
+        ),
+        ["tokens", "zone", "_rotate-signing-key"] => (
+            "/tokens/zone/_rotate-signing-key",
+            Target::RotateSigningKey { zone: true },
+        ),
         ["zones", "_overview"] => ("/zones/_overview", Target::ZoneOverview { name: None }),
         ["zones", name, "_overview"] => (
             "/zones/{name}/_overview",
@@ -392,6 +405,27 @@ async fn serve(
                 Some(res) => Ok(axum::Json(res.to_value()).into_response()),
                 None => Err(ApiError::not_found(format!("{key} not found"))),
             }
+        }
+        (&Method::PUT | &Method::DELETE, Target::One { key })
+            if crate::tokens::system_secret(&key).is_some() =>
+        {
+            let what = crate::tokens::system_secret(&key).unwrap_or_default();
+            Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "System secret",
+                format!(
+                    "{key} is {what}: the control plane manages it, it cannot be written or deleted through the API"
+                ),
+            ))
+        }
+        (&Method::POST, Target::RotateSigningKey { zone }) => {
+            if !is_admin {
+                return Err(admin_required(&req));
+            }
+            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
+                .await
+                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            rotate_signing_key(state, zone, &body).await
         }
         (&Method::PUT, Target::One { key }) => {
             if !is_admin {
@@ -567,6 +601,42 @@ fn inspector(state: &ApiState) -> Result<&Arc<dyn crate::extension::DataplaneIns
 
 /// `POST /tokens/dataplane` with `{"mesh", "name", "validFor"?, "type"?}`: answers the token as
 /// plain text, as Kuma does.
+async fn rotate_signing_key(state: &ApiState, zone: bool, body: &[u8]) -> ApiResult {
+    let key = if zone {
+        if state.mode != Mode::Global {
+            return Err(ApiError::bad_request(
+                "the zone-token signing key is global's: rotate it there",
+            ));
+        }
+        ResourceKey::global(Kind::GlobalSecret, crate::tokens::ZONE_SIGNING_KEY_SECRET)
+    } else {
+        let doc: Value = if body.is_empty() {
+            Value::Object(Default::default())
+        } else {
+            serde_json::from_slice(body)
+                .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?
+        };
+        let mesh = doc
+            .get("mesh")
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+            .to_string();
+        ensure_mesh_exists(state, &mesh).await?;
+        ResourceKey::new(Kind::Secret, mesh, crate::tokens::SIGNING_KEY_SECRET)
+    };
+    let kid = crate::tokens::rotate_signing_key(state.store.as_ref(), key.clone())
+        .await
+        .map_err(|e| match e {
+            crate::tokens::TokenStoreError::Store(e) => ApiError::from(e),
+            other => ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Rotation failed",
+                other.to_string(),
+            ),
+        })?;
+    Ok(axum::Json(json!({"rotated": key.to_string(), "kid": kid})).into_response())
+}
+
 async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;

@@ -196,6 +196,55 @@ async fn load_or_create_key(
     }
 }
 
+/// What manages `key` when it is a system secret: the token signing keys and their published
+/// public halves, and builtin CA material. The control plane writes them; the generic API must
+/// not (an overwritten or deleted key locked zones out and made token endpoints fail), so a
+/// rotation goes through [`rotate_signing_key`].
+pub fn system_secret(key: &ResourceKey) -> Option<&'static str> {
+    match key.kind {
+        Kind::GlobalSecret if key.name == ZONE_SIGNING_KEY_SECRET => Some(
+            "the zone-token signing key (rotate it with POST /tokens/zone/_rotate-signing-key)",
+        ),
+        Kind::GlobalSecret if key.name == ZONE_PUBLIC_KEY_SECRET => {
+            Some("the published zone-token verification key")
+        }
+        Kind::Secret if key.name == SIGNING_KEY_SECRET => Some(
+            "the mesh's dataplane-token signing key (rotate it with POST /tokens/dataplane/_rotate-signing-key)",
+        ),
+        Kind::Secret if key.name == PUBLIC_KEY_SECRET => {
+            Some("the published dataplane-token verification key")
+        }
+        Kind::Secret
+            if key
+                .name
+                .strip_prefix(&format!("{}.ca-builtin-", key.mesh))
+                .is_some_and(|rest| rest.starts_with("cert-") || rest.starts_with("key-")) =>
+        {
+            Some("builtin CA material of the mesh")
+        }
+        _ => None,
+    }
+}
+
+/// Replaces the signing key in `key` (a mesh's dataplane-token key or global's zone-token key)
+/// with a freshly generated one: every token it signed stops verifying at once, here and, once
+/// the new public half is published, in the zones. Returns the new key's id.
+pub async fn rotate_signing_key(
+    store: &dyn Store,
+    key: ResourceKey,
+) -> Result<String, TokenStoreError> {
+    let fresh = SigningKey::generate().map_err(|e| TokenStoreError::Mint(e.to_string()))?;
+    let mut secret = Resource::new(key.kind, key.mesh.clone(), key.name.clone());
+    let data = base64::engine::general_purpose::STANDARD.encode(fresh.to_pkcs8_pem());
+    secret.spec.insert("data".into(), Value::String(data));
+    match store.get(&key).await? {
+        Some(current) => store.update(secret, current.version).await?,
+        None => store.create(secret).await?,
+    };
+    tracing::info!(secret = %key, kid = fresh.kid(), "rotated a token signing key");
+    Ok(fresh.kid().to_string())
+}
+
 /// The public keys that verify a mesh's dataplane tokens: this control plane's own signing key
 /// and the one global published (none if nobody minted one).
 pub async fn verification_keys(

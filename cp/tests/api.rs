@@ -203,6 +203,87 @@ async fn malformed_resources_are_refused_with_the_field_named() {
     assert_eq!(meshes.total, 1, "only mesh m");
 }
 
+/// Token signing keys and builtin CA material are the control plane's: the generic API can
+/// neither overwrite nor delete them; a signing key is rotated explicitly, which invalidates
+/// the tokens it signed.
+#[tokio::test]
+async fn system_secrets_are_not_writable_and_signing_keys_rotate_explicitly() {
+    let (app, store) = app();
+    create_mesh(&app, "m").await;
+    let (s, b) = call(
+        &app,
+        Request::post("/tokens/dataplane")
+            .body(Body::from(
+                json!({"mesh": "m", "name": "web-1"}).to_string(),
+            ))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    let token = b
+        .as_str()
+        .map(str::to_string)
+        .unwrap_or_else(|| b.to_string());
+    let keys = atoll_cp::tokens::verification_keys(store.as_ref(), "m")
+        .await
+        .expect("keys");
+    assert!(atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_ok());
+
+    let bogus = json!({"type": "Secret", "mesh": "m", "name": "dataplane-token-signing-key", "data": "aGVsbG8="});
+    for (path, doc) in [
+        (
+            "/meshes/m/secrets/dataplane-token-signing-key",
+            bogus.clone(),
+        ),
+        (
+            "/meshes/m/secrets/m.ca-builtin-key-ca-1",
+            json!({"type": "Secret", "mesh": "m", "name": "m.ca-builtin-key-ca-1", "data": "aGVsbG8="}),
+        ),
+        (
+            "/global-secrets/zone-token-signing-key",
+            json!({"type": "GlobalSecret", "name": "zone-token-signing-key", "data": "aGVsbG8="}),
+        ),
+    ] {
+        let (s, b) = call(&app, put(path, "application/json", &doc.to_string())).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {b}");
+        assert!(
+            b["details"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("manages it"),
+            "{b}"
+        );
+        let (s, b) = call(
+            &app,
+            Request::delete(path).body(Body::empty()).expect("request"),
+        )
+        .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {b}");
+    }
+    // The key is intact: the token still verifies.
+    let keys = atoll_cp::tokens::verification_keys(store.as_ref(), "m")
+        .await
+        .expect("keys");
+    assert!(atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_ok());
+
+    let (s, b) = call(
+        &app,
+        Request::post("/tokens/dataplane/_rotate-signing-key")
+            .body(Body::from(json!({"mesh": "m"}).to_string()))
+            .expect("request"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert!(b["kid"].is_string(), "{b}");
+    let keys = atoll_cp::tokens::verification_keys(store.as_ref(), "m")
+        .await
+        .expect("keys");
+    assert!(
+        atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_err(),
+        "a token of the rotated key must stop verifying"
+    );
+}
+
 #[tokio::test]
 async fn missing_mesh_unknown_kind_and_path_mismatch_are_refused() {
     let (app, _) = app();

@@ -309,9 +309,14 @@ async fn a_new_zone_token_signing_key_ends_the_streams() {
     let mut zone = start_zone(dir.path(), "rotated", kds, &gdir, &token).await;
     wait_online(&global, "rotated", true).await;
 
-    // The operator replaces the signing key (deleting it; the next token mints a new one).
+    // The key cannot be deleted or overwritten through the generic API (that locked zones
+    // out); the operator rotates it explicitly.
     let (status, body) = global
         .delete("/global-secrets/zone-token-signing-key")
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = global
+        .post("/tokens/zone/_rotate-signing-key", serde_json::json!({}))
         .await;
     assert_eq!(status, 200, "{body}");
     let fresh = zone_token(&global, "other").await;

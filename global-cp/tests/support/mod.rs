@@ -69,6 +69,18 @@ impl Cp {
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    pub async fn post(&self, path: &str, doc: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.api))
+            .json(&doc)
+            .send()
+            .await
+            .expect("POST");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         let resp = self
             .http
