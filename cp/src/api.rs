@@ -637,6 +637,43 @@ async fn rotate_signing_key(state: &ApiState, zone: bool, body: &[u8]) -> ApiRes
     Ok(axum::Json(json!({"rotated": key.to_string(), "kid": kid})).into_response())
 }
 
+/// The `tags` a dataplane token binds: `{"kuma.io/service": ["backend"]}` (a single string is
+/// one value), as kumactl's `--tag`.
+fn token_tags(
+    value: Option<&Value>,
+    at: &atoll_core::FieldPath,
+    v: &mut Violations,
+) -> Option<std::collections::BTreeMap<String, Vec<String>>> {
+    let object = match value {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(o)) => o,
+        Some(_) => {
+            v.add(at, "must be an object of tag names to values");
+            return None;
+        }
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for (tag, values) in object {
+        let values: Vec<String> = match values {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(items) => items
+                .iter()
+                .filter_map(|i| i.as_str().map(str::to_string))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if tag.is_empty() || values.is_empty() || values.iter().any(String::is_empty) {
+            v.add(
+                &at.key(tag),
+                "must give the tag at least one non-empty value",
+            );
+            continue;
+        }
+        out.insert(tag.clone(), values);
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;
@@ -665,6 +702,7 @@ async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
         },
     };
     let proxy_type = text("type").filter(|t| !t.is_empty() && t != "dataplane");
+    let tags = token_tags(doc.get("tags"), &root.field("tags"), &mut v);
     if !v.is_empty() {
         return Err(ApiError::invalid(v));
     }
@@ -674,6 +712,7 @@ async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
         &mesh,
         &name,
         proxy_type,
+        tags,
         valid_for,
         chrono::Utc::now(),
     )

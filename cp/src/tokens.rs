@@ -284,12 +284,14 @@ fn secret_pem(mesh: &str, secret: &Resource) -> Result<String, TokenStoreError> 
     String::from_utf8(pem).map_err(|e| bad(e.to_string()))
 }
 
-/// Mints a token for dataplane `name` of `mesh`, valid for `valid_for` from `now`.
+/// Mints a token for dataplane `name` of `mesh`, bound to `tags` when given, valid for
+/// `valid_for` from `now`.
 pub async fn issue_dataplane_token(
     store: &dyn Store,
     mesh: &str,
     name: &str,
     proxy_type: Option<String>,
+    tags: Option<std::collections::BTreeMap<String, Vec<String>>>,
     valid_for: std::time::Duration,
     now: DateTime<Utc>,
 ) -> Result<String, TokenStoreError> {
@@ -299,7 +301,7 @@ pub async fn issue_dataplane_token(
     let claims = DataplaneClaims {
         mesh: mesh.into(),
         name: name.into(),
-        tags: None,
+        tags,
         proxy_type,
         iat: now,
         exp: now + validity,
@@ -327,7 +329,7 @@ mod tests {
         let zone = MemoryStore::new();
         let now = Utc::now();
         let day = std::time::Duration::from_secs(86400);
-        let token = issue_dataplane_token(&global, "default", "web-1", None, day, now)
+        let token = issue_dataplane_token(&global, "default", "web-1", None, None, day, now)
             .await
             .expect("minted");
         let zone_token = issue_zone_token(&global, "zone-1", Scope::Ingress, day, now)
@@ -378,7 +380,7 @@ mod tests {
         // The zone holds no private key: what it would mint with its own fresh key is not
         // accepted by global.
         assert!(zone.get(&signing).await.expect("read").is_none());
-        let forged = issue_dataplane_token(&zone, "default", "web-1", None, day, now)
+        let forged = issue_dataplane_token(&zone, "default", "web-1", None, None, day, now)
             .await
             .expect("zone mints with its own key");
         let global_keys = verification_keys(&global, "default").await.expect("keys");

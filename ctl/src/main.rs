@@ -96,6 +96,11 @@ enum GenerateCommand {
         /// How long the token stays valid.
         #[arg(long, default_value = "24h")]
         valid_for: String,
+        /// Binds the token to a tag the dataplane must carry, `NAME=VALUE[,VALUE...]`
+        /// (repeatable), e.g. `--tag kuma.io/service=backend`: the token then serves only
+        /// dataplanes of that service.
+        #[arg(long = "tag", value_name = "NAME=VALUES")]
+        tags: Vec<String>,
     },
     /// A token a zone control plane (scope cp), or its ingress or egress, presents to the
     /// global control plane. Call it against the global API.
@@ -166,9 +171,23 @@ async fn execute(client: &ApiClient, command: Command) -> Result<(), String> {
                     mesh,
                     name,
                     valid_for,
+                    tags,
                 },
         } => {
-            let body = serde_json::json!({"mesh": mesh, "name": name, "validFor": valid_for});
+            let mut bound: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+            for tag in &tags {
+                let Some((tag_name, values)) = tag.split_once('=') else {
+                    return Err(format!("--tag {tag:?}: expected NAME=VALUE[,VALUE...]"));
+                };
+                bound
+                    .entry(tag_name.to_string())
+                    .or_default()
+                    .extend(values.split(',').map(str::to_string));
+            }
+            let mut body = serde_json::json!({"mesh": mesh, "name": name, "validFor": valid_for});
+            if !bound.is_empty() {
+                body["tags"] = serde_json::json!(bound);
+            }
             let token = client
                 .post_text("/tokens/dataplane", &body)
                 .await

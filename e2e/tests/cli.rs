@@ -126,7 +126,8 @@ async fn atollctl_tokens_status_inspection_and_errors() {
         .expect("PUT mesh");
     assert!(resp.status().is_success(), "{}", resp.status());
 
-    // The token: one line, a JWT (three base64url segments) naming web-1 in mesh default.
+    // The token: one line, a JWT (three base64url segments) naming web-1 in mesh default,
+    // bound to its service; the real proxy comes online with it below.
     let run = atollctl(
         &api,
         &[
@@ -138,6 +139,8 @@ async fn atollctl_tokens_status_inspection_and_errors() {
             "web-1",
             "--valid-for",
             "1h",
+            "--tag",
+            "kuma.io/service=web",
         ],
     );
     assert!(run.success, "{run:?}");
@@ -158,6 +161,11 @@ async fn atollctl_tokens_status_inspection_and_errors() {
     let claims = b64url_json(segments[1]);
     assert_eq!(claims["name"], "web-1", "{claims}");
     assert_eq!(claims["mesh"], "default", "{claims}");
+    assert_eq!(
+        claims["tags"]["kuma.io/service"],
+        serde_json::json!(["web"]),
+        "--tag binds the service: {claims}"
+    );
     let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["iat"].as_i64().unwrap_or(0);
     assert_eq!(lifetime, 3600, "--valid-for 1h: {claims}");
 

@@ -94,9 +94,10 @@ pub struct DataplaneClaims {
     pub mesh: String,
     /// Name the dataplane must have (what an empty name means is the CP's policy).
     pub name: String,
-    /// Tags the dataplane's inbounds must carry, if restricted.
+    /// Tags the dataplane must carry, each with the values it may take (Kuma's `--tag`
+    /// binding: `kuma.io/service=backend` binds the token to that service's identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<BTreeMap<String, String>>,
+    pub tags: Option<BTreeMap<String, Vec<String>>>,
     /// Proxy type (`dataplane`, `ingress`, `egress`), if restricted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy_type: Option<String>,
@@ -314,6 +315,38 @@ pub fn new_jti() -> Result<String> {
         .fill(&mut bytes)
         .map_err(|_| IdentityError::Crypto("no randomness for a token id".into()))?;
     Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+impl DataplaneClaims {
+    /// Checks the token's tag binding against the tags a dataplane carries (every value of
+    /// each tag, over all its inbounds), as Kuma does: each bound tag must be present, and
+    /// every value the dataplane gives it must be one the token allows.
+    pub fn admits_tags(
+        &self,
+        dataplane_tags: &BTreeMap<String, std::collections::BTreeSet<String>>,
+    ) -> std::result::Result<(), String> {
+        for (tag, allowed) in self.tags.iter().flatten() {
+            let Some(values) = dataplane_tags.get(tag) else {
+                return Err(format!(
+                    "the dataplane has no tag {tag:?}, which its token requires"
+                ));
+            };
+            if let Some(value) = values.iter().find(|v| !allowed.contains(v)) {
+                return Err(format!(
+                    "the dataplane's tag {tag:?} has the value {value:?}, which its token does not allow (allowed: {})",
+                    allowed.join(", ")
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the token binds the dataplane's service (`kuma.io/service`).
+    pub fn binds_service(&self) -> bool {
+        self.tags
+            .as_ref()
+            .is_some_and(|t| t.get("kuma.io/service").is_some_and(|v| !v.is_empty()))
+    }
 }
 
 /// Mints a dataplane token.

@@ -17,7 +17,7 @@ fn dp_claims() -> DataplaneClaims {
         name: "backend-1".into(),
         tags: Some(BTreeMap::from([(
             "kuma.io/service".to_string(),
-            "backend".to_string(),
+            vec!["backend".to_string()],
         )])),
         proxy_type: Some("dataplane".into()),
         iat: now(),
@@ -459,4 +459,47 @@ fn jti_is_random() {
     let a = new_jti().unwrap();
     assert_eq!(a.len(), 32);
     assert_ne!(a, new_jti().unwrap());
+}
+
+#[test]
+fn a_tag_bound_token_admits_only_the_values_it_names() {
+    let claims = dp_claims();
+    let tags = |pairs: &[(&str, &str)]| {
+        let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for (k, v) in pairs {
+            out.entry(k.to_string()).or_default().insert(v.to_string());
+        }
+        out
+    };
+    assert!(claims.binds_service());
+    assert!(
+        claims
+            .admits_tags(&tags(&[("kuma.io/service", "backend"), ("version", "v1")]))
+            .is_ok()
+    );
+    let other = claims
+        .admits_tags(&tags(&[("kuma.io/service", "web")]))
+        .expect_err("another service");
+    assert!(other.contains("\"web\""), "{other}");
+    // A second inbound of another service is refused too.
+    assert!(
+        claims
+            .admits_tags(&tags(&[
+                ("kuma.io/service", "backend"),
+                ("kuma.io/service", "web")
+            ]))
+            .is_err()
+    );
+    assert!(claims.admits_tags(&tags(&[("version", "v1")])).is_err());
+    // Unbound tokens admit anything.
+    let unbound = DataplaneClaims {
+        tags: None,
+        ..dp_claims()
+    };
+    assert!(!unbound.binds_service());
+    assert!(
+        unbound
+            .admits_tags(&tags(&[("kuma.io/service", "web")]))
+            .is_ok()
+    );
 }

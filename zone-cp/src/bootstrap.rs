@@ -114,9 +114,20 @@ pub async fn handle(
         return zone_proxy(&state, proxy_kind, resource, &headers, &request).await;
     }
     let (mesh, name) = (resource.mesh.clone(), resource.name.clone());
+    let doc: DataplaneDoc = match serde_json::from_value(Value::Object(resource.spec.clone())) {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "Invalid dataplane",
+                e.to_string(),
+                &none,
+            );
+        }
+    };
     if let Err(e) = state
         .directory
-        .authenticate(&mesh, &name, text("token").as_deref())
+        .authenticate(&mesh, &name, text("token").as_deref(), Some(&doc))
         .await
     {
         return refused("Dataplane not admitted", &e);
@@ -149,17 +160,6 @@ pub async fn handle(
             );
         }
     }
-    let doc: DataplaneDoc = match serde_json::from_value(Value::Object(resource.spec.clone())) {
-        Ok(d) => d,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "Invalid dataplane",
-                e.to_string(),
-                &none,
-            );
-        }
-    };
     if let Err(e) = register(&state, resource).await {
         return error(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -492,5 +492,118 @@ mod tests {
             .expect("get")
             .expect("registered");
         assert_eq!(stored.spec["zone"], "zone-1", "stamped with this zone");
+    }
+
+    fn sidecar(name: &str, service: &str) -> Value {
+        json!({"type": "Dataplane", "mesh": "default", "name": name, "networking": {
+            "address": "127.0.0.1",
+            "inbound": [{"port": 18080, "servicePort": 8080, "tags": {"kuma.io/service": service}}]}})
+    }
+
+    async fn dataplane_token(state: &BootstrapState, name: &str, service: Option<&str>) -> String {
+        let tags = service.map(|s| {
+            std::collections::BTreeMap::from([("kuma.io/service".to_string(), vec![s.to_string()])])
+        });
+        atoll_cp::tokens::issue_dataplane_token(
+            state.store.as_ref(),
+            "default",
+            name,
+            None,
+            tags,
+            std::time::Duration::from_secs(3600),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("minted")
+    }
+
+    /// A token bound to `kuma.io/service: backend` registers a backend and nothing else; a
+    /// mesh labelled to require bound tokens refuses an unbound one. Nothing refused is stored.
+    #[tokio::test]
+    async fn a_token_for_one_service_cannot_serve_another() {
+        let state = state();
+        let mut mesh = Resource::new(Kind::Mesh, "", "default");
+        state.store.create(mesh.clone()).await.expect("mesh");
+        let bound = dataplane_token(&state, "dp-1", Some("backend")).await;
+        let stored = |name: &'static str| {
+            let store = state.store.clone();
+            async move {
+                store
+                    .get(&ResourceKey::new(Kind::Dataplane, "default", name))
+                    .await
+                    .expect("get")
+            }
+        };
+
+        let (status, body) = call(
+            &state,
+            json!({"proxyType": "dataplane", "token": bound, "dataplane": sidecar("dp-1", "web")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(
+            body["details"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("\"web\""),
+            "{body}"
+        );
+        assert!(stored("dp-1").await.is_none(), "nothing registered");
+
+        let (status, body) = call(
+            &state,
+            json!({"proxyType": "dataplane", "token": bound, "dataplane": sidecar("dp-1", "backend")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        // The same check holds when the proxy connects for xDS: against the stored Dataplane.
+        let directory = &state.directory;
+        assert!(
+            directory
+                .authenticate("default", "dp-1", Some(&bound), None)
+                .await
+                .is_ok()
+        );
+
+        // A mesh may require every token to be bound to a service.
+        let unbound = dataplane_token(&state, "dp-2", None).await;
+        let (status, body) = call(
+            &state,
+            json!({"proxyType": "dataplane", "token": unbound, "dataplane": sidecar("dp-2", "web")}),
+        )
+        .await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "unbound tokens are accepted by default: {body}"
+        );
+        mesh.labels.insert(
+            crate::directory::TOKEN_BINDING_LABEL.into(),
+            "service".into(),
+        );
+        let current = state
+            .store
+            .get(&ResourceKey::global(Kind::Mesh, "default"))
+            .await
+            .expect("get")
+            .expect("mesh");
+        state
+            .store
+            .update(mesh, current.version)
+            .await
+            .expect("label");
+        let (status, body) = call(
+            &state,
+            json!({"proxyType": "dataplane", "token": unbound, "dataplane": sidecar("dp-2", "web")}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+        assert!(
+            body["details"]
+                .as_str()
+                .unwrap_or_default()
+                .contains("--tag kuma.io/service="),
+            "{body}"
+        );
     }
 }

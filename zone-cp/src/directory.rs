@@ -14,6 +14,7 @@ use envoy_types::pb::google::protobuf::value::Kind as PbKind;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
+use atoll_core::kinds::dataplane::DataplaneDoc;
 use atoll_core::{Kind, ResourceKey};
 use atoll_cp::config::DpAuth;
 use atoll_cp::extension::DataplaneInspector;
@@ -210,6 +211,24 @@ fn metadata_string(node: &Node, key: &str) -> Option<String> {
     }
 }
 
+/// Mesh label that makes the zone refuse dataplane tokens not bound to a service.
+pub const TOKEN_BINDING_LABEL: &str = "atoll.io/dataplane-token-binding";
+
+/// Every value each tag takes on a dataplane's inbounds (and gateway), as a token binding
+/// reads them.
+pub fn dataplane_tags(doc: &DataplaneDoc) -> BTreeMap<String, BTreeSet<String>> {
+    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    if let Some(net) = &doc.networking {
+        let inbound_tags = net.inbound.iter().map(|i| &i.tags);
+        for tags in inbound_tags.chain(net.gateway.iter().map(|g| &g.tags)) {
+            for (k, v) in tags {
+                out.entry(k.clone()).or_default().insert(v.clone());
+            }
+        }
+    }
+    out
+}
+
 impl ZoneDirectory {
     pub fn new(store: SharedStore, settings: ZoneSettings, metrics: XdsMetrics) -> Self {
         if settings.dp_auth == DpAuth::None {
@@ -234,12 +253,15 @@ impl ZoneDirectory {
         }
     }
 
-    /// Checks a dataplane token for `mesh`/`name` (unless authentication is off).
+    /// Checks a dataplane token for `mesh`/`name` (unless authentication is off), and its tag
+    /// binding against `dataplane` (the document being registered) or, without one, the stored
+    /// Dataplane: a token bound to `kuma.io/service: backend` never serves another service.
     pub async fn authenticate(
         &self,
         mesh: &str,
         name: &str,
         token: Option<&str>,
+        dataplane: Option<&DataplaneDoc>,
     ) -> Result<(), ConnectError> {
         if self.dp_auth == DpAuth::None {
             return Ok(());
@@ -264,6 +286,43 @@ impl ZoneDirectory {
                 "the dataplane token was issued for dataplane {:?} in mesh {:?}, not {name:?} in mesh {mesh:?}",
                 claims.name, claims.mesh
             )));
+        }
+        let unavailable = |e: atoll_store::StoreError| ConnectError::Unavailable(e.to_string());
+        if !claims.binds_service()
+            && let Some(m) = self
+                .store
+                .get(&ResourceKey::global(Kind::Mesh, mesh))
+                .await
+                .map_err(unavailable)?
+            && m.labels.get(TOKEN_BINDING_LABEL).map(String::as_str) == Some("service")
+        {
+            return Err(ConnectError::Unauthenticated(format!(
+                "mesh {mesh:?} requires dataplane tokens bound to a service ({TOKEN_BINDING_LABEL}: service): generate one with `atollctl generate dataplane-token --name {name} --tag kuma.io/service=<service>`"
+            )));
+        }
+        let stored;
+        let dataplane = match dataplane {
+            Some(d) => Some(d),
+            None => {
+                stored = self
+                    .store
+                    .get(&ResourceKey::new(Kind::Dataplane, mesh, name))
+                    .await
+                    .map_err(unavailable)?
+                    .and_then(|r| {
+                        serde_json::from_value::<DataplaneDoc>(Value::Object(r.spec)).ok()
+                    });
+                stored.as_ref()
+            }
+        };
+        if let Some(dataplane) = dataplane {
+            claims
+                .admits_tags(&dataplane_tags(dataplane))
+                .map_err(|why| {
+                    ConnectError::Unauthenticated(format!(
+                        "dataplane {name:?} of mesh {mesh:?}: {why}"
+                    ))
+                })?;
         }
         Ok(())
     }
@@ -797,7 +856,8 @@ impl ProxyDirectory for ZoneDirectory {
                         node.id
                     ))
                 })?;
-                self.authenticate(mesh, name, token.as_deref()).await?;
+                self.authenticate(mesh, name, token.as_deref(), None)
+                    .await?;
                 self.index
                     .refresh_dataplane(mesh, name)
                     .await

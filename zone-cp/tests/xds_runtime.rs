@@ -634,6 +634,7 @@ async fn streams_without_a_valid_token_are_refused_with_a_reason() {
         "default",
         "web-1",
         None,
+        None,
         Duration::from_secs(1),
         Utc::now() - chrono::TimeDelta::minutes(2),
     )
