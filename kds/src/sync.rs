@@ -36,6 +36,8 @@ pub enum SyncError {
     OutgoingClosed,
     #[error("the peer ended the stream")]
     Ended,
+    #[error("the peer left a KDS response unanswered for {0:?} (no ACK or NACK): taken as gone")]
+    AckTimeout(std::time::Duration),
     #[error("{0}")]
     Transport(String),
 }
@@ -109,6 +111,7 @@ where
     S: Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
 {
     let peer = config.peer.clone();
+    let ack_timeout = config.ack_timeout;
     let mut watch = store.watch();
     let mut sender = Sender::new(config);
     let kinds: Vec<Kind> = sender.kinds().collect();
@@ -116,8 +119,26 @@ where
         let items = list_kind(&store, *kind).await?;
         send_counted(&out, &stats, sender.set_state(*kind, items))?;
     }
+    // Since when a response has waited for the peer with no answer from it: a peer whose
+    // connection is alive but who stopped answering (stuck, or a relay that swallows messages)
+    // is noticed here, where HTTP/2 keepalive sees nothing wrong.
+    let mut waiting_since: Option<tokio::time::Instant> = None;
     loop {
+        if !sender.awaiting_answer() {
+            waiting_since = None;
+        } else if waiting_since.is_none() {
+            waiting_since = Some(tokio::time::Instant::now());
+        }
+        let deadline = waiting_since.map(|t| t + ack_timeout);
         tokio::select! {
+            () = async {
+                if let Some(d) = deadline {
+                    tokio::time::sleep_until(d).await;
+                }
+            }, if deadline.is_some() => {
+                tracing::warn!(%peer, timeout = ?ack_timeout, "the KDS peer stopped answering; ending the stream");
+                return Err(SyncError::AckTimeout(ack_timeout));
+            }
             ev = watch.recv() => match ev {
                 Ok(ev) => {
                     if kinds.contains(&ev.key.kind) {
@@ -139,6 +160,8 @@ where
                 Some(Err(status)) => return Err(SyncError::Stream(status)),
                 Some(Ok(req)) => match sender.on_request(&req) {
                     Ok(outcome) => {
+                        // The peer answers: its next answer is due within the timeout from now.
+                        waiting_since = None;
                         stats.on_answer(&req, &outcome);
                         for r in &outcome.rejected {
                             tracing::warn!(%peer, type_url = %req.type_url, resource = %r.name, reason = %r.reason, "KDS peer refused a resource");
@@ -285,6 +308,8 @@ pub struct ZoneHello {
     pub token: String,
     /// Instance id, version and connection id, shown in global's zone insights.
     pub description: crate::transport::ZoneDescription,
+    /// How long global may leave a response of the zone unanswered.
+    pub ack_timeout: std::time::Duration,
 }
 
 /// The zone's side of one connection: `GlobalToZoneSync` (a `Receiver` storing what global
@@ -322,6 +347,6 @@ pub async fn zone_session(
     let me = Party::zone(zone);
     tokio::select! {
         r = run_receiver(store.clone(), ReceiverConfig::new(me.clone(), Party::Global), from_global, req_tx) => r,
-        r = run_sender(store, SenderConfig::new(me, Party::Global), to_global, resp_tx) => r,
+        r = run_sender(store, SenderConfig { ack_timeout: hello.ack_timeout, ..SenderConfig::new(me, Party::Global) }, to_global, resp_tx) => r,
     }
 }
