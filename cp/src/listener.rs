@@ -12,6 +12,7 @@
 //!   frozen zone or Envoy within seconds instead of when TCP gives up.
 //!
 //! Each request carries `axum::extract::ConnectInfo<SocketAddr>` with the client's address.
+//! [`server_tls_config`] builds the TLS side (ring, ALPN h2 and http/1.1) from PEM text.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -36,6 +37,43 @@ use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
 use crate::config::Keepalive;
+use rustls::ServerConfig;
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+/// Why a TLS configuration could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("the certificate PEM holds no certificate: {0}")]
+    Certificate(String),
+    #[error("the private key PEM holds no usable key: {0}")]
+    Key(String),
+    #[error("TLS configuration refused: {0}")]
+    Config(#[from] rustls::Error),
+}
+
+/// A TLS server configuration (ring provider, ALPN h2 and http/1.1) from PEM text.
+pub fn server_tls_config(
+    cert_chain_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert_chain_pem.as_bytes())
+            .collect::<Result<_, _>>()
+            .map_err(|e| TlsError::Certificate(e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Certificate("no CERTIFICATE block".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| TlsError::Key(e.to_string()))?;
+    let mut config =
+        ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
 
 /// How one listener serves its connections.
 #[derive(Clone)]
@@ -43,7 +81,7 @@ pub struct ListenerSettings {
     /// The listener's name in logs and metrics: `api`, `xds`, `kds`.
     pub name: &'static str,
     /// TLS, or plain HTTP when `None`.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
+    pub tls: Option<Arc<ServerConfig>>,
     pub handshake_timeout: Duration,
     pub idle_timeout: Duration,
     pub max_connections: usize,
@@ -393,5 +431,264 @@ impl http_body::Body for TrackedBody {
 
     fn size_hint(&self) -> http_body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Every wait of these tests is bounded by this.
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    fn router() -> axum::Router {
+        axum::Router::new()
+            .route("/", axum::routing::get(|| async { "hello" }))
+            .route(
+                "/slow",
+                axum::routing::get(|| async {
+                    tokio::time::sleep(Duration::from_millis(600)).await;
+                    "late"
+                }),
+            )
+    }
+
+    fn settings(tls: Option<Arc<ServerConfig>>) -> ListenerSettings {
+        ListenerSettings {
+            name: "test",
+            tls,
+            handshake_timeout: Duration::from_millis(300),
+            idle_timeout: Duration::from_millis(300),
+            max_connections: 100,
+            max_connections_setting: "ATOLL_TEST_MAX_CONNECTIONS",
+            keepalive: None,
+            drain: Duration::ZERO,
+        }
+    }
+
+    fn tls() -> (Arc<ServerConfig>, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let generated = crate::server_tls::load_or_generate(&crate::server_tls::ServerTlsSource {
+            server: "test",
+            setting_prefix: "ATOLL_TEST_TLS",
+            cert_file: None,
+            key_file: None,
+            dir: dir.path().to_path_buf(),
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            trust_hint: "",
+        })
+        .expect("certificate");
+        let config = server_tls_config(&generated.cert_chain_pem, &generated.key_pem).expect("tls");
+        (config, dir)
+    }
+
+    struct Server {
+        addr: SocketAddr,
+        metrics: ConnectionMetrics,
+        registry: Registry,
+        stop: Option<tokio::sync::oneshot::Sender<()>>,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    impl Server {
+        async fn start(settings: ListenerSettings) -> Server {
+            let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+            let addr = listener.local_addr().expect("addr");
+            let registry = Registry::new();
+            let metrics = ConnectionMetrics::register(&registry).expect("metrics");
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            let task = tokio::spawn(serve(
+                listener,
+                router(),
+                settings,
+                metrics.clone(),
+                async {
+                    let _ = stopped.await;
+                },
+            ));
+            Server {
+                addr,
+                metrics,
+                registry,
+                stop: Some(stop),
+                task,
+            }
+        }
+
+        async fn stop(mut self) {
+            if let Some(stop) = self.stop.take() {
+                let _ = stop.send(());
+            }
+            tokio::time::timeout(LIMIT, &mut self.task)
+                .await
+                .expect("the listener stops in time")
+                .expect("joined");
+        }
+
+        fn timed_out(&self, reason: &str) -> u64 {
+            self.metrics
+                .closed
+                .with_label_values(&["test", reason])
+                .get()
+        }
+
+        fn refused(&self) -> u64 {
+            self.metrics.refused.with_label_values(&["test"]).get()
+        }
+    }
+
+    /// Waits until the server closes `tcp` (EOF or reset); answers how long that took.
+    async fn closed_by_server(tcp: &mut TcpStream) -> Duration {
+        let started = Instant::now();
+        let mut buf = [0u8; 1024];
+        tokio::time::timeout(LIMIT, async {
+            loop {
+                match tcp.read(&mut buf).await {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {}
+                }
+            }
+        })
+        .await
+        .expect("the server closes the connection in time");
+        started.elapsed()
+    }
+
+    /// One HTTP/1.1 request on a new connection; answers the response's status line.
+    async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
+        let mut tcp = TcpStream::connect(addr).await?;
+        tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").as_bytes())
+            .await?;
+        let mut response = Vec::new();
+        tokio::time::timeout(LIMIT, tcp.read_to_end(&mut response))
+            .await
+            .map_err(|_| std::io::Error::other("no response in time"))??;
+        let text = String::from_utf8_lossy(&response).into_owned();
+        Ok(text.lines().next().unwrap_or_default().to_string())
+    }
+
+    #[tokio::test]
+    async fn connections_that_never_start_tls_are_closed_after_the_handshake_timeout() {
+        let (tls, _dir) = tls();
+        let server = Server::start(settings(Some(tls))).await;
+        let mut silent = Vec::new();
+        for _ in 0..20 {
+            silent.push(TcpStream::connect(server.addr).await.expect("connect"));
+        }
+        for tcp in &mut silent {
+            let waited = closed_by_server(tcp).await;
+            assert!(waited < Duration::from_secs(5), "{waited:?}");
+        }
+        assert_eq!(server.timed_out("handshake"), 20);
+        let mut text = Vec::new();
+        prometheus::Encoder::encode(
+            &prometheus::TextEncoder::new(),
+            &server.registry.gather(),
+            &mut text,
+        )
+        .expect("metrics text");
+        let text = String::from_utf8_lossy(&text);
+        assert!(
+            text.contains("connections_timed_out_total{listener=\"test\",reason=\"handshake\"} 20"),
+            "{text}"
+        );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn idle_connections_are_closed_but_a_request_in_flight_is_not() {
+        let server = Server::start(ListenerSettings {
+            // Longer than the idle timeout, so idleness is what closes these connections.
+            handshake_timeout: Duration::from_secs(5),
+            ..settings(None)
+        })
+        .await;
+        // Connected, never a request.
+        let mut silent = TcpStream::connect(server.addr).await.expect("connect");
+        closed_by_server(&mut silent).await;
+        // A keep-alive connection after its request was answered.
+        let mut kept = TcpStream::connect(server.addr).await.expect("connect");
+        kept.write_all(b"GET / HTTP/1.1\r\nhost: test\r\n\r\n")
+            .await
+            .expect("request");
+        let mut buf = [0u8; 1024];
+        let n = tokio::time::timeout(LIMIT, kept.read(&mut buf))
+            .await
+            .expect("in time")
+            .expect("response");
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        closed_by_server(&mut kept).await;
+        assert!(server.timed_out("idle") >= 2, "{}", server.timed_out("idle"));
+        // A request taking twice the idle timeout is answered: it is not idleness.
+        let status = get(server.addr, "/slow").await.expect("slow request");
+        assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn connections_beyond_the_cap_are_closed_at_once_and_clients_work_after() {
+        let server = Server::start(ListenerSettings {
+            max_connections: 3,
+            // Long: the held connections stay until the test drops them.
+            idle_timeout: Duration::from_secs(60),
+            handshake_timeout: Duration::from_secs(60),
+            ..settings(None)
+        })
+        .await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            held.push(TcpStream::connect(server.addr).await.expect("connect"));
+        }
+        // Let the server accept them before the next one arrives.
+        let deadline = Instant::now() + LIMIT;
+        while server.metrics.open.with_label_values(&["test"]).get() < 3 {
+            assert!(Instant::now() < deadline, "held connections accepted");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut extra = TcpStream::connect(server.addr).await.expect("connect");
+        let waited = closed_by_server(&mut extra).await;
+        assert!(waited < Duration::from_secs(5), "{waited:?}");
+        assert_eq!(server.refused(), 1);
+        drop(held);
+        // Once the held ones are gone, a client is served again.
+        let deadline = Instant::now() + LIMIT;
+        loop {
+            match get(server.addr, "/").await {
+                Ok(status) if status.starts_with("HTTP/1.1 200") => break,
+                other => assert!(Instant::now() < deadline, "not served again: {other:?}"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn requests_carry_the_clients_address() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(|ConnectInfo(peer): ConnectInfo<SocketAddr>| async move {
+                peer.ip().to_string()
+            }),
+        );
+        let metrics = ConnectionMetrics::register(&Registry::new()).expect("metrics");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(serve(listener, app, settings(None), metrics, async {
+            let _ = stopped.await;
+        }));
+        let mut tcp = TcpStream::connect(addr).await.expect("connect");
+        tcp.write_all(b"GET / HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut response = String::new();
+        tokio::time::timeout(LIMIT, tcp.read_to_string(&mut response))
+            .await
+            .expect("in time")
+            .expect("response");
+        assert!(response.ends_with("127.0.0.1"), "{response}");
+        let _ = stop.send(());
+        let _ = tokio::time::timeout(LIMIT, task).await;
     }
 }

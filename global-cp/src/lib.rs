@@ -48,7 +48,7 @@ pub async fn start_on(
         trust_hint: "give zones ca.pem as ATOLL_GLOBAL_CA_FILE",
     })?;
     let server_tls =
-        atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+        atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
             .context("the KDS server certificate")?;
     let status = ZoneStatus::new(&ctx.instance_id);
     let zones: Arc<dyn atoll_cp::extension::ZoneInspector> =

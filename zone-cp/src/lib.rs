@@ -53,7 +53,7 @@ pub async fn start_on(
         trust_hint: "give atoll-dp ca.pem with --ca-cert-file",
     })?;
     let server_tls =
-        atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+        atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
             .context("the xDS server certificate")?;
     let metrics = XdsMetrics::register(&ctx.registry).context("registering xDS metrics")?;
     let settings = directory::ZoneSettings {
