@@ -218,7 +218,10 @@ struct RefusalLog {
 impl RefusalLog {
     fn refused(&mut self, settings: &ListenerSettings, peer: SocketAddr) {
         self.since_last += 1;
-        if self.last.is_some_and(|t| t.elapsed() < Duration::from_secs(1)) {
+        if self
+            .last
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(1))
+        {
             return;
         }
         tracing::warn!(
@@ -558,8 +561,10 @@ mod tests {
     /// One HTTP/1.1 request on a new connection; answers the response's status line.
     async fn get(addr: SocketAddr, path: &str) -> std::io::Result<String> {
         let mut tcp = TcpStream::connect(addr).await?;
-        tcp.write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").as_bytes())
-            .await?;
+        tcp.write_all(
+            format!("GET {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n\r\n").as_bytes(),
+        )
+        .await?;
         let mut response = Vec::new();
         tokio::time::timeout(LIMIT, tcp.read_to_end(&mut response))
             .await
@@ -619,7 +624,11 @@ mod tests {
             .expect("response");
         assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
         closed_by_server(&mut kept).await;
-        assert!(server.timed_out("idle") >= 2, "{}", server.timed_out("idle"));
+        assert!(
+            server.timed_out("idle") >= 2,
+            "{}",
+            server.timed_out("idle")
+        );
         // A request taking twice the idle timeout is answered: it is not idleness.
         let status = get(server.addr, "/slow").await.expect("slow request");
         assert!(status.starts_with("HTTP/1.1 200"), "{status}");

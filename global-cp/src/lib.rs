@@ -47,9 +47,8 @@ pub async fn start_on(
         listen: ctx.config.kds_address,
         trust_hint: "give zones ca.pem as ATOLL_GLOBAL_CA_FILE",
     })?;
-    let server_tls =
-        atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
-            .context("the KDS server certificate")?;
+    let server_tls = atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+        .context("the KDS server certificate")?;
     let status = ZoneStatus::new(&ctx.instance_id);
     let zones: Arc<dyn atoll_cp::extension::ZoneInspector> =
         Arc::new(GlobalZones::new(ctx.store.clone(), status.clone()));

@@ -242,9 +242,9 @@ fn end_status(e: &SyncError) -> Status {
     match e {
         // tonic reports a message it cannot decode as Internal "failed to decode ...": that is
         // the zone's bad input, not global's fault.
-        SyncError::Stream(s) if s.message().contains("decode") => Status::invalid_argument(
-            format!("refused the zone's KDS message: {}", s.message()),
-        ),
+        SyncError::Stream(s) if s.message().contains("decode") => {
+            Status::invalid_argument(format!("refused the zone's KDS message: {}", s.message()))
+        }
         SyncError::Stream(s) => Status::new(s.code(), s.message().to_string()),
         SyncError::AckTimeout(_) => Status::deadline_exceeded(e.to_string()),
         SyncError::Store(_) | SyncError::WatchClosed => {
@@ -325,7 +325,8 @@ impl KdsHandler for GlobalKds {
                 ..SenderConfig::new(Party::Global, Party::zone(zone.clone()))
             };
             let stats = open.stats.clone();
-            let incoming = register_on_first_message(request.into_inner(), this.store.clone(), zone);
+            let incoming =
+                register_on_first_message(request.into_inner(), this.store.clone(), zone);
             let run = run_sender_counted(this.store.clone(), config, incoming, tx, stats);
             let end = this.spawn_loop(open, token, claims, run);
             Ok(Response::new(outgoing(rx, end)))
@@ -343,7 +344,8 @@ impl KdsHandler for GlobalKds {
             let (tx, rx) = mpsc::unbounded_channel();
             let config = ReceiverConfig::new(Party::Global, Party::zone(zone.clone()));
             let stats = open.stats.clone();
-            let incoming = register_on_first_message(request.into_inner(), this.store.clone(), zone);
+            let incoming =
+                register_on_first_message(request.into_inner(), this.store.clone(), zone);
             let run = run_receiver_counted(this.store.clone(), config, incoming, tx, stats);
             let end = this.spawn_loop(open, token, claims, run);
             Ok(Response::new(outgoing(rx, end)))

@@ -120,7 +120,8 @@ async fn a_frozen_zone_link_shows_offline_within_seconds_and_reconnects_after() 
     let (mut global, kds) = start_global_with(&gdir, keepalive()).await;
     let relay = Relay::start(kds).await;
     let token = zone_token(&global, "frozen").await;
-    let mut zone = start_zone_with(dir.path(), "frozen", relay.addr, &gdir, &token, keepalive()).await;
+    let mut zone =
+        start_zone_with(dir.path(), "frozen", relay.addr, &gdir, &token, keepalive()).await;
     wait_online(&global, "frozen", true).await;
     let zone_failures = || {
         logs.lines_with(&["KDS connection to global failed", "frozen"])
@@ -131,13 +132,17 @@ async fn a_frozen_zone_link_shows_offline_within_seconds_and_reconnects_after() 
     relay.freeze(true);
     // Keepalive of 500 ms + 1 s on both sides: each notices in about 1.5 s. Without keepalive
     // tuned (or with TCP alone) this takes tens of seconds.
-    within("global shows the frozen zone offline", Duration::from_secs(8), || async {
-        overview(&global, "frozen").await["zoneInsight"]["online"] == false
-    })
+    within(
+        "global shows the frozen zone offline",
+        Duration::from_secs(8),
+        || async { overview(&global, "frozen").await["zoneInsight"]["online"] == false },
+    )
     .await;
-    within("the zone notices the frozen link", Duration::from_secs(8), || async {
-        zone_failures() > failures_before
-    })
+    within(
+        "the zone notices the frozen link",
+        Duration::from_secs(8),
+        || async { zone_failures() > failures_before },
+    )
     .await;
 
     relay.freeze(false);
@@ -240,7 +245,11 @@ async fn a_garbage_kds_frame_is_refused_with_the_reason_and_registers_no_zone() 
         .expect("the call ends in time");
         drop(tx);
         let status = ended.expect_err("a garbage frame is not OK");
-        assert_eq!(status.code(), tonic::Code::InvalidArgument, "{path}: {status:?}");
+        assert_eq!(
+            status.code(),
+            tonic::Code::InvalidArgument,
+            "{path}: {status:?}"
+        );
         assert!(status.message().contains("decode"), "{path}: {status:?}");
     }
 

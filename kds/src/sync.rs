@@ -350,3 +350,114 @@ pub async fn zone_session(
         r = run_sender(store, SenderConfig { ack_timeout: hello.ack_timeout, ..SenderConfig::new(me, Party::Global) }, to_global, resp_tx) => r,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use atoll_store::MemoryStore;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+    use tokio_stream::wrappers::UnboundedReceiverStream;
+
+    use super::*;
+    use crate::wire::type_url;
+
+    async fn store_with_a_mesh() -> SharedStore {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        store
+            .create(Resource::new(Kind::Mesh, "", "default"))
+            .await
+            .expect("mesh");
+        store
+    }
+
+    fn subscribe(kind: Kind) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            type_url: type_url(kind),
+            ..Default::default()
+        }
+    }
+
+    async fn next_response(
+        out: &mut UnboundedReceiver<DeltaDiscoveryResponse>,
+    ) -> DeltaDiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(5), out.recv())
+            .await
+            .expect("a response in time")
+            .expect("the sender is running")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_leaves_a_response_unanswered_ends_the_stream() {
+        let store = store_with_a_mesh().await;
+        let config = SenderConfig {
+            ack_timeout: Duration::from_secs(10),
+            ..SenderConfig::new(Party::Global, Party::zone("east"))
+        };
+        let (peer, incoming) = unbounded_channel();
+        let (out, mut sent) = unbounded_channel();
+        let run = tokio::spawn(run_sender(
+            store,
+            config,
+            UnboundedReceiverStream::new(incoming),
+            out,
+        ));
+        peer.send(Ok(subscribe(Kind::Mesh))).expect("subscribe");
+        next_response(&mut sent).await;
+        // The peer says nothing more, but keeps the stream open.
+        let ended = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the stream ends")
+            .expect("joined");
+        assert!(
+            matches!(ended, Err(SyncError::AckTimeout(d)) if d == Duration::from_secs(10)),
+            "{ended:?}"
+        );
+        drop(peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_answers_keeps_the_stream_however_long_it_is_quiet() {
+        let store = store_with_a_mesh().await;
+        let config = SenderConfig {
+            ack_timeout: Duration::from_secs(10),
+            ..SenderConfig::new(Party::Global, Party::zone("east"))
+        };
+        let (peer, incoming) = unbounded_channel();
+        let (out, mut sent) = unbounded_channel();
+        let mut run = tokio::spawn(run_sender(
+            store,
+            config,
+            UnboundedReceiverStream::new(incoming),
+            out,
+        ));
+        for kind in kinds_sent_by(Party::Global.side()) {
+            peer.send(Ok(subscribe(kind))).expect("subscribe");
+        }
+        // Answer everything, each a little before the timeout.
+        let mut answered = 0;
+        while let Ok(Some(response)) =
+            tokio::time::timeout(Duration::from_secs(9), sent.recv()).await
+        {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            peer.send(Ok(DeltaDiscoveryRequest {
+                type_url: response.type_url.clone(),
+                response_nonce: response.nonce.clone(),
+                ..Default::default()
+            }))
+            .expect("ACK");
+            answered += 1;
+        }
+        // More than one answer, 8 s apart: past the timeout in total, never for one response.
+        assert!(answered >= 2, "{answered}");
+        // Nothing is waiting for an answer: an hour of quiet ends nothing.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), &mut run)
+                .await
+                .is_err(),
+            "the stream stayed open"
+        );
+        run.abort();
+    }
+}

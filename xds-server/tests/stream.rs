@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
-use atoll_xds_server::directory::{ConnectError, ProxyDirectory, ProxySubscription, SharedStatus};
 use atoll_cp::listener::server_tls_config;
+use atoll_xds_server::directory::{ConnectError, ProxyDirectory, ProxySubscription, SharedStatus};
 use atoll_xds_server::metrics::XdsMetrics;
 use atoll_xds_server::service::AdsService;
 use atoll_xds_server::session::{CLUSTER, Snapshot, SnapshotResource};

@@ -52,9 +52,8 @@ pub async fn start_on(
         listen: ctx.config.xds_address,
         trust_hint: "give atoll-dp ca.pem with --ca-cert-file",
     })?;
-    let server_tls =
-        atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
-            .context("the xDS server certificate")?;
+    let server_tls = atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+        .context("the xDS server certificate")?;
     let metrics = XdsMetrics::register(&ctx.registry).context("registering xDS metrics")?;
     let settings = directory::ZoneSettings {
         dp_auth: ctx.config.dp_auth,
