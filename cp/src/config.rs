@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use clap::Args;
 use serde::Deserialize;
@@ -33,6 +34,24 @@ pub const DEFAULT_XDS_ADDRESS: &str = "0.0.0.0:5678";
 pub const DEFAULT_KDS_ADDRESS: &str = "0.0.0.0:5685";
 /// Kuma removes universal dataplanes that stayed offline this long (72h).
 pub const DEFAULT_DATAPLANE_OFFLINE_GRACE: &str = "72h";
+/// A connection that has not finished its TLS handshake (or, on the plain REST API, sent its
+/// request headers) by then is closed.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: &str = "10s";
+/// A connection with no request or stream in flight for this long is closed.
+pub const DEFAULT_IDLE_TIMEOUT: &str = "60s";
+/// Each listener's cap on open connections. xDS holds one connection per proxy.
+pub const DEFAULT_XDS_MAX_CONNECTIONS: usize = 10_000;
+pub const DEFAULT_KDS_MAX_CONNECTIONS: usize = 1_000;
+pub const DEFAULT_API_MAX_CONNECTIONS: usize = 1_000;
+/// HTTP/2 keepalive: a ping after this long without a byte from the peer, and the connection
+/// closed when the ping is not answered within the timeout. A frozen peer is noticed within
+/// interval + timeout (10 s).
+pub const DEFAULT_KEEPALIVE_INTERVAL: &str = "5s";
+pub const DEFAULT_KEEPALIVE_TIMEOUT: &str = "5s";
+/// A KDS peer that leaves a sent message unacknowledged this long (no ACK or NACK making
+/// progress) is taken as gone. Generous: a receiver stores a chunk before it answers, and a
+/// store may stall for seconds (a PostgreSQL restart).
+pub const DEFAULT_KDS_ACK_TIMEOUT: &str = "30s";
 
 /// How the zone control plane authenticates proxies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Deserialize)]
@@ -129,6 +148,50 @@ pub struct ConfigArgs {
     /// Zone CP: file holding the zone token (scope cp) presented to the global.
     #[arg(long, env = "ATOLL_ZONE_TOKEN_FILE")]
     pub zone_token_file: Option<PathBuf>,
+
+    /// Every listener (API, xDS, KDS): a connection that has not completed its TLS handshake
+    /// (plain API: sent its request headers) within this is closed [default: 10s].
+    #[arg(long, env = "ATOLL_HANDSHAKE_TIMEOUT")]
+    pub handshake_timeout: Option<String>,
+
+    /// Every listener: a connection with no request or stream in flight for this long is closed
+    /// [default: 60s].
+    #[arg(long, env = "ATOLL_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+
+    /// Most open connections on the REST API; more are closed at once [default: 1000].
+    #[arg(long, env = "ATOLL_API_MAX_CONNECTIONS")]
+    pub api_max_connections: Option<usize>,
+
+    /// Zone CP: most open connections on the xDS port [default: 10000].
+    #[arg(long, env = "ATOLL_XDS_MAX_CONNECTIONS")]
+    pub xds_max_connections: Option<usize>,
+
+    /// Global CP: most open connections on the KDS port [default: 1000].
+    #[arg(long, env = "ATOLL_KDS_MAX_CONNECTIONS")]
+    pub kds_max_connections: Option<usize>,
+
+    /// Zone CP: HTTP/2 ping to a proxy silent this long [default: 5s].
+    #[arg(long, env = "ATOLL_XDS_KEEPALIVE_INTERVAL")]
+    pub xds_keepalive_interval: Option<String>,
+
+    /// Zone CP: a proxy that does not answer a ping within this is disconnected [default: 5s].
+    #[arg(long, env = "ATOLL_XDS_KEEPALIVE_TIMEOUT")]
+    pub xds_keepalive_timeout: Option<String>,
+
+    /// Both sides of KDS: HTTP/2 ping to a peer silent this long [default: 5s].
+    #[arg(long, env = "ATOLL_KDS_KEEPALIVE_INTERVAL")]
+    pub kds_keepalive_interval: Option<String>,
+
+    /// Both sides of KDS: a peer that does not answer a ping within this is disconnected
+    /// [default: 5s].
+    #[arg(long, env = "ATOLL_KDS_KEEPALIVE_TIMEOUT")]
+    pub kds_keepalive_timeout: Option<String>,
+
+    /// Both sides of KDS: a peer that leaves a sent message unacknowledged this long is
+    /// disconnected [default: 30s].
+    #[arg(long, env = "ATOLL_KDS_ACK_TIMEOUT")]
+    pub kds_ack_timeout: Option<String>,
 }
 
 /// The same settings read from a YAML file.
@@ -167,6 +230,26 @@ struct ConfigFile {
     global_ca_file: Option<PathBuf>,
     #[serde(alias = "zone-token-file")]
     zone_token_file: Option<PathBuf>,
+    #[serde(alias = "handshake-timeout")]
+    handshake_timeout: Option<String>,
+    #[serde(alias = "idle-timeout")]
+    idle_timeout: Option<String>,
+    #[serde(alias = "api-max-connections")]
+    api_max_connections: Option<usize>,
+    #[serde(alias = "xds-max-connections")]
+    xds_max_connections: Option<usize>,
+    #[serde(alias = "kds-max-connections")]
+    kds_max_connections: Option<usize>,
+    #[serde(alias = "xds-keepalive-interval")]
+    xds_keepalive_interval: Option<String>,
+    #[serde(alias = "xds-keepalive-timeout")]
+    xds_keepalive_timeout: Option<String>,
+    #[serde(alias = "kds-keepalive-interval")]
+    kds_keepalive_interval: Option<String>,
+    #[serde(alias = "kds-keepalive-timeout")]
+    kds_keepalive_timeout: Option<String>,
+    #[serde(alias = "kds-ack-timeout")]
+    kds_ack_timeout: Option<String>,
 }
 
 /// The resolved configuration a control plane runs with.
@@ -183,7 +266,7 @@ pub struct Config {
     pub xds_tls_cert_file: Option<PathBuf>,
     pub xds_tls_key_file: Option<PathBuf>,
     pub dp_auth: DpAuth,
-    pub dataplane_offline_grace: std::time::Duration,
+    pub dataplane_offline_grace: Duration,
     pub kds_address: SocketAddr,
     pub kds_tls_cert_file: Option<PathBuf>,
     pub kds_tls_key_file: Option<PathBuf>,
@@ -191,6 +274,25 @@ pub struct Config {
     pub global_address: Option<String>,
     pub global_ca_file: Option<PathBuf>,
     pub zone_token_file: Option<PathBuf>,
+    /// Limits every listener (API, xDS, KDS) applies to its connections.
+    pub handshake_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub api_max_connections: usize,
+    pub xds_max_connections: usize,
+    pub kds_max_connections: usize,
+    /// HTTP/2 keepalive of the xDS listener (towards proxies).
+    pub xds_keepalive: Keepalive,
+    /// HTTP/2 keepalive of both ends of KDS.
+    pub kds_keepalive: Keepalive,
+    pub kds_ack_timeout: Duration,
+}
+
+/// HTTP/2 keepalive: ping a peer silent for `interval`; close the connection when the ping is
+/// not answered within `timeout`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
 }
 
 /// Why the configuration could not be resolved.
@@ -258,17 +360,12 @@ impl Config {
             xds_tls_cert_file: args.xds_tls_cert_file.clone().or(file.xds_tls_cert_file),
             xds_tls_key_file: args.xds_tls_key_file.clone().or(file.xds_tls_key_file),
             dp_auth: args.dp_auth.or(file.dp_auth).unwrap_or_default(),
-            dataplane_offline_grace: {
-                let text = args
-                    .dataplane_offline_grace
-                    .clone()
-                    .or(file.dataplane_offline_grace)
-                    .unwrap_or_else(|| DEFAULT_DATAPLANE_OFFLINE_GRACE.to_string());
-                atoll_core::types::parse_go_duration(&text).ok_or(ConfigError::Setting {
-                    setting: "ATOLL_DATAPLANE_OFFLINE_GRACE",
-                    reason: format!("must be a duration such as 30s or 72h (got {text:?})"),
-                })?
-            },
+            dataplane_offline_grace: duration(
+                "ATOLL_DATAPLANE_OFFLINE_GRACE",
+                args.dataplane_offline_grace.clone(),
+                file.dataplane_offline_grace,
+                DEFAULT_DATAPLANE_OFFLINE_GRACE,
+            )?,
             kds_address: args
                 .kds_address
                 .or(file.kds_address)
@@ -287,7 +384,113 @@ impl Config {
             },
             global_ca_file: args.global_ca_file.clone().or(file.global_ca_file),
             zone_token_file: args.zone_token_file.clone().or(file.zone_token_file),
+            handshake_timeout: positive_duration(
+                "ATOLL_HANDSHAKE_TIMEOUT",
+                args.handshake_timeout.clone(),
+                file.handshake_timeout,
+                DEFAULT_HANDSHAKE_TIMEOUT,
+            )?,
+            idle_timeout: positive_duration(
+                "ATOLL_IDLE_TIMEOUT",
+                args.idle_timeout.clone(),
+                file.idle_timeout,
+                DEFAULT_IDLE_TIMEOUT,
+            )?,
+            api_max_connections: connection_cap(
+                "ATOLL_API_MAX_CONNECTIONS",
+                args.api_max_connections.or(file.api_max_connections),
+                DEFAULT_API_MAX_CONNECTIONS,
+            )?,
+            xds_max_connections: connection_cap(
+                "ATOLL_XDS_MAX_CONNECTIONS",
+                args.xds_max_connections.or(file.xds_max_connections),
+                DEFAULT_XDS_MAX_CONNECTIONS,
+            )?,
+            kds_max_connections: connection_cap(
+                "ATOLL_KDS_MAX_CONNECTIONS",
+                args.kds_max_connections.or(file.kds_max_connections),
+                DEFAULT_KDS_MAX_CONNECTIONS,
+            )?,
+            xds_keepalive: Keepalive {
+                interval: positive_duration(
+                    "ATOLL_XDS_KEEPALIVE_INTERVAL",
+                    args.xds_keepalive_interval.clone(),
+                    file.xds_keepalive_interval,
+                    DEFAULT_KEEPALIVE_INTERVAL,
+                )?,
+                timeout: positive_duration(
+                    "ATOLL_XDS_KEEPALIVE_TIMEOUT",
+                    args.xds_keepalive_timeout.clone(),
+                    file.xds_keepalive_timeout,
+                    DEFAULT_KEEPALIVE_TIMEOUT,
+                )?,
+            },
+            kds_keepalive: Keepalive {
+                interval: positive_duration(
+                    "ATOLL_KDS_KEEPALIVE_INTERVAL",
+                    args.kds_keepalive_interval.clone(),
+                    file.kds_keepalive_interval,
+                    DEFAULT_KEEPALIVE_INTERVAL,
+                )?,
+                timeout: positive_duration(
+                    "ATOLL_KDS_KEEPALIVE_TIMEOUT",
+                    args.kds_keepalive_timeout.clone(),
+                    file.kds_keepalive_timeout,
+                    DEFAULT_KEEPALIVE_TIMEOUT,
+                )?,
+            },
+            kds_ack_timeout: positive_duration(
+                "ATOLL_KDS_ACK_TIMEOUT",
+                args.kds_ack_timeout.clone(),
+                file.kds_ack_timeout,
+                DEFAULT_KDS_ACK_TIMEOUT,
+            )?,
         })
+    }
+}
+
+/// A duration setting: flag or environment, else the file, else the default.
+fn duration(
+    setting: &'static str,
+    arg: Option<String>,
+    file: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let text = arg.or(file).unwrap_or_else(|| default.to_string());
+    atoll_core::types::parse_go_duration(&text).ok_or(ConfigError::Setting {
+        setting,
+        reason: format!("must be a duration such as 30s or 72h (got {text:?})"),
+    })
+}
+
+/// A duration setting that must be more than zero (a zero timeout would close everything).
+fn positive_duration(
+    setting: &'static str,
+    arg: Option<String>,
+    file: Option<String>,
+    default: &str,
+) -> Result<Duration, ConfigError> {
+    let d = duration(setting, arg, file, default)?;
+    if d.is_zero() {
+        return Err(ConfigError::Setting {
+            setting,
+            reason: "must be more than 0".to_string(),
+        });
+    }
+    Ok(d)
+}
+
+fn connection_cap(
+    setting: &'static str,
+    value: Option<usize>,
+    default: usize,
+) -> Result<usize, ConfigError> {
+    match value.unwrap_or(default) {
+        0 => Err(ConfigError::Setting {
+            setting,
+            reason: "must be at least 1".to_string(),
+        }),
+        n => Ok(n),
     }
 }
 
@@ -328,6 +531,67 @@ mod tests {
         assert_eq!(c.diagnostics_address.to_string(), "127.0.0.1:7001");
         assert_eq!(c.store, "memory");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+    }
+
+    #[test]
+    fn connection_limits_and_keepalive_have_defaults_and_are_checked() {
+        let c = Config::resolve(Mode::Zone, &ConfigArgs::default()).expect("defaults");
+        assert_eq!(c.handshake_timeout, Duration::from_secs(10));
+        assert_eq!(c.idle_timeout, Duration::from_secs(60));
+        assert_eq!(c.xds_max_connections, DEFAULT_XDS_MAX_CONNECTIONS);
+        assert_eq!(
+            c.kds_keepalive,
+            Keepalive {
+                interval: Duration::from_secs(5),
+                timeout: Duration::from_secs(5)
+            }
+        );
+        assert_eq!(c.kds_ack_timeout, Duration::from_secs(30));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(
+            &file,
+            "kds-keepalive-interval: 1s\nxds_keepalive_timeout: 250ms\napi-max-connections: 7\n",
+        )
+        .expect("write");
+        let args = ConfigArgs {
+            config: Some(file),
+            kds_keepalive_timeout: Some("2s".into()),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Zone, &args).expect("resolves");
+        assert_eq!(c.kds_keepalive.interval, Duration::from_secs(1));
+        assert_eq!(c.kds_keepalive.timeout, Duration::from_secs(2));
+        assert_eq!(c.xds_keepalive.timeout, Duration::from_millis(250));
+        assert_eq!(c.api_max_connections, 7);
+
+        for (args, setting) in [
+            (
+                ConfigArgs {
+                    idle_timeout: Some("0s".into()),
+                    ..Default::default()
+                },
+                "ATOLL_IDLE_TIMEOUT",
+            ),
+            (
+                ConfigArgs {
+                    kds_ack_timeout: Some("soon".into()),
+                    ..Default::default()
+                },
+                "ATOLL_KDS_ACK_TIMEOUT",
+            ),
+            (
+                ConfigArgs {
+                    xds_max_connections: Some(0),
+                    ..Default::default()
+                },
+                "ATOLL_XDS_MAX_CONNECTIONS",
+            ),
+        ] {
+            let err = Config::resolve(Mode::Zone, &args).expect_err(setting);
+            assert!(err.to_string().starts_with(setting), "{err}");
+        }
     }
 
     #[test]

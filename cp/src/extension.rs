@@ -20,6 +20,8 @@ pub struct ExtensionContext {
     pub store: SharedStore,
     /// The control plane's Prometheus registry, for the extension's own metrics.
     pub registry: prometheus::Registry,
+    /// Connection metrics to pass to `listener::serve` for the extension's listeners.
+    pub connections: crate::listener::ConnectionMetrics,
     /// Set this to serve the dataplane inspect endpoints of the REST API.
     pub inspector: Arc<OnceLock<Arc<dyn DataplaneInspector>>>,
     /// Set this to serve the zone overviews and zone deletion of the REST API (global).

@@ -8,6 +8,7 @@ pub mod api;
 pub mod config;
 pub mod diagnostics;
 pub mod extension;
+pub mod listener;
 pub mod mesh_ca;
 pub mod metrics;
 pub mod references;
@@ -30,6 +31,9 @@ use atoll_store::SharedStore;
 pub use config::{Config, ConfigArgs, Mode};
 
 use crate::metrics::Metrics;
+
+/// At shutdown, how long in-flight API requests get to finish.
+const API_DRAIN: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Name of the admin token file in the data directory.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
@@ -203,6 +207,7 @@ impl ControlPlane {
                 config: config.clone(),
                 store: store.clone(),
                 registry: metrics.registry(),
+                connections: metrics.connections(),
                 inspector,
                 zone_inspector,
                 instance_id,
@@ -210,20 +215,32 @@ impl ControlPlane {
             })
             .await?;
         }
-        let api_app = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
+        let api_app = api::router(state);
+        let api_settings = listener::ListenerSettings {
+            name: "api",
+            tls: None,
+            handshake_timeout: config.handshake_timeout,
+            idle_timeout: config.idle_timeout,
+            max_connections: config.api_max_connections,
+            max_connections_setting: "ATOLL_API_MAX_CONNECTIONS",
+            keepalive: None,
+            drain: API_DRAIN,
+        };
+        let connections = metrics.connections();
         let diag_app = diagnostics::router(Arc::new(diagnostics::DiagnosticsState {
             store: store.clone(),
             metrics,
         }));
         let mut rx = shutdown.subscribe();
-        let api_task = tokio::spawn(async move {
-            let serve = axum::serve(api, api_app).with_graceful_shutdown(async move {
+        let api_task = tokio::spawn(listener::serve(
+            api,
+            api_app,
+            api_settings,
+            connections,
+            async move {
                 let _ = rx.wait_for(|stop| *stop).await;
-            });
-            if let Err(e) = serve.await {
-                tracing::error!(error = %e, "API server failed");
-            }
-        });
+            },
+        ));
         let mut rx = shutdown.subscribe();
         let diag_task = tokio::spawn(async move {
             let serve = axum::serve(diagnostics, diag_app).with_graceful_shutdown(async move {

@@ -13,6 +13,7 @@ pub struct Metrics {
     api_requests: IntCounterVec,
     api_latency: HistogramVec,
     store_latency: HistogramVec,
+    connections: crate::listener::ConnectionMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -55,17 +56,24 @@ impl Metrics {
         registry.register(Box::new(api_requests.clone()))?;
         registry.register(Box::new(api_latency.clone()))?;
         registry.register(Box::new(store_latency.clone()))?;
+        let connections = crate::listener::ConnectionMetrics::register(&registry)?;
         Ok(Self {
             registry,
             api_requests,
             api_latency,
             store_latency,
+            connections,
         })
     }
 
     /// The registry, for other components' metrics.
     pub fn registry(&self) -> Registry {
         self.registry.clone()
+    }
+
+    /// Connection metrics of every listener (API, xDS, KDS).
+    pub fn connections(&self) -> crate::listener::ConnectionMetrics {
+        self.connections.clone()
     }
 
     pub fn observe_api(&self, method: &str, route: &str, status: u16, elapsed: Duration) {

@@ -47,27 +47,37 @@ pub async fn start_on(
         listen: ctx.config.kds_address,
         trust_hint: "give zones ca.pem as ATOLL_GLOBAL_CA_FILE",
     })?;
-    let server_tls =
-        atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
-            .context("the KDS server certificate")?;
+    let server_tls = atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+        .context("the KDS server certificate")?;
     let status = ZoneStatus::new(&ctx.instance_id);
     let zones: Arc<dyn atoll_cp::extension::ZoneInspector> =
         Arc::new(GlobalZones::new(ctx.store.clone(), status.clone()));
     if ctx.zone_inspector.set(zones).is_err() {
         tracing::warn!("a zone inspector was already installed; zone overviews use that one");
     }
-    let handler = Arc::new(GlobalKds::new(
-        ctx.store.clone(),
-        ctx.shutdown.clone(),
-        status,
-    ));
+    let handler = Arc::new(
+        GlobalKds::new(ctx.store.clone(), ctx.shutdown.clone(), status)
+            .with_ack_timeout(ctx.config.kds_ack_timeout),
+    );
     let app = tonic::service::Routes::new(KdsServer::new(handler)).into_axum_router();
     tracing::info!(address = %listener.local_addr()?, "KDS server listening (gRPC, TLS)");
     let mut shutdown = ctx.shutdown.clone();
-    let server = tokio::spawn(atoll_xds_server::listener::serve_tls(
+    let listener_settings = atoll_cp::listener::ListenerSettings {
+        name: "kds",
+        tls: Some(server_tls),
+        handshake_timeout: ctx.config.handshake_timeout,
+        idle_timeout: ctx.config.idle_timeout,
+        max_connections: ctx.config.kds_max_connections,
+        max_connections_setting: "ATOLL_KDS_MAX_CONNECTIONS",
+        // Pings end the streams of a zone that stopped answering, so it shows offline.
+        keepalive: Some(ctx.config.kds_keepalive),
+        drain: std::time::Duration::ZERO,
+    };
+    let server = tokio::spawn(atoll_cp::listener::serve(
         listener,
-        server_tls,
         app,
+        listener_settings,
+        ctx.connections.clone(),
         async move {
             let _ = shutdown.wait_for(|s| *s).await;
         },

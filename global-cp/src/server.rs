@@ -1,5 +1,5 @@
 //! The global's KDS handler: authenticates each zone call with its zone token, refuses a zone
-//! whose Zone is disabled, registers the Zone on its first successful connect, and runs one
+//! whose Zone is disabled, registers the Zone when its first valid message arrives, and runs one
 //! engine loop per stream: a `Sender` of global's kinds on `GlobalToZoneSync`, a `Receiver`
 //! storing the zone's resources on `ZoneToGlobalSync`. Resources relayed between zones need
 //! nothing more: what zone A sends is in the store, and the store watch feeding zone B's sender
@@ -47,6 +47,7 @@ pub struct GlobalKds {
     store: SharedStore,
     shutdown: watch::Receiver<bool>,
     status: ZoneStatus,
+    ack_timeout: Duration,
 }
 
 impl GlobalKds {
@@ -55,16 +56,24 @@ impl GlobalKds {
             store,
             shutdown,
             status,
+            ack_timeout: atoll_kds::engine::DEFAULT_ACK_TIMEOUT,
         }
+    }
+
+    /// How long a zone may leave a response unanswered before its stream ends.
+    pub fn with_ack_timeout(mut self, ack_timeout: Duration) -> Self {
+        self.ack_timeout = ack_timeout;
+        self
     }
 
     pub fn status(&self) -> ZoneStatus {
         self.status.clone()
     }
 
-    /// Checks the call's zone token and Zone, registers the stream (refused while the zone is
-    /// being deleted) and then the Zone. Refusals are logged here and sent to the zone with the
-    /// reason.
+    /// Checks the call's zone token and Zone and registers the stream (refused while the zone
+    /// is being deleted). Refusals are logged here and sent to the zone with the reason. The
+    /// Zone itself is registered later, when the zone's first valid message arrives
+    /// ([`register_on_first_message`]), so a call that sends garbage leaves nothing behind.
     async fn authenticate<T>(
         &self,
         request: &Request<T>,
@@ -89,11 +98,6 @@ impl GlobalKds {
             .status
             .open_stream(&zone, &description(request), g2z, Utc::now())
             .map_err(|e| refuse(&zone, Status::unavailable(e.to_string())))?;
-        if let Err(e) = register_zone(&self.store, &zone).await {
-            self.status
-                .close_stream(open, Some(e.to_string()), Utc::now());
-            return Err(Status::internal(format!("registering zone {zone:?}: {e}")));
-        }
         Ok((open, token, claims))
     }
 
@@ -129,6 +133,8 @@ impl GlobalKds {
                     }
                     Err(e) => {
                         tracing::warn!(zone, stream, error = %e, "zone's KDS stream ended");
+                        // The zone learns why (when it can still hear it), instead of an OK.
+                        let _ = end_tx.send(end_status(&e));
                         Some(e.to_string())
                     }
                 },
@@ -231,7 +237,49 @@ async fn credentials_lapse(
     }
 }
 
-/// Creates the Zone resource on a zone's first successful connect (an existing one, possibly
+/// The status a stream that failed on global's side ends with.
+fn end_status(e: &SyncError) -> Status {
+    match e {
+        // tonic reports a message it cannot decode as Internal "failed to decode ...": that is
+        // the zone's bad input, not global's fault.
+        SyncError::Stream(s) if s.message().contains("decode") => {
+            Status::invalid_argument(format!("refused the zone's KDS message: {}", s.message()))
+        }
+        SyncError::Stream(s) => Status::new(s.code(), s.message().to_string()),
+        SyncError::AckTimeout(_) => Status::deadline_exceeded(e.to_string()),
+        SyncError::Store(_) | SyncError::WatchClosed => {
+            Status::unavailable(format!("global could not go on: {e}"))
+        }
+        SyncError::OutgoingClosed | SyncError::Ended | SyncError::Transport(_) => {
+            Status::internal(e.to_string())
+        }
+    }
+}
+
+/// The zone's messages, with the Zone registered (once) before the first valid one is passed
+/// on. A registration that fails ends the stream with the store's error.
+fn register_on_first_message<T: Send + 'static>(
+    incoming: Streaming<T>,
+    store: SharedStore,
+    zone: String,
+) -> MessageStream<T> {
+    let registered = std::sync::Arc::new(tokio::sync::OnceCell::<()>::new());
+    Box::pin(futures::StreamExt::then(incoming, move |item| {
+        let registered = registered.clone();
+        let store = store.clone();
+        let zone = zone.clone();
+        async move {
+            let message = item?;
+            registered
+                .get_or_try_init(|| register_zone(&store, &zone))
+                .await
+                .map_err(|e| Status::internal(format!("registering zone {zone:?}: {e}")))?;
+            Ok(message)
+        }
+    }))
+}
+
+/// Creates the Zone resource on a zone's first valid message (an existing one, possibly
 /// disabled by the operator, is left as it is).
 async fn register_zone(store: &SharedStore, zone: &str) -> Result<(), StoreError> {
     let key = ResourceKey::global(Kind::Zone, zone);
@@ -272,10 +320,14 @@ impl KdsHandler for GlobalKds {
             let (open, token, claims) = this.authenticate(&request, true).await?;
             let zone = open.zone.clone();
             let (tx, rx) = mpsc::unbounded_channel();
-            let config = SenderConfig::new(Party::Global, Party::zone(zone));
+            let config = SenderConfig {
+                ack_timeout: this.ack_timeout,
+                ..SenderConfig::new(Party::Global, Party::zone(zone.clone()))
+            };
             let stats = open.stats.clone();
-            let run =
-                run_sender_counted(this.store.clone(), config, request.into_inner(), tx, stats);
+            let incoming =
+                register_on_first_message(request.into_inner(), this.store.clone(), zone);
+            let run = run_sender_counted(this.store.clone(), config, incoming, tx, stats);
             let end = this.spawn_loop(open, token, claims, run);
             Ok(Response::new(outgoing(rx, end)))
         })
@@ -290,10 +342,11 @@ impl KdsHandler for GlobalKds {
             let (open, token, claims) = this.authenticate(&request, false).await?;
             let zone = open.zone.clone();
             let (tx, rx) = mpsc::unbounded_channel();
-            let config = ReceiverConfig::new(Party::Global, Party::zone(zone));
+            let config = ReceiverConfig::new(Party::Global, Party::zone(zone.clone()));
             let stats = open.stats.clone();
-            let run =
-                run_receiver_counted(this.store.clone(), config, request.into_inner(), tx, stats);
+            let incoming =
+                register_on_first_message(request.into_inner(), this.store.clone(), zone);
+            let run = run_receiver_counted(this.store.clone(), config, incoming, tx, stats);
             let end = this.spawn_loop(open, token, claims, run);
             Ok(Response::new(outgoing(rx, end)))
         })

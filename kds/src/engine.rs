@@ -147,6 +147,9 @@ pub struct SenderConfig {
     pub max_message_bytes: usize,
     /// Unacknowledged responses allowed per kind (at least 1).
     pub window: usize,
+    /// How long the peer may leave a response unanswered (no ACK or NACK making progress)
+    /// before the stream's loop (`sync::run_sender`) takes it as gone. The engine keeps no time.
+    pub ack_timeout: std::time::Duration,
 }
 
 impl SenderConfig {
@@ -156,9 +159,13 @@ impl SenderConfig {
             peer,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             window: DEFAULT_WINDOW,
+            ack_timeout: DEFAULT_ACK_TIMEOUT,
         }
     }
 }
+
+/// See [`SenderConfig::ack_timeout`].
+pub const DEFAULT_ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What the sender knows of one kind, for inspection and metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -455,6 +462,11 @@ impl Sender {
                 .collect(),
             last_nack: st.last_nack.clone(),
         })
+    }
+
+    /// Some response went out and the peer has not answered it yet.
+    pub fn awaiting_answer(&self) -> bool {
+        self.kinds.values().any(|st| !st.in_flight.is_empty())
     }
 
     /// Every subscribed kind is sent, acknowledged and holds what the local state offers.

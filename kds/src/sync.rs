@@ -36,6 +36,8 @@ pub enum SyncError {
     OutgoingClosed,
     #[error("the peer ended the stream")]
     Ended,
+    #[error("the peer left a KDS response unanswered for {0:?} (no ACK or NACK): taken as gone")]
+    AckTimeout(std::time::Duration),
     #[error("{0}")]
     Transport(String),
 }
@@ -109,6 +111,7 @@ where
     S: Stream<Item = Result<DeltaDiscoveryRequest, Status>> + Unpin,
 {
     let peer = config.peer.clone();
+    let ack_timeout = config.ack_timeout;
     let mut watch = store.watch();
     let mut sender = Sender::new(config);
     let kinds: Vec<Kind> = sender.kinds().collect();
@@ -116,8 +119,26 @@ where
         let items = list_kind(&store, *kind).await?;
         send_counted(&out, &stats, sender.set_state(*kind, items))?;
     }
+    // Since when a response has waited for the peer with no answer from it: a peer whose
+    // connection is alive but who stopped answering (stuck, or a relay that swallows messages)
+    // is noticed here, where HTTP/2 keepalive sees nothing wrong.
+    let mut waiting_since: Option<tokio::time::Instant> = None;
     loop {
+        if !sender.awaiting_answer() {
+            waiting_since = None;
+        } else if waiting_since.is_none() {
+            waiting_since = Some(tokio::time::Instant::now());
+        }
+        let deadline = waiting_since.map(|t| t + ack_timeout);
         tokio::select! {
+            () = async {
+                if let Some(d) = deadline {
+                    tokio::time::sleep_until(d).await;
+                }
+            }, if deadline.is_some() => {
+                tracing::warn!(%peer, timeout = ?ack_timeout, "the KDS peer stopped answering; ending the stream");
+                return Err(SyncError::AckTimeout(ack_timeout));
+            }
             ev = watch.recv() => match ev {
                 Ok(ev) => {
                     if kinds.contains(&ev.key.kind) {
@@ -139,6 +160,8 @@ where
                 Some(Err(status)) => return Err(SyncError::Stream(status)),
                 Some(Ok(req)) => match sender.on_request(&req) {
                     Ok(outcome) => {
+                        // The peer answers: its next answer is due within the timeout from now.
+                        waiting_since = None;
                         stats.on_answer(&req, &outcome);
                         for r in &outcome.rejected {
                             tracing::warn!(%peer, type_url = %req.type_url, resource = %r.name, reason = %r.reason, "KDS peer refused a resource");
@@ -285,6 +308,8 @@ pub struct ZoneHello {
     pub token: String,
     /// Instance id, version and connection id, shown in global's zone insights.
     pub description: crate::transport::ZoneDescription,
+    /// How long global may leave a response of the zone unanswered.
+    pub ack_timeout: std::time::Duration,
 }
 
 /// The zone's side of one connection: `GlobalToZoneSync` (a `Receiver` storing what global
@@ -322,6 +347,117 @@ pub async fn zone_session(
     let me = Party::zone(zone);
     tokio::select! {
         r = run_receiver(store.clone(), ReceiverConfig::new(me.clone(), Party::Global), from_global, req_tx) => r,
-        r = run_sender(store, SenderConfig::new(me, Party::Global), to_global, resp_tx) => r,
+        r = run_sender(store, SenderConfig { ack_timeout: hello.ack_timeout, ..SenderConfig::new(me, Party::Global) }, to_global, resp_tx) => r,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use atoll_store::MemoryStore;
+    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
+    use tokio_stream::wrappers::UnboundedReceiverStream;
+
+    use super::*;
+    use crate::wire::type_url;
+
+    async fn store_with_a_mesh() -> SharedStore {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        store
+            .create(Resource::new(Kind::Mesh, "", "default"))
+            .await
+            .expect("mesh");
+        store
+    }
+
+    fn subscribe(kind: Kind) -> DeltaDiscoveryRequest {
+        DeltaDiscoveryRequest {
+            type_url: type_url(kind),
+            ..Default::default()
+        }
+    }
+
+    async fn next_response(
+        out: &mut UnboundedReceiver<DeltaDiscoveryResponse>,
+    ) -> DeltaDiscoveryResponse {
+        tokio::time::timeout(Duration::from_secs(5), out.recv())
+            .await
+            .expect("a response in time")
+            .expect("the sender is running")
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_leaves_a_response_unanswered_ends_the_stream() {
+        let store = store_with_a_mesh().await;
+        let config = SenderConfig {
+            ack_timeout: Duration::from_secs(10),
+            ..SenderConfig::new(Party::Global, Party::zone("east"))
+        };
+        let (peer, incoming) = unbounded_channel();
+        let (out, mut sent) = unbounded_channel();
+        let run = tokio::spawn(run_sender(
+            store,
+            config,
+            UnboundedReceiverStream::new(incoming),
+            out,
+        ));
+        peer.send(Ok(subscribe(Kind::Mesh))).expect("subscribe");
+        next_response(&mut sent).await;
+        // The peer says nothing more, but keeps the stream open.
+        let ended = tokio::time::timeout(Duration::from_secs(60), run)
+            .await
+            .expect("the stream ends")
+            .expect("joined");
+        assert!(
+            matches!(ended, Err(SyncError::AckTimeout(d)) if d == Duration::from_secs(10)),
+            "{ended:?}"
+        );
+        drop(peer);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_peer_that_answers_keeps_the_stream_however_long_it_is_quiet() {
+        let store = store_with_a_mesh().await;
+        let config = SenderConfig {
+            ack_timeout: Duration::from_secs(10),
+            ..SenderConfig::new(Party::Global, Party::zone("east"))
+        };
+        let (peer, incoming) = unbounded_channel();
+        let (out, mut sent) = unbounded_channel();
+        let mut run = tokio::spawn(run_sender(
+            store,
+            config,
+            UnboundedReceiverStream::new(incoming),
+            out,
+        ));
+        for kind in kinds_sent_by(Party::Global.side()) {
+            peer.send(Ok(subscribe(kind))).expect("subscribe");
+        }
+        // Answer everything, each a little before the timeout.
+        let mut answered = 0;
+        while let Ok(Some(response)) =
+            tokio::time::timeout(Duration::from_secs(9), sent.recv()).await
+        {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            peer.send(Ok(DeltaDiscoveryRequest {
+                type_url: response.type_url.clone(),
+                response_nonce: response.nonce.clone(),
+                ..Default::default()
+            }))
+            .expect("ACK");
+            answered += 1;
+        }
+        // More than one answer, 8 s apart: past the timeout in total, never for one response.
+        assert!(answered >= 2, "{answered}");
+        // Nothing is waiting for an answer: an hour of quiet ends nothing.
+        assert!(
+            tokio::time::timeout(Duration::from_secs(3600), &mut run)
+                .await
+                .is_err(),
+            "the stream stayed open"
+        );
+        run.abort();
     }
 }

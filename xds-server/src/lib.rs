@@ -6,12 +6,10 @@
 //! - `grpc`: the response stream's gRPC framing (one exactly-sized buffer per message).
 //! - `directory`: what the service asks of the rest of the control plane (authenticate a proxy,
 //!   follow its snapshots, report its status).
-//! - `listener`: TLS serving of gRPC and plain HTTP routes (the dataplane bootstrap) on one port.
 //! - `metrics`: push/ACK/NACK counters, push -> ACK latency, connected proxies.
 
 pub mod directory;
 pub mod grpc;
-pub mod listener;
 pub mod metrics;
 pub mod service;
 pub mod session;

@@ -14,8 +14,8 @@ use tokio::sync::{mpsc, watch};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+use atoll_cp::listener::server_tls_config;
 use atoll_xds_server::directory::{ConnectError, ProxyDirectory, ProxySubscription, SharedStatus};
-use atoll_xds_server::listener::{serve_tls, server_tls_config};
 use atoll_xds_server::metrics::XdsMetrics;
 use atoll_xds_server::service::AdsService;
 use atoll_xds_server::session::{CLUSTER, Snapshot, SnapshotResource};
@@ -81,9 +81,27 @@ async fn stream_authenticates_serves_acks_and_pushes() {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_tls(listener, tls, app, async {
-        let _ = stop_rx.await;
-    }));
+    let settings = atoll_cp::listener::ListenerSettings {
+        name: "xds",
+        tls: Some(tls),
+        handshake_timeout: Duration::from_secs(10),
+        idle_timeout: Duration::from_secs(60),
+        max_connections: 100,
+        max_connections_setting: "ATOLL_XDS_MAX_CONNECTIONS",
+        keepalive: None,
+        drain: Duration::ZERO,
+    };
+    let connections = atoll_cp::listener::ConnectionMetrics::register(&prometheus::Registry::new())
+        .expect("metrics");
+    let server = tokio::spawn(atoll_cp::listener::serve(
+        listener,
+        app,
+        settings,
+        connections,
+        async {
+            let _ = stop_rx.await;
+        },
+    ));
 
     let channel = Endpoint::from_shared(format!("https://localhost:{}", addr.port()))
         .expect("endpoint")

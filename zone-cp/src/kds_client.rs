@@ -25,6 +25,8 @@ use atoll_store::SharedStore;
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(500);
 /// Longest reconnect delay.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Longest wait for a connection to global (TCP, TLS and HTTP/2 handshakes).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection that lasted this long resets the backoff.
 const STABLE: Duration = Duration::from_secs(30);
 
@@ -38,6 +40,11 @@ pub struct GlobalLink {
     pub zone: String,
     /// This control plane's instance id.
     pub instance_id: String,
+    /// HTTP/2 pings towards global: a global that stops answering is noticed within
+    /// interval + timeout, and the zone reconnects.
+    pub keepalive: atoll_cp::config::Keepalive,
+    /// How long global may leave a message the zone sent unacknowledged.
+    pub ack_timeout: Duration,
 }
 
 impl GlobalLink {
@@ -65,6 +72,8 @@ impl GlobalLink {
             token_file,
             zone: config.zone.clone(),
             instance_id: instance_id.to_string(),
+            keepalive: config.kds_keepalive,
+            ack_timeout: config.kds_ack_timeout,
         }))
     }
 }
@@ -115,18 +124,32 @@ async fn connect_once(
         ))
     })?;
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&link.ca_pem));
-    let channel = Channel::from_shared(link.uri.clone())
+    let endpoint = Channel::from_shared(link.uri.clone())
         .map_err(|e| SyncError::Transport(format!("bad global address {}: {e}", link.uri)))?
         .tls_config(tls)
         .map_err(|e| SyncError::Transport(format!("TLS settings: {e}")))?
-        .connect_timeout(Duration::from_secs(10))
-        .http2_keep_alive_interval(Duration::from_secs(30))
-        .keep_alive_timeout(Duration::from_secs(10))
-        .connect()
-        .await
-        .map_err(|e| {
-            SyncError::Transport(format!("connecting to {}: {}", link.uri, error_chain(&e)))
-        })?;
+        .connect_timeout(CONNECT_TIMEOUT)
+        .http2_keep_alive_interval(link.keepalive.interval)
+        .keep_alive_timeout(link.keepalive.timeout)
+        .keep_alive_while_idle(true);
+    // tonic's connect timeout covers the TCP connect only: bound the TLS and HTTP/2 handshakes
+    // too, or a global that accepts and then says nothing holds the attempt forever.
+    let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
+        Ok(Ok(channel)) => channel,
+        Ok(Err(e)) => {
+            return Err(SyncError::Transport(format!(
+                "connecting to {}: {}",
+                link.uri,
+                error_chain(&e)
+            )));
+        }
+        Err(_) => {
+            return Err(SyncError::Transport(format!(
+                "connecting to {}: no TLS/HTTP/2 handshake within {CONNECT_TIMEOUT:?}",
+                link.uri
+            )));
+        }
+    };
     let hello = ZoneHello {
         zone: link.zone.clone(),
         token: token.trim().to_string(),
@@ -135,6 +158,7 @@ async fn connect_once(
             version: Some(env!("CARGO_PKG_VERSION").to_string()),
             session: Some(format!("{}/{attempt}", link.instance_id)),
         },
+        ack_timeout: link.ack_timeout,
     };
     zone_session(channel, store, &hello).await
 }

@@ -15,6 +15,7 @@ pub mod snapshot;
 pub mod zone_proxies;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use tokio::net::TcpListener;
@@ -51,9 +52,8 @@ pub async fn start_on(
         listen: ctx.config.xds_address,
         trust_hint: "give atoll-dp ca.pem with --ca-cert-file",
     })?;
-    let server_tls =
-        atoll_xds_server::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
-            .context("the xDS server certificate")?;
+    let server_tls = atoll_cp::listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+        .context("the xDS server certificate")?;
     let metrics = XdsMetrics::register(&ctx.registry).context("registering xDS metrics")?;
     let settings = directory::ZoneSettings {
         dp_auth: ctx.config.dp_auth,
@@ -84,10 +84,22 @@ pub async fn start_on(
             );
     tracing::info!(address = %listener.local_addr()?, "xDS server listening (delta ADS, TLS)");
     let mut shutdown = ctx.shutdown.clone();
-    let server = tokio::spawn(atoll_xds_server::listener::serve_tls(
+    let listener_settings = atoll_cp::listener::ListenerSettings {
+        name: "xds",
+        tls: Some(server_tls),
+        handshake_timeout: ctx.config.handshake_timeout,
+        idle_timeout: ctx.config.idle_timeout,
+        max_connections: ctx.config.xds_max_connections,
+        max_connections_setting: "ATOLL_XDS_MAX_CONNECTIONS",
+        // Pings end the stream of a proxy that stopped answering, so it shows offline.
+        keepalive: Some(ctx.config.xds_keepalive),
+        drain: Duration::ZERO,
+    };
+    let server = tokio::spawn(atoll_cp::listener::serve(
         listener,
-        server_tls,
         app,
+        listener_settings,
+        ctx.connections.clone(),
         async move {
             let _ = shutdown.wait_for(|s| *s).await;
         },

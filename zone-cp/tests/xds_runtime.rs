@@ -50,6 +50,11 @@ struct Zone {
 
 impl Zone {
     async fn start(dp_auth: DpAuth) -> Zone {
+        Zone::start_with(dp_auth, ConfigArgs::default()).await
+    }
+
+    /// Like `start`, with further settings in `args`.
+    async fn start_with(dp_auth: DpAuth, args: ConfigArgs) -> Zone {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
         // The test binds the xDS listener itself (no window in which another process could take
@@ -60,10 +65,10 @@ impl Zone {
             xds_address: Some(xds),
             data_dir: Some(data_dir.clone()),
             store: Some("memory".into()),
-            dataplane_offline_grace: Some("1s".into()),
+            dataplane_offline_grace: args.dataplane_offline_grace.clone().or(Some("1s".into())),
             dp_auth: Some(dp_auth),
             log_level: Some("warn".into()),
-            ..Default::default()
+            ..args
         };
         let config = Config::resolve(Mode::Zone, &args).expect("config resolves");
         let api = TcpListener::bind("127.0.0.1:0").await.expect("bind API");
@@ -170,10 +175,21 @@ impl Zone {
         token: Option<&str>,
         first: DeltaDiscoveryRequest,
     ) -> Result<FakeEnvoy, tonic::Status> {
+        self.envoy_at(self.xds, name, token, first).await
+    }
+
+    /// Like `envoy`, dialing `xds` (a relay in front of the zone's xDS port).
+    async fn envoy_at(
+        &self,
+        xds: SocketAddr,
+        name: &str,
+        token: Option<&str>,
+        first: DeltaDiscoveryRequest,
+    ) -> Result<FakeEnvoy, tonic::Status> {
         let tls = ClientTlsConfig::new()
             .ca_certificate(Certificate::from_pem(&self.ca_pem))
             .domain_name("localhost");
-        let channel = Channel::from_shared(format!("https://127.0.0.1:{}", self.xds.port()))
+        let channel = Channel::from_shared(format!("https://127.0.0.1:{}", xds.port()))
             .expect("uri")
             .tls_config(tls)
             .expect("TLS config")
@@ -536,6 +552,61 @@ async fn offline_dataplanes_are_removed_after_the_grace_period() {
         "removed before the 1 s grace ended"
     );
     assert!(zone.status("web-1").await.is_none(), "still in _overview");
+    zone.stop().await;
+}
+
+/// A proxy whose host froze (the link forwards nothing and closes nothing) stops answering the
+/// zone's HTTP/2 pings: its stream ends and `_overview` shows it offline within seconds, not when
+/// TCP gives up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_proxy_shows_offline_within_seconds() {
+    let zone = Zone::start_with(
+        DpAuth::Token,
+        ConfigArgs {
+            xds_keepalive_interval: Some("500ms".into()),
+            xds_keepalive_timeout: Some("1s".into()),
+            // Kept while offline, so the test sees it offline rather than gone.
+            dataplane_offline_grace: Some("1h".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    zone.put(
+        "/meshes/default",
+        json!({"type": "Mesh", "name": "default"}),
+    )
+    .await;
+    put_dataplane(&zone, "web-1", dataplane("web-1", "web", 20001, None)).await;
+    let token = zone.token("web-1", "1h").await;
+    let relay = atoll_test_support::Relay::start(zone.xds).await;
+    let mut envoy = zone
+        .envoy_at(relay.addr, "web-1", Some(&token), request(CLUSTER, &[]))
+        .await
+        .expect("stream accepted");
+    let cds = envoy.expect("CDS").await;
+    envoy.ack(&cds).await;
+    let online = until(LIMIT, || async {
+        zone.status("web-1")
+            .await
+            .is_some_and(|s| s["online"] == true)
+    })
+    .await;
+    assert!(online.is_some(), "{:?}", zone.status("web-1").await);
+
+    relay.freeze(true);
+    // 500 ms + 1 s of keepalive; the default (no pings) left it online for as long as TCP lasts.
+    let offline = until(Duration::from_secs(8), || async {
+        zone.status("web-1")
+            .await
+            .is_some_and(|s| s["online"] == false)
+    })
+    .await;
+    assert!(
+        offline.is_some(),
+        "still online 8 s after freezing: {:?}",
+        zone.status("web-1").await
+    );
+    drop(envoy);
     zone.stop().await;
 }
 

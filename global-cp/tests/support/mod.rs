@@ -117,12 +117,17 @@ async fn listeners() -> (TcpListener, TcpListener) {
 
 /// A global control plane on SQLite in `data_dir`, serving KDS on a fresh port.
 pub async fn start_global(data_dir: &Path) -> (Cp, SocketAddr) {
+    start_global_with(data_dir, ConfigArgs::default()).await
+}
+
+/// Like [`start_global`], with further settings in `args`.
+pub async fn start_global_with(data_dir: &Path, args: ConfigArgs) -> (Cp, SocketAddr) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind KDS");
     let kds = listener.local_addr().expect("KDS address");
     let args = ConfigArgs {
         data_dir: Some(data_dir.to_path_buf()),
         kds_address: Some(kds),
-        ..Default::default()
+        ..args
     };
     let config = Config::resolve(Mode::Global, &args).expect("config resolves");
     let (api, diag) = listeners().await;
@@ -146,6 +151,18 @@ pub async fn start_zone(
     global_dir: &Path,
     token: &str,
 ) -> Cp {
+    start_zone_with(dir, name, kds, global_dir, token, ConfigArgs::default()).await
+}
+
+/// Like [`start_zone`], with further settings in `args`.
+pub async fn start_zone_with(
+    dir: &Path,
+    name: &str,
+    kds: SocketAddr,
+    global_dir: &Path,
+    token: &str,
+    args: ConfigArgs,
+) -> Cp {
     let data_dir = dir.join(name);
     std::fs::create_dir_all(&data_dir).expect("zone dir");
     let token_file = data_dir.join("zone-token");
@@ -160,7 +177,7 @@ pub async fn start_zone(
         global_address: Some(format!("grpcs://127.0.0.1:{}", kds.port())),
         global_ca_file: Some(ca_file),
         zone_token_file: Some(token_file),
-        ..Default::default()
+        ..args
     };
     let config = Config::resolve(Mode::Zone, &args).expect("config resolves");
     let (api, diag) = listeners().await;
