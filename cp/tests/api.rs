@@ -55,6 +55,16 @@ fn put(path: &str, content_type: &str, body: &str) -> Request<Body> {
         .expect("request")
 }
 
+/// The fields an error's causes name.
+fn cause_fields(body: &Value) -> Vec<&str> {
+    body["causes"]
+        .as_array()
+        .expect("causes")
+        .iter()
+        .filter_map(|c| c["field"].as_str())
+        .collect()
+}
+
 fn get(path: &str) -> Request<Body> {
     Request::get(path).body(Body::empty()).expect("request")
 }
@@ -119,12 +129,7 @@ async fn invalid_write_gets_400_with_every_violation_and_stores_nothing() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    let fields: Vec<&str> = b["causes"]
-        .as_array()
-        .expect("causes")
-        .iter()
-        .filter_map(|c| c["field"].as_str())
-        .collect();
+    let fields = cause_fields(&b);
     assert!(fields.contains(&"spec.to[0].default.idleTimeout"), "{b}");
     assert!(
         fields.contains(&"spec.to[0].default.connectionTimeout"),
@@ -186,12 +191,7 @@ async fn malformed_resources_are_refused_with_the_field_named() {
     for (path, doc, field) in cases {
         let (s, b) = call(&app, put(path, "application/json", &doc.to_string())).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{doc} -> {b}");
-        let fields: Vec<&str> = b["causes"]
-            .as_array()
-            .expect("causes")
-            .iter()
-            .filter_map(|c| c["field"].as_str())
-            .collect();
+        let fields = cause_fields(&b);
         assert!(fields.contains(&field), "{doc}: expected {field} in {b}");
         let (s, _) = call(&app, get(path)).await;
         assert_eq!(s, StatusCode::NOT_FOUND, "{doc} must not be stored");
@@ -331,12 +331,7 @@ async fn missing_mesh_unknown_kind_and_path_mismatch_are_refused() {
     )
     .await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    let fields: Vec<&str> = b["causes"]
-        .as_array()
-        .expect("causes")
-        .iter()
-        .filter_map(|c| c["field"].as_str())
-        .collect();
+    let fields = cause_fields(&b);
     assert!(fields.contains(&"type") && fields.contains(&"name"), "{b}");
 
     let (s, _) = call(
@@ -532,12 +527,7 @@ async fn global_issues_zone_tokens_that_verify_and_name_their_zone() {
         .expect("request");
     let (s, b) = call(&app, bad).await;
     assert_eq!(s, StatusCode::BAD_REQUEST, "{b}");
-    let fields: Vec<&str> = b["causes"]
-        .as_array()
-        .expect("causes")
-        .iter()
-        .filter_map(|c| c["field"].as_str())
-        .collect();
+    let fields = cause_fields(&b);
     assert_eq!(fields, ["zone", "scope"], "{b}");
 }
 
