@@ -44,6 +44,16 @@ pub fn load_or_generate(source: &ServerTlsSource) -> anyhow::Result<ServerTls> {
             .with_context(|| format!("reading {prefix}_CERT_FILE {}", cert.display()))?;
         let key_pem = std::fs::read_to_string(key)
             .with_context(|| format!("reading {prefix}_KEY_FILE {}", key.display()))?;
+        // rustls clients (zones, atoll-dp, atollctl) refuse a CA certificate as a server's
+        // own: say so at start-up, with the fix, rather than leave it to their handshakes.
+        if atoll_identity::is_ca_certificate(&cert_chain_pem)
+            .with_context(|| format!("{prefix}_CERT_FILE {}", cert.display()))?
+        {
+            anyhow::bail!(
+                "{prefix}_CERT_FILE {}: the certificate is a CA certificate (basic constraints CA:TRUE, what `openssl req -x509` makes by default); TLS clients refuse it as a server certificate. Make a server certificate signed by a CA, e.g. `atollctl generate tls-certificate --type server --hostname <host> --cert-file cert.pem --key-file key.pem --ca-cert-file ca.pem`, and give clients ca.pem",
+                cert.display()
+            );
+        }
         // The last certificate of the chain is the one clients should trust.
         let ca_pem = last_certificate(&cert_chain_pem).unwrap_or_else(|| cert_chain_pem.clone());
         return Ok(ServerTls {

@@ -112,6 +112,27 @@ enum GenerateCommand {
         #[arg(long, default_value = "8760h")]
         valid_for: String,
     },
+    /// A TLS certificate for a control plane's KDS, xDS or API server (or a client), signed by
+    /// a CA generated with it; give the server the certificate and key, and its clients the CA
+    /// (`ATOLL_GLOBAL_CA_FILE`, atoll-dp `--ca-cert-file`). Made here, offline.
+    TlsCertificate {
+        #[arg(long = "type", value_parser = ["server", "client"])]
+        usage: String,
+        /// A DNS name or IP the certificate is for (repeatable; the first is its CN).
+        #[arg(long = "hostname", required = true)]
+        hostnames: Vec<String>,
+        /// Where to write the certificate (PEM, followed by its CA).
+        #[arg(long)]
+        cert_file: PathBuf,
+        /// Where to write the private key (PEM, mode 0600).
+        #[arg(long)]
+        key_file: PathBuf,
+        /// Where to write the CA that clients trust.
+        #[arg(long)]
+        ca_cert_file: Option<PathBuf>,
+        #[arg(long, default_value = "8760h")]
+        valid_for: String,
+    },
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -154,6 +175,58 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Writes a TLS certificate, its key and its CA (`generate tls-certificate`).
+fn generate_tls_certificate(
+    usage: &str,
+    hostnames: &[String],
+    cert_file: &std::path::Path,
+    key_file: &std::path::Path,
+    ca_cert_file: Option<&std::path::Path>,
+    valid_for: &str,
+) -> Result<(), String> {
+    let usage = match usage {
+        "client" => atoll_identity::TlsUsage::Client,
+        _ => atoll_identity::TlsUsage::Server,
+    };
+    let validity = atoll_core::types::parse_go_duration(valid_for)
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!("--valid-for {valid_for:?}: must be a positive duration such as 8760h")
+        })?;
+    let tls = atoll_identity::generate_tls_cert(usage, hostnames, validity, chrono::Utc::now())
+        .map_err(|e| format!("cannot make the certificate: {e}"))?;
+    let write = |path: &std::path::Path, text: &str, private: bool| -> Result<(), String> {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        if private {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let _ = private;
+        use std::io::Write;
+        options
+            .open(path)
+            .and_then(|mut f| f.write_all(text.as_bytes()))
+            .map_err(|e| format!("writing {}: {e}", path.display()))
+    };
+    write(cert_file, &tls.cert_chain_pem(), false)?;
+    write(key_file, &tls.key_pem, true)?;
+    if let Some(ca) = ca_cert_file {
+        write(ca, &tls.ca_cert_pem, false)?;
+    }
+    eprintln!(
+        "wrote {} (for {}) and {}{}",
+        cert_file.display(),
+        hostnames.join(", "),
+        key_file.display(),
+        ca_cert_file
+            .map(|p| format!("; clients trust {}", p.display()))
+            .unwrap_or_default()
+    );
+    Ok(())
 }
 
 async fn execute(client: &ApiClient, command: Command) -> Result<(), String> {
@@ -211,6 +284,24 @@ async fn execute(client: &ApiClient, command: Command) -> Result<(), String> {
             println!("{}", token.trim());
             Ok(())
         }
+        Command::Generate {
+            what:
+                GenerateCommand::TlsCertificate {
+                    usage,
+                    hostnames,
+                    cert_file,
+                    key_file,
+                    ca_cert_file,
+                    valid_for,
+                },
+        } => generate_tls_certificate(
+            &usage,
+            &hostnames,
+            &cert_file,
+            &key_file,
+            ca_cert_file.as_deref(),
+            &valid_for,
+        ),
         Command::Inspect {
             what:
                 InspectCommand::Dataplane {

@@ -323,7 +323,12 @@ impl ControlPlane {
                     ))
                 })?;
                 let stream = tls.connect(name, tcp).await.map_err(|e| {
-                    BootstrapError::Unreachable(format!("TLS handshake with {target} failed: {e}"))
+                    let hint = atoll_identity::tls_error_hint(&e.to_string())
+                        .map(|h| format!(" ({h})"))
+                        .unwrap_or_default();
+                    BootstrapError::Unreachable(format!(
+                        "TLS handshake with {target} failed: {e}{hint}"
+                    ))
                 })?;
                 exchange(stream, http_request).await
             }

@@ -287,6 +287,15 @@ pub fn rotation_due(cert: &IssuedCert, now: DateTime<Utc>) -> bool {
     remaining.saturating_mul(5) < total || remaining <= 0
 }
 
+/// What a certificate made by [`generate_tls_cert`] is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsUsage {
+    /// A server (EKU serverAuth): the KDS, xDS or API certificate of a control plane.
+    Server,
+    /// A client (EKU clientAuth).
+    Client,
+}
+
 /// Generates TLS material for the control plane itself: a self-signed CA
 /// (`O=Atoll, CN=Atoll control plane CA`, path length 0) and a server certificate signed by it
 /// whose SANs are `hosts` (IP literals become IP SANs, everything else DNS SANs; `*.` wildcards
@@ -297,9 +306,21 @@ pub fn generate_server_cert(
     validity: Duration,
     now: DateTime<Utc>,
 ) -> Result<ServerTls> {
+    generate_tls_cert(TlsUsage::Server, hosts, validity, now)
+}
+
+/// Like [`generate_server_cert`], for either usage (`atollctl generate tls-certificate`): a CA
+/// and, signed by it, a certificate that is not a CA (TLS clients refuse a CA certificate as a
+/// peer's own certificate).
+pub fn generate_tls_cert(
+    usage: TlsUsage,
+    hosts: &[String],
+    validity: Duration,
+    now: DateTime<Utc>,
+) -> Result<ServerTls> {
     let Some(first) = hosts.first() else {
         return Err(IdentityError::InvalidRequest(
-            "a server certificate needs at least one host".into(),
+            "a TLS certificate needs at least one host".into(),
         ));
     };
     let mut sans = Vec::with_capacity(hosts.len());
@@ -329,7 +350,10 @@ pub fn generate_server_cert(
     params.distinguished_name = dn;
     params.subject_alt_names = sans;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.extended_key_usages = vec![match usage {
+        TlsUsage::Server => ExtendedKeyUsagePurpose::ServerAuth,
+        TlsUsage::Client => ExtendedKeyUsagePurpose::ClientAuth,
+    }];
     params.use_authority_key_identifier_extension = true;
     params.not_before = to_offset(not_before)?;
     params.not_after = to_offset(not_after)?;
@@ -412,6 +436,41 @@ impl LoadedCa {
             .map(|der| pem::encode("CERTIFICATE", der))
             .collect()
     }
+}
+
+/// What to do about a TLS error a peer's certificate caused, for the errors operators make:
+/// rustls names the problem (`CaUsedAsEndEntity`) and nothing more.
+pub fn tls_error_hint(error: &str) -> Option<&'static str> {
+    if error.contains("CaUsedAsEndEntity") {
+        Some(
+            "the server presented a CA certificate (basic constraints CA:TRUE, what `openssl req -x509` makes by default) as its own certificate, which TLS clients refuse; give the server a certificate signed by a CA instead (`atollctl generate tls-certificate --type server --hostname <host> --cert-file cert.pem --key-file key.pem --ca-cert-file ca.pem`) and trust that CA (ca.pem) here",
+        )
+    } else if error.contains("UnknownIssuer") {
+        Some(
+            "the server's certificate is not signed by the CA trusted here: check the CA file given to this side",
+        )
+    } else if error.contains("NotValidForName") {
+        Some(
+            "the server's certificate does not name the host dialed: dial a name it carries, or make a certificate with that --hostname",
+        )
+    } else if error.contains("Expired") {
+        Some("the server's certificate has expired (or this machine's clock is wrong)")
+    } else {
+        None
+    }
+}
+
+/// Whether the first certificate of `cert_pem` is a CA certificate (basic constraints
+/// `CA:TRUE`), which TLS peers refuse as a server's or client's own certificate.
+pub fn is_ca_certificate(cert_pem: &str) -> Result<bool> {
+    let certs = parse_certs(cert_pem)?;
+    let Some(first) = certs.first() else {
+        return Err(IdentityError::NotACertificate(
+            "no CERTIFICATE PEM block found".into(),
+        ));
+    };
+    let cert = parse_x509(first)?;
+    Ok(cert.is_ca())
 }
 
 fn parse_certs(cert_pem: &str) -> Result<Vec<CertificateDer<'static>>> {

@@ -20,8 +20,9 @@ mod pem;
 pub mod token;
 
 pub use ca::{
-    CaBundle, IssuedCert, ServerTls, WorkloadCertRequest, generate_root_ca, generate_server_cert,
-    issue_workload_cert, load_provided_ca, rotation_at, rotation_due, spiffe_id, tag_uri,
+    CaBundle, IssuedCert, ServerTls, TlsUsage, WorkloadCertRequest, generate_root_ca,
+    generate_server_cert, generate_tls_cert, is_ca_certificate, issue_workload_cert,
+    load_provided_ca, rotation_at, rotation_due, spiffe_id, tag_uri, tls_error_hint,
 };
 pub use token::{
     DataplaneClaims, PublicKey, Scope, SigningKey, TokenError, ZoneClaims, new_jti,

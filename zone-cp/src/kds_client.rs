@@ -137,10 +137,13 @@ async fn connect_once(
     let channel = match tokio::time::timeout(CONNECT_TIMEOUT, endpoint.connect()).await {
         Ok(Ok(channel)) => channel,
         Ok(Err(e)) => {
+            let chain = error_chain(&e);
+            let hint = atoll_identity::tls_error_hint(&chain)
+                .map(|h| format!(" ({h})"))
+                .unwrap_or_default();
             return Err(SyncError::Transport(format!(
-                "connecting to {}: {}",
-                link.uri,
-                error_chain(&e)
+                "connecting to {}: {chain}{hint}",
+                link.uri
             )));
         }
         Err(_) => {
