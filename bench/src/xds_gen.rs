@@ -89,6 +89,7 @@ pub fn run(args: &XdsGenArgs) -> anyhow::Result<()> {
     .context("generating a CA")?;
     let ca = MeshCa {
         backend: "ca-1".into(),
+        trust_pem: bundle.cert_pem.clone(),
         bundle,
         mode: atoll_xds::context::MtlsMode::Strict,
         dp_cert_validity: std::time::Duration::from_secs(86400),

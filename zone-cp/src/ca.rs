@@ -22,6 +22,10 @@ pub use atoll_cp::mesh_ca::DEFAULT_ROOT_VALIDITY;
 pub struct MeshCa {
     pub backend: String,
     pub bundle: CaBundle,
+    /// The roots proxies trust (PEM, one or more): the issuing CA's, then every other backend
+    /// of `mtls.backends` whose CA is at hand, so that switching `enabledBackend` to a listed
+    /// backend breaks no connection; during a switch, the old root as well (`index`).
+    pub trust_pem: String,
     pub mode: atoll_xds::context::MtlsMode,
     /// Lifetime of proxy certificates (`dpCert.rotation.expiration`).
     pub dp_cert_validity: Duration,
@@ -131,12 +135,71 @@ pub async fn mesh_ca(
         .and_then(|r| r.expiration.as_ref())
         .and_then(|e| e.as_std())
         .unwrap_or(DEFAULT_DP_CERT_VALIDITY);
+    let mut trust_pem = bundle.cert_pem.clone();
+    for other in &mtls.backends {
+        let Some(name) = other.name.as_deref().filter(|n| *n != enabled.as_str()) else {
+            continue;
+        };
+        match backend_root(store, mesh, other, now, generation).await {
+            Ok(Some(root)) => add_root(&mut trust_pem, &root),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::warn!(%mesh, backend = %name, error = %e, "a CA backend's root is not trusted: it cannot be read")
+            }
+        }
+    }
     Ok(Some(MeshCa {
         backend: enabled.clone(),
+        trust_pem,
         bundle,
         mode,
         dp_cert_validity,
     }))
+}
+
+/// Appends `root` (PEM) to a trust bundle unless it is there already.
+pub fn add_root(trust_pem: &mut String, root: &str) {
+    if trust_pem.contains(root.trim()) {
+        return;
+    }
+    if !trust_pem.ends_with('\n') && !trust_pem.is_empty() {
+        trust_pem.push('\n');
+    }
+    trust_pem.push_str(root);
+}
+
+/// The root certificate (PEM) of a backend that is not the enabled one: builtin roots are
+/// read (and, where this control plane owns the mesh, generated); provided ones read.
+async fn backend_root(
+    store: &dyn Store,
+    mesh: &str,
+    backend: &atoll_core::kinds::mesh::CertificateAuthorityBackend,
+    now: DateTime<Utc>,
+    generation: Generation,
+) -> Result<Option<String>, CaError> {
+    let name = backend.name.clone().unwrap_or_default();
+    let conf = backend.typed_conf().map_err(|e| CaError::Config {
+        mesh: mesh.to_string(),
+        reason: format!("backend {name:?} conf: {e}"),
+    })?;
+    match conf {
+        CaConf::Builtin(builtin) => {
+            let validity = builtin
+                .ca_cert
+                .as_ref()
+                .and_then(|c| c.expiration.as_ref())
+                .and_then(|e| e.as_std())
+                .unwrap_or(DEFAULT_ROOT_VALIDITY);
+            let bundle =
+                atoll_cp::mesh_ca::builtin_ca(store, mesh, &name, validity, now, generation)
+                    .await?;
+            Ok(bundle.map(|b| b.cert_pem))
+        }
+        CaConf::Provided(provided) => Ok(Some(
+            read_source(store, mesh, provided.cert.as_ref(), "cert").await?,
+        )),
+        CaConf::Other(_) => Ok(None),
+    }
 }
 
 fn secret_text(secret: &Resource, mesh: &str) -> Result<String, CaError> {

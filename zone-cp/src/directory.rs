@@ -14,6 +14,7 @@ use envoy_types::pb::google::protobuf::value::Kind as PbKind;
 use serde_json::{Value, json};
 use tokio::sync::{broadcast, watch};
 
+use crate::ca::MeshCa;
 use atoll_core::kinds::dataplane::DataplaneDoc;
 use atoll_core::{Kind, ResourceKey};
 use atoll_cp::config::DpAuth;
@@ -761,6 +762,75 @@ impl ZoneDirectory {
                 .unwrap_or_default()
                 .max(MIN_ROTATION_WAIT),
         )
+    }
+
+    /// Drives CA switches (`index::plan_ca_switch`): a mesh moves to the next step once every
+    /// connected proxy holding a certificate of the mesh has ACKed a snapshot built on the
+    /// current step, or after `max_wait` (a proxy that never answers must not hold the mesh's
+    /// CA back forever; it is named in the log).
+    pub async fn drive_ca_switches(
+        self: Arc<Self>,
+        max_wait: std::time::Duration,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stopped(&mut shutdown) => return,
+                _ = tick.tick() => {}
+            }
+            for (mesh, since) in self.index.ca_switches().await {
+                let Ok(state) = self.index.mesh(&mesh).await else {
+                    continue;
+                };
+                let Some(current) = state.ca.as_ref() else {
+                    continue;
+                };
+                let behind = self.behind_on_ca(&mesh, current);
+                if !behind.is_empty() && since.elapsed() < max_wait {
+                    continue;
+                }
+                if !behind.is_empty() {
+                    tracing::warn!(%mesh, proxies = ?behind, waited = ?max_wait, "mesh CA switch goes on without these proxies' ACK");
+                }
+                let _guard = self.rebuild.lock().await;
+                if self.index.advance_ca(&mesh).await {
+                    let keys: Vec<ProxyKey> = self
+                        .known()
+                        .into_iter()
+                        .filter(|k| k.kind == ProxyKind::Egress || k.mesh == mesh)
+                        .collect();
+                    self.refresh_all(keys, false).await;
+                }
+            }
+        }
+    }
+
+    /// The connected proxies of `mesh` that have not ACKed a snapshot built on `ca`.
+    fn behind_on_ca(&self, mesh: &str, ca: &MeshCa) -> Vec<String> {
+        let Ok(proxies) = self.proxies.lock() else {
+            return Vec::new();
+        };
+        proxies
+            .iter()
+            .filter(|(_, e)| e.streams.load(Ordering::SeqCst) > 0)
+            .filter_map(|(key, e)| {
+                let build = e.last.as_ref()?;
+                let cert = match key.kind {
+                    ProxyKind::Sidecar if key.mesh == mesh => build.cert.as_ref(),
+                    ProxyKind::Egress => build.mesh_certs.get(mesh),
+                    _ => None,
+                }?;
+                let acked = e
+                    .status
+                    .lock()
+                    .ok()
+                    .and_then(|s| s.last_acked_version.clone())
+                    .is_some_and(|v| v == e.snapshots.borrow().version);
+                (!cert.matches(ca) || !acked).then(|| key.to_string())
+            })
+            .collect()
     }
 
     /// Removes dataplanes and zone proxies whose proxy has been disconnected for longer than

@@ -96,6 +96,11 @@ pub struct MeshState {
     /// (stored before validation refused such input, or synced from a zone that allowed it):
     /// one bad resource must not stop the config of every proxy that reaches its service.
     pub unusable: BTreeMap<String, String>,
+    /// A CA switch in progress: the CAs (issuer and trust bundle) to move to, in order, each
+    /// once every connected proxy of the mesh runs on the current one (`ca`), with when the
+    /// current step began. See [`plan_ca_switch`].
+    pub ca_steps: std::collections::VecDeque<MeshCa>,
+    pub ca_step_since: Option<tokio::time::Instant>,
     /// ClusterLoadAssignments shared by the mesh's proxies (kept across state changes: an
     /// entry is reused only for the same endpoints).
     pub assignments: Arc<atoll_xds::generate::AssignmentCache>,
@@ -152,6 +157,8 @@ impl MeshState {
             external_services: BTreeMap::new(),
             external_names: HashMap::new(),
             unusable: BTreeMap::new(),
+            ca_steps: Default::default(),
+            ca_step_since: None,
             assignments: Arc::default(),
         }
     }
@@ -369,6 +376,33 @@ impl MeshIndex {
         meshes.values().map(|m| m.unusable.len()).sum()
     }
 
+    /// Meshes with a CA switch in progress, with when their current step began.
+    pub async fn ca_switches(&self) -> Vec<(String, tokio::time::Instant)> {
+        let meshes = self.meshes.read().await;
+        meshes
+            .values()
+            .filter(|m| !m.ca_steps.is_empty())
+            .filter_map(|m| Some((m.name.clone(), m.ca_step_since?)))
+            .collect()
+    }
+
+    /// Moves a mesh's CA switch to its next step. Returns whether it moved.
+    pub async fn advance_ca(&self, mesh: &str) -> bool {
+        let _serial = self.apply_lock.lock().await;
+        let mut meshes = self.meshes.write().await;
+        let Some(current) = meshes.get_mut(mesh) else {
+            return false;
+        };
+        if current.ca_steps.is_empty() {
+            return false;
+        }
+        let state = Arc::make_mut(current);
+        state.ca = state.ca_steps.pop_front();
+        state.ca_step_since = (!state.ca_steps.is_empty()).then(tokio::time::Instant::now);
+        tracing::info!(%mesh, steps_left = state.ca_steps.len(), "mesh CA switch: next step");
+        true
+    }
+
     /// Every mesh in the store, loaded (zone proxies serve them all).
     pub async fn all_meshes(&self) -> Result<Vec<Arc<MeshState>>, BuildError> {
         let meshes = self.store.list(&ListFilter::all(Kind::Mesh)).await?;
@@ -572,6 +606,7 @@ impl MeshIndex {
         match change {
             Change::Reload(mut state) => {
                 state.assignments = current.assignments.clone();
+                plan_ca_switch(current, &mut state);
                 *current = Arc::new(*state);
             }
             Change::Dataplane(entry) => {
@@ -602,6 +637,61 @@ impl MeshIndex {
         }
         Ok(())
     }
+}
+
+/// Kuma's CA rotation without a failed request: when the issuing CA changes, proxies first
+/// trust both roots (still on certificates of the old CA), then move to certificates of the new
+/// one (still trusting both), then drop the old root (unless the old backend is still listed in
+/// `mtls.backends`, whose roots stay trusted). Each step waits until every connected proxy of
+/// the mesh has ACKed the previous one (the directory drives it: [`MeshIndex::advance_ca`]).
+fn plan_ca_switch(old: &MeshState, new: &mut MeshState) {
+    // What the proxies run on now: the last step served, not the end of a previous plan.
+    let (Some(serving), Some(target)) = (old.ca.clone(), new.ca.clone()) else {
+        return;
+    };
+    // A reload in the middle of a switch to the same target (the new CA's Secrets arriving,
+    // say) keeps the switch where it is.
+    if let Some(end) = old.ca_steps.back()
+        && end.bundle.cert_pem == target.bundle.cert_pem
+        && end.trust_pem == target.trust_pem
+    {
+        new.ca = old.ca.clone();
+        new.ca_steps = old.ca_steps.clone();
+        new.ca_step_since = old.ca_step_since;
+        return;
+    }
+    if serving.bundle.cert_pem == target.bundle.cert_pem {
+        // Same issuer: certificates stay valid everywhere, the trust bundle may change at once.
+        return;
+    }
+    let mut union = serving.trust_pem.clone();
+    for root in pem_certificates(&target.trust_pem) {
+        crate::ca::add_root(&mut union, &root);
+    }
+    let trust_both = MeshCa {
+        trust_pem: union.clone(),
+        ..serving
+    };
+    let new_issuer = MeshCa {
+        trust_pem: union.clone(),
+        ..target.clone()
+    };
+    new.ca = Some(trust_both);
+    new.ca_steps = [new_issuer].into_iter().collect();
+    if target.trust_pem != union {
+        new.ca_steps.push_back(target);
+    }
+    new.ca_step_since = Some(tokio::time::Instant::now());
+    tracing::info!(mesh = %new.name, steps = new.ca_steps.len() + 1, "switching the mesh CA: proxies trust both roots first");
+}
+
+/// The certificates of a PEM bundle, each as its own PEM block.
+fn pem_certificates(pem: &str) -> Vec<String> {
+    const END: &str = "-----END CERTIFICATE-----";
+    pem.split_inclusive(END)
+        .filter(|block| block.contains(END))
+        .map(|block| format!("{}\n", block.trim()))
+        .collect()
 }
 
 /// What a store change does to a loaded mesh, read from the store before the mesh is locked.
@@ -705,5 +795,99 @@ mod tests {
         assert!(why.contains("not an IP"), "{why}");
         assert_eq!(index.unusable("default", "good").await, None);
         assert_eq!(index.unusable_count().await, 1);
+    }
+
+    fn mesh_with(backends: &[&str], enabled: &str) -> Resource {
+        let mut r = Resource::new(Kind::Mesh, "", "default");
+        let backends: Vec<Value> = backends
+            .iter()
+            .map(|b| json!({"name": b, "type": "builtin"}))
+            .collect();
+        if let Value::Object(m) = json!({"mtls": {"enabledBackend": enabled, "backends": backends}})
+        {
+            r.spec = m;
+        }
+        r
+    }
+
+    async fn replace_mesh(store: &SharedStore, mesh: Resource) {
+        let current = store
+            .get(&ResourceKey::global(Kind::Mesh, "default"))
+            .await
+            .expect("get")
+            .expect("mesh");
+        store.update(mesh, current.version).await.expect("update");
+    }
+
+    fn roots(ca: &MeshCa) -> usize {
+        ca.trust_pem.matches("BEGIN CERTIFICATE").count()
+    }
+
+    /// Switching `enabledBackend` (adding the new backend and dropping the old in one edit):
+    /// first both roots are trusted with the old issuer, then the new issuer with both roots,
+    /// then the new root alone; never a certificate that a peer does not trust yet.
+    #[tokio::test]
+    async fn a_ca_switch_trusts_both_roots_before_moving_certificates() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        store
+            .create(mesh_with(&["ca-1"], "ca-1"))
+            .await
+            .expect("mesh");
+        let index = MeshIndex::new(store.clone(), "zone-1", Generation::Allowed);
+        let before = index.mesh("default").await.expect("loads");
+        let ca_1 = before.ca.clone().expect("mTLS");
+        assert_eq!(roots(&ca_1), 1);
+
+        replace_mesh(&store, mesh_with(&["ca-2"], "ca-2")).await;
+        let event = ChangeEvent {
+            op: atoll_store::ChangeOp::Updated,
+            key: ResourceKey::global(Kind::Mesh, "default"),
+            version: 0,
+        };
+        index.apply(&event).await.expect("apply");
+        let step_1 = index.mesh("default").await.expect("mesh");
+        let serving = step_1.ca.clone().expect("ca");
+        assert_eq!(
+            serving.bundle.cert_pem, ca_1.bundle.cert_pem,
+            "still the old issuer"
+        );
+        assert_eq!(roots(&serving), 2, "but both roots trusted");
+        assert_eq!(index.ca_switches().await.len(), 1);
+        // A reload meanwhile (the new CA's Secrets arriving) keeps the switch where it is.
+        index.apply(&event).await.expect("apply");
+        let again = index.mesh("default").await.expect("mesh");
+        assert_eq!(
+            again.ca.as_ref().map(|c| c.trust_pem.clone()),
+            Some(serving.trust_pem.clone())
+        );
+        assert_eq!(again.ca_steps.len(), 2);
+
+        assert!(index.advance_ca("default").await);
+        let step_2 = index
+            .mesh("default")
+            .await
+            .expect("mesh")
+            .ca
+            .clone()
+            .expect("ca");
+        assert_ne!(
+            step_2.bundle.cert_pem, ca_1.bundle.cert_pem,
+            "the new issuer"
+        );
+        assert_eq!(roots(&step_2), 2, "both roots still trusted");
+
+        assert!(index.advance_ca("default").await);
+        let step_3 = index
+            .mesh("default")
+            .await
+            .expect("mesh")
+            .ca
+            .clone()
+            .expect("ca");
+        assert_eq!(step_3.bundle.cert_pem, step_2.bundle.cert_pem);
+        assert_eq!(roots(&step_3), 1, "the old root dropped");
+        assert!(!step_3.trust_pem.contains(ca_1.bundle.cert_pem.trim()));
+        assert!(!index.advance_ca("default").await);
+        assert!(index.ca_switches().await.is_empty());
     }
 }

@@ -26,6 +26,9 @@ use atoll_xds_server::service::AdsService;
 
 use crate::directory::ZoneDirectory;
 
+/// How long one step of a mesh CA switch waits for proxies that do not ACK it.
+const CA_SWITCH_MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Starts the zone's xDS server beside the shared runtime.
 pub fn start_hook() -> StartHook {
     Box::new(|ctx: ExtensionContext| Box::pin(start(ctx)))
@@ -110,12 +113,17 @@ pub async fn start_on(
             .clone()
             .collect_offline(ctx.config.dataplane_offline_grace, ctx.shutdown.clone()),
     );
+    let ca_switches = tokio::spawn(
+        directory
+            .clone()
+            .drive_ca_switches(CA_SWITCH_MAX_WAIT, ctx.shutdown.clone()),
+    );
     let publisher = tokio::spawn(services::publish(
         ctx.store.clone(),
         ctx.config.zone.clone(),
         ctx.shutdown.clone(),
     ));
-    let mut tasks = vec![server, watcher, collector, publisher];
+    let mut tasks = vec![server, watcher, collector, ca_switches, publisher];
     if let Some(link) = kds_client::spawn(
         &ctx.config,
         &ctx.instance_id,

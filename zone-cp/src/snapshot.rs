@@ -639,6 +639,15 @@ pub struct ProxyCert {
     services: BTreeSet<String>,
     tags: BTreeMap<String, BTreeSet<String>>,
     ca_cert_pem: String,
+    /// The roots the proxy was told to trust with it.
+    trust_pem: String,
+}
+
+impl ProxyCert {
+    /// Whether it was issued by `ca` and sent with `ca`'s trust bundle.
+    pub fn matches(&self, ca: &MeshCa) -> bool {
+        self.ca_cert_pem == ca.bundle.cert_pem && self.trust_pem == ca.trust_pem
+    }
 }
 
 /// The proxy's certificate: the previous one while it is not due for rotation and was issued
@@ -656,8 +665,19 @@ pub(crate) fn certificate(
             && &prev.services == services
             && &prev.tags == tags
             && !atoll_identity::rotation_due(&prev.issued, now);
-        if reusable {
+        if reusable && prev.trust_pem == ca.trust_pem {
             return Ok(prev.clone());
+        }
+        if reusable {
+            // Same certificate, new trust bundle (a CA switch in progress).
+            let mut cert = prev.clone();
+            cert.secrets = Arc::new(atoll_xds::generate::secrets(
+                &cert.issued.cert_chain_pem,
+                &cert.issued.key_pem,
+                &ca.trust_pem,
+            ));
+            cert.trust_pem = ca.trust_pem.clone();
+            return Ok(cert);
         }
     }
     let request = WorkloadCertRequest {
@@ -671,7 +691,7 @@ pub(crate) fn certificate(
     let secrets = Arc::new(atoll_xds::generate::secrets(
         &issued.cert_chain_pem,
         &issued.key_pem,
-        &ca.bundle.cert_pem,
+        &ca.trust_pem,
     ));
     Ok(ProxyCert {
         issued,
@@ -679,6 +699,7 @@ pub(crate) fn certificate(
         services: services.clone(),
         tags: tags.clone(),
         ca_cert_pem: ca.bundle.cert_pem.clone(),
+        trust_pem: ca.trust_pem.clone(),
     })
 }
 
@@ -846,6 +867,7 @@ mod tests {
                 .expect("ca");
         state.ca = Some(crate::ca::MeshCa {
             backend: "ca-1".into(),
+            trust_pem: bundle.cert_pem.clone(),
             bundle,
             mode: atoll_xds::context::MtlsMode::Strict,
             dp_cert_validity: std::time::Duration::from_secs(3600),

@@ -156,7 +156,7 @@ pub async fn build_egress(
                 &state.name,
                 &cert.issued.cert_chain_pem,
                 &cert.issued.key_pem,
-                &ca.bundle.cert_pem,
+                &ca.trust_pem,
             ));
             mesh_certs.insert(state.name.clone(), cert);
         }
