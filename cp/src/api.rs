@@ -92,7 +92,13 @@ pub struct ApiError {
     title: &'static str,
     details: String,
     causes: Vec<atoll_core::Violation>,
+    /// Seconds a client should wait before trying again (`Retry-After`).
+    retry_after: Option<u64>,
 }
+
+/// `Retry-After` of a 503 while the store is unavailable: long enough not to hammer a database
+/// that is coming back, short enough for clients to notice it is back soon.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     fn new(status: StatusCode, title: &'static str, details: impl Into<String>) -> Self {
@@ -101,6 +107,7 @@ impl ApiError {
             title,
             details: details.into(),
             causes: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -118,6 +125,7 @@ impl ApiError {
             title: "Invalid resource",
             details: format!("{} violation(s): {v}", v.len()),
             causes: v.violations,
+            retry_after: None,
         }
     }
 
@@ -137,7 +145,18 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => {
                 Self::new(StatusCode::CONFLICT, "Conflict", e.to_string())
             }
-            StoreError::Backend(_) | StoreError::Corrupt { .. } => {
+            StoreError::Backend(_) => {
+                tracing::error!(error = %e, "store failure");
+                Self {
+                    retry_after: Some(STORE_RETRY_AFTER_SECS),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Store unavailable",
+                        e.to_string(),
+                    )
+                }
+            }
+            StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "store failure");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -155,7 +174,13 @@ impl IntoResponse for ApiError {
         if !self.causes.is_empty() {
             body["causes"] = serde_json::to_value(&self.causes).unwrap_or(Value::Null);
         }
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 

@@ -32,6 +32,8 @@ pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
 pub const DEFAULT_ZONE: &str = "default";
 pub const DEFAULT_XDS_ADDRESS: &str = "0.0.0.0:5678";
 pub const DEFAULT_KDS_ADDRESS: &str = "0.0.0.0:5685";
+/// How long a store operation waits for the database while it is away.
+pub const DEFAULT_STORE_TIMEOUT: &str = "5s";
 /// Kuma removes universal dataplanes that stayed offline this long (72h).
 pub const DEFAULT_DATAPLANE_OFFLINE_GRACE: &str = "72h";
 /// A connection that has not finished its TLS handshake (or, on the plain REST API, sent its
@@ -90,6 +92,11 @@ pub struct ConfigArgs {
     /// `memory` (nothing survives a restart).
     #[arg(long, env = "ATOLL_STORE")]
     pub store: Option<String>,
+
+    /// PostgreSQL store: how long an operation waits for the database while it is away before
+    /// the API answers 503 with Retry-After [default: 5s].
+    #[arg(long, env = "ATOLL_STORE_TIMEOUT")]
+    pub store_timeout: Option<String>,
 
     /// Zone name (zone control plane) [default: default].
     #[arg(long, env = "ATOLL_ZONE")]
@@ -205,6 +212,8 @@ struct ConfigFile {
     #[serde(alias = "data-dir")]
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    #[serde(alias = "store-timeout")]
+    store_timeout: Option<String>,
     zone: Option<String>,
     #[serde(alias = "log-level")]
     log_level: Option<String>,
@@ -260,6 +269,8 @@ pub struct Config {
     pub diagnostics_address: SocketAddr,
     pub data_dir: PathBuf,
     pub store: String,
+    /// How long a store operation waits for an unreachable database.
+    pub store_timeout: std::time::Duration,
     pub zone: String,
     pub log_level: String,
     pub xds_address: SocketAddr,
@@ -342,6 +353,24 @@ impl Config {
                 .clone()
                 .or(file.store)
                 .unwrap_or_else(|| "sqlite://".to_string()),
+            store_timeout: {
+                let text = args
+                    .store_timeout
+                    .clone()
+                    .or(file.store_timeout)
+                    .unwrap_or_else(|| DEFAULT_STORE_TIMEOUT.to_string());
+                match atoll_core::types::parse_go_duration(&text) {
+                    Some(d) if !d.is_zero() => d,
+                    _ => {
+                        return Err(ConfigError::Setting {
+                            setting: "ATOLL_STORE_TIMEOUT",
+                            reason: format!(
+                                "must be a positive duration such as 5s or 500ms (got {text:?})"
+                            ),
+                        });
+                    }
+                }
+            },
             zone: args
                 .zone
                 .clone()
@@ -531,6 +560,25 @@ mod tests {
         assert_eq!(c.diagnostics_address.to_string(), "127.0.0.1:7001");
         assert_eq!(c.store, "memory");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.store_timeout, std::time::Duration::from_secs(5));
+    }
+
+    #[test]
+    fn store_timeout_is_a_positive_duration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(&file, "store-timeout: 750ms\n").expect("write");
+        let mut args = ConfigArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Zone, &args).expect("resolves");
+        assert_eq!(c.store_timeout, std::time::Duration::from_millis(750));
+        for bad in ["0s", "soon"] {
+            args.store_timeout = Some(bad.into());
+            let err = Config::resolve(Mode::Zone, &args).expect_err("refused");
+            assert!(err.to_string().contains("ATOLL_STORE_TIMEOUT"), "{err}");
+        }
     }
 
     #[test]
