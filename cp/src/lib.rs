@@ -218,7 +218,7 @@ impl ControlPlane {
             })
             .await?;
         }
-        let api_app = api::router(state);
+        let api_app = api::router_with_body_limit(state, config.max_body_size);
         let api_settings = listener::ListenerSettings {
             name: "api",
             tls: None,

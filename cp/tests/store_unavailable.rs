@@ -74,10 +74,7 @@ async fn through(url: &str, address: SocketAddr) -> (String, SocketAddr) {
         .expect("resolve the database")
         .next()
         .expect("an address");
-    (
-        format!("{scheme}://{credentials}@{address}/{tail}"),
-        target,
-    )
+    (format!("{scheme}://{credentials}@{address}/{tail}"), target)
 }
 
 /// The address of the database `url` names.
@@ -106,7 +103,9 @@ async fn call(app: &axum::Router, req: Request<Body>) -> (StatusCode, Option<Str
 fn put_mesh(name: &str) -> Request<Body> {
     let mut req = Request::put(format!("/meshes/{name}"))
         .header("content-type", "application/json")
-        .body(Body::from(json!({"type": "Mesh", "name": name}).to_string()))
+        .body(Body::from(
+            json!({"type": "Mesh", "name": name}).to_string(),
+        ))
         .expect("request");
     req.extensions_mut()
         .insert(ConnectInfo(SocketAddr::from(([127, 0, 0, 1], 40000))));
@@ -114,8 +113,7 @@ fn put_mesh(name: &str) -> Request<Body> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn writes_answer_503_with_retry_after_within_the_store_timeout_while_the_database_is_away()
-{
+async fn writes_answer_503_with_retry_after_within_the_store_timeout_while_the_database_is_away() {
     with_postgres_database("api_503_while_the_database_is_away", |url| async move {
         let relay = Relay::start(database_address(&url).await).await;
         let (relayed, _) = through(&url, relay.address).await;
@@ -160,7 +158,9 @@ async fn writes_answer_503_with_retry_after_within_the_store_timeout_while_the_d
         );
         let (status, retry_after, _) = call(
             &app,
-            Request::get("/meshes").body(Body::empty()).expect("request"),
+            Request::get("/meshes")
+                .body(Body::empty())
+                .expect("request"),
         )
         .await;
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);

@@ -242,11 +242,7 @@ pub async fn open(url: &str, data_dir: &Path) -> Result<SharedStore> {
 }
 
 /// [`open`] with options.
-pub async fn open_with(
-    url: &str,
-    data_dir: &Path,
-    options: &StoreOptions,
-) -> Result<SharedStore> {
+pub async fn open_with(url: &str, data_dir: &Path, options: &StoreOptions) -> Result<SharedStore> {
     Ok(match StoreUrl::parse(url, data_dir)? {
         StoreUrl::Memory => Arc::new(MemoryStore::new()),
         StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(&path).await?),

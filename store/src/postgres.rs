@@ -237,7 +237,12 @@ impl ListenerState {
     }
 
     /// Sends a change unless it was sent already.
-    fn send(&mut self, id: Option<i64>, event: ChangeEvent, events: &broadcast::Sender<ChangeEvent>) {
+    fn send(
+        &mut self,
+        id: Option<i64>,
+        event: ChangeEvent,
+        events: &broadcast::Sender<ChangeEvent>,
+    ) {
         if let Some(id) = id
             && (self.sent_before.contains(&id) || !self.sent.insert(id))
         {
@@ -274,12 +279,11 @@ async fn open_session(pool: &PgPool) -> Result<(ListenerSession, Cursor)> {
         .map_err(backend)?;
     let mark_channel = format!("atoll_mark_{pid}");
     listener.listen(&mark_channel).await.map_err(backend)?;
-    let (snapshot, at_epoch): (String, f64) = sqlx::query_as(
-        "SELECT pg_current_snapshot()::text, extract(epoch FROM now())::float8",
-    )
-    .fetch_one(&mut listener)
-    .await
-    .map_err(backend)?;
+    let (snapshot, at_epoch): (String, f64) =
+        sqlx::query_as("SELECT pg_current_snapshot()::text, extract(epoch FROM now())::float8")
+            .fetch_one(&mut listener)
+            .await
+            .map_err(backend)?;
     Ok((
         ListenerSession {
             listener,
@@ -730,7 +734,10 @@ mod tests {
         let (id, g) =
             parse_notification(r#"{"op":"DELETE","kind":"Mesh","mesh":"","name":"m","version":1}"#)
                 .expect("parses");
-        assert_eq!(id, None, "notifications of the trigger before the change log have no id");
+        assert_eq!(
+            id, None,
+            "notifications of the trigger before the change log have no id"
+        );
         assert_eq!(g.op, ChangeOp::Deleted);
         assert_eq!(g.key, ResourceKey::global(Kind::Mesh, "m"));
         for bad in [
