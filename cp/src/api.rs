@@ -22,8 +22,68 @@ use crate::config::Mode;
 use crate::metrics::Metrics;
 use crate::references::check_references;
 
-/// Largest request body accepted (a resource document).
-const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+/// Largest request body accepted when the router is built without a limit (4 MiB).
+pub const DEFAULT_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+
+/// The body limit a router applies, kept in each request's extensions.
+#[derive(Debug, Clone, Copy)]
+struct BodyLimit(usize);
+
+/// Why a request body was not read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the request body is larger than the limit of {limit} bytes (ATOLL_MAX_BODY_SIZE)")]
+    TooLarge { limit: usize },
+    #[error("cannot read the request body: {0}")]
+    Read(String),
+}
+
+impl BodyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads a request body of at most `limit` bytes. A declared `Content-Length` over the limit is
+/// refused before anything is read; otherwise reading stops at the first byte past the limit,
+/// so one request never holds more than `limit` bytes of body.
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: axum::body::Body,
+    limit: usize,
+) -> Result<axum::body::Bytes, BodyError> {
+    use futures::StreamExt;
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut stream = body.into_data_stream();
+    let mut buf = Vec::with_capacity(declared.map_or(0, |n| n as usize));
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| BodyError::Read(e.to_string()))?;
+        if buf.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(buf.into())
+}
+
+impl From<BodyError> for ApiError {
+    fn from(e: BodyError) -> Self {
+        let title = match e {
+            BodyError::TooLarge { .. } => "Request body too large",
+            BodyError::Read(_) => "Bad request",
+        };
+        Self::new(e.status(), title, e.to_string())
+    }
+}
 /// Page size when a list request gives none, and the largest accepted.
 pub const DEFAULT_PAGE_SIZE: u64 = 100;
 pub const MAX_PAGE_SIZE: u64 = 1000;
@@ -80,9 +140,18 @@ fn check_ownership(state: &ApiState, existing: &Resource) -> Result<(), ApiError
     ))
 }
 
-/// The API as a router, so tests can call it without binding a socket.
+/// The API as a router, so tests can call it without binding a socket; request bodies up to
+/// [`DEFAULT_MAX_BODY_BYTES`].
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new().fallback(handle).with_state(state)
+    router_with_body_limit(state, DEFAULT_MAX_BODY_BYTES)
+}
+
+/// The API as a router accepting request bodies of at most `max_body_bytes`.
+pub fn router_with_body_limit(state: Arc<ApiState>, max_body_bytes: usize) -> Router {
+    Router::new()
+        .fallback(handle)
+        .with_state(state)
+        .layer(axum::Extension(BodyLimit(max_body_bytes)))
 }
 
 /// An API error: status plus the JSON body Kuma clients expect (`title`, `details`, `causes`).
@@ -92,7 +161,13 @@ pub struct ApiError {
     title: &'static str,
     details: String,
     causes: Vec<atoll_core::Violation>,
+    /// Seconds a client should wait before trying again (`Retry-After`).
+    retry_after: Option<u64>,
 }
+
+/// `Retry-After` of a 503 while the store is unavailable: long enough not to hammer a database
+/// that is coming back, short enough for clients to notice it is back soon.
+const STORE_RETRY_AFTER_SECS: u64 = 5;
 
 impl ApiError {
     fn new(status: StatusCode, title: &'static str, details: impl Into<String>) -> Self {
@@ -101,6 +176,7 @@ impl ApiError {
             title,
             details: details.into(),
             causes: Vec::new(),
+            retry_after: None,
         }
     }
 
@@ -118,6 +194,7 @@ impl ApiError {
             title: "Invalid resource",
             details: format!("{} violation(s): {v}", v.len()),
             causes: v.violations,
+            retry_after: None,
         }
     }
 
@@ -137,7 +214,18 @@ impl From<StoreError> for ApiError {
             StoreError::AlreadyExists(_) | StoreError::Conflict { .. } => {
                 Self::new(StatusCode::CONFLICT, "Conflict", e.to_string())
             }
-            StoreError::Backend(_) | StoreError::Corrupt { .. } => {
+            StoreError::Backend(_) => {
+                tracing::error!(error = %e, "store failure");
+                Self {
+                    retry_after: Some(STORE_RETRY_AFTER_SECS),
+                    ..Self::new(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "Store unavailable",
+                        e.to_string(),
+                    )
+                }
+            }
+            StoreError::Corrupt { .. } => {
                 tracing::error!(error = %e, "store failure");
                 Self::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -155,11 +243,27 @@ impl IntoResponse for ApiError {
         if !self.causes.is_empty() {
             body["causes"] = serde_json::to_value(&self.causes).unwrap_or(Value::Null);
         }
-        (self.status, axum::Json(body)).into_response()
+        let mut response = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+        }
+        response
     }
 }
 
 type ApiResult = Result<Response, ApiError>;
+
+/// A request's body, within the router's limit.
+async fn request_body(req: Request) -> Result<axum::body::Bytes, ApiError> {
+    let limit = req
+        .extensions()
+        .get::<BodyLimit>()
+        .map_or(DEFAULT_MAX_BODY_BYTES, |l| l.0);
+    let (parts, body) = req.into_parts();
+    Ok(read_body(&parts.headers, body, limit).await?)
+}
 
 /// The parsed target of a request.
 #[derive(Debug)]
@@ -422,9 +526,7 @@ async fn serve(
             if !is_admin {
                 return Err(admin_required(&req));
             }
-            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-                .await
-                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            let body = request_body(req).await?;
             rotate_signing_key(state, zone, &body).await
         }
         (&Method::PUT, Target::One { key }) => {
@@ -437,9 +539,7 @@ async fn serve(
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("")
                 .to_string();
-            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-                .await
-                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            let body = request_body(req).await?;
             put(state, key, &content_type, &body).await
         }
         (&Method::DELETE, Target::One { key }) => {
@@ -452,9 +552,7 @@ async fn serve(
             if !is_admin {
                 return Err(admin_required(&req));
             }
-            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-                .await
-                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            let body = request_body(req).await?;
             dataplane_token(state, &body).await
         }
         (&Method::POST, Target::ZoneToken) => {
@@ -466,9 +564,7 @@ async fn serve(
                     "zone tokens are issued by the global control plane: call POST /tokens/zone there",
                 ));
             }
-            let body = axum::body::to_bytes(req.into_body(), MAX_BODY_BYTES)
-                .await
-                .map_err(|e| ApiError::bad_request(format!("cannot read the request body: {e}")))?;
+            let body = request_body(req).await?;
             zone_token(state, &body).await
         }
         (&Method::GET, Target::Overview { mesh }) => {

@@ -32,6 +32,10 @@ pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
 pub const DEFAULT_ZONE: &str = "default";
 pub const DEFAULT_XDS_ADDRESS: &str = "0.0.0.0:5678";
 pub const DEFAULT_KDS_ADDRESS: &str = "0.0.0.0:5685";
+/// Largest request body the REST API and the zone's `POST /bootstrap` accept.
+pub const DEFAULT_MAX_BODY_SIZE: &str = "4MiB";
+/// How long a store operation waits for the database while it is away.
+pub const DEFAULT_STORE_TIMEOUT: &str = "5s";
 /// Kuma removes universal dataplanes that stayed offline this long (72h).
 pub const DEFAULT_DATAPLANE_OFFLINE_GRACE: &str = "72h";
 /// A connection that has not finished its TLS handshake (or, on the plain REST API, sent its
@@ -90,6 +94,16 @@ pub struct ConfigArgs {
     /// `memory` (nothing survives a restart).
     #[arg(long, env = "ATOLL_STORE")]
     pub store: Option<String>,
+
+    /// Largest request body the REST API and the zone's POST /bootstrap accept, in bytes or
+    /// with a KiB/MiB suffix; larger ones get 413 [default: 4MiB].
+    #[arg(long, env = "ATOLL_MAX_BODY_SIZE")]
+    pub max_body_size: Option<String>,
+
+    /// PostgreSQL store: how long an operation waits for the database while it is away before
+    /// the API answers 503 with Retry-After [default: 5s].
+    #[arg(long, env = "ATOLL_STORE_TIMEOUT")]
+    pub store_timeout: Option<String>,
 
     /// Zone name (zone control plane) [default: default].
     #[arg(long, env = "ATOLL_ZONE")]
@@ -205,6 +219,10 @@ struct ConfigFile {
     #[serde(alias = "data-dir")]
     data_dir: Option<PathBuf>,
     store: Option<String>,
+    #[serde(alias = "store-timeout")]
+    store_timeout: Option<String>,
+    #[serde(alias = "max-body-size")]
+    max_body_size: Option<String>,
     zone: Option<String>,
     #[serde(alias = "log-level")]
     log_level: Option<String>,
@@ -260,6 +278,10 @@ pub struct Config {
     pub diagnostics_address: SocketAddr,
     pub data_dir: PathBuf,
     pub store: String,
+    /// How long a store operation waits for an unreachable database.
+    pub store_timeout: std::time::Duration,
+    /// Largest request body accepted, in bytes.
+    pub max_body_size: usize,
     pub zone: String,
     pub log_level: String,
     pub xds_address: SocketAddr,
@@ -342,6 +364,40 @@ impl Config {
                 .clone()
                 .or(file.store)
                 .unwrap_or_else(|| "sqlite://".to_string()),
+            store_timeout: {
+                let text = args
+                    .store_timeout
+                    .clone()
+                    .or(file.store_timeout)
+                    .unwrap_or_else(|| DEFAULT_STORE_TIMEOUT.to_string());
+                match atoll_core::types::parse_go_duration(&text) {
+                    Some(d) if !d.is_zero() => d,
+                    _ => {
+                        return Err(ConfigError::Setting {
+                            setting: "ATOLL_STORE_TIMEOUT",
+                            reason: format!(
+                                "must be a positive duration such as 5s or 500ms (got {text:?})"
+                            ),
+                        });
+                    }
+                }
+            },
+            max_body_size: {
+                let text = args
+                    .max_body_size
+                    .clone()
+                    .or(file.max_body_size)
+                    .unwrap_or_else(|| DEFAULT_MAX_BODY_SIZE.to_string());
+                parse_size(&text)
+                    .filter(|n| *n > 0)
+                    .ok_or(ConfigError::Setting {
+                        setting: "ATOLL_MAX_BODY_SIZE",
+                        reason: format!(
+                            "must be a positive size in bytes or with a KiB or MiB suffix, such as \
+                         4MiB (got {text:?})"
+                        ),
+                    })?
+            },
             zone: args
                 .zone
                 .clone()
@@ -494,6 +550,23 @@ fn connection_cap(
     }
 }
 
+/// A size: bytes, or a number with a `KiB` or `MiB` suffix.
+pub fn parse_size(text: &str) -> Option<usize> {
+    let text = text.trim();
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, ""),
+    };
+    let n: usize = digits.parse().ok()?;
+    let unit = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        _ => return None,
+    };
+    n.checked_mul(unit)
+}
+
 fn read_file(path: &Path) -> Result<ConfigFile, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_path_buf(),
@@ -531,6 +604,42 @@ mod tests {
         assert_eq!(c.diagnostics_address.to_string(), "127.0.0.1:7001");
         assert_eq!(c.store, "memory");
         assert_eq!(c.data_dir, PathBuf::from(DEFAULT_DATA_DIR));
+        assert_eq!(c.store_timeout, std::time::Duration::from_secs(5));
+        assert_eq!(c.max_body_size, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn max_body_size_takes_bytes_or_binary_units() {
+        assert_eq!(parse_size("1024"), Some(1024));
+        assert_eq!(parse_size("512KiB"), Some(512 * 1024));
+        assert_eq!(parse_size("2MiB"), Some(2 * 1024 * 1024));
+        for bad in ["", "MiB", "2MB", "-1", "1.5MiB"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
+        }
+        let args = ConfigArgs {
+            max_body_size: Some("lots".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(Mode::Zone, &args).expect_err("refused");
+        assert!(err.to_string().contains("ATOLL_MAX_BODY_SIZE"), "{err}");
+    }
+
+    #[test]
+    fn store_timeout_is_a_positive_duration() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(&file, "store-timeout: 750ms\n").expect("write");
+        let mut args = ConfigArgs {
+            config: Some(file),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Zone, &args).expect("resolves");
+        assert_eq!(c.store_timeout, std::time::Duration::from_millis(750));
+        for bad in ["0s", "soon"] {
+            args.store_timeout = Some(bad.into());
+            let err = Config::resolve(Mode::Zone, &args).expect_err("refused");
+            assert!(err.to_string().contains("ATOLL_STORE_TIMEOUT"), "{err}");
+        }
     }
 
     #[test]

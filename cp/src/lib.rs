@@ -176,7 +176,10 @@ impl ControlPlane {
     ) -> anyhow::Result<Self> {
         ensure_data_dir(&config.data_dir)?;
         let metrics = Metrics::new().context("registering metrics")?;
-        let raw = atoll_store::open(&config.store, &config.data_dir)
+        let store_options = atoll_store::StoreOptions {
+            timeout: config.store_timeout,
+        };
+        let raw = atoll_store::open_with(&config.store, &config.data_dir, &store_options)
             .await
             .with_context(|| format!("opening store {}", redact(&config.store)))?;
         let observed = metrics.clone();
@@ -215,7 +218,7 @@ impl ControlPlane {
             })
             .await?;
         }
-        let api_app = api::router(state);
+        let api_app = api::router_with_body_limit(state, config.max_body_size);
         let api_settings = listener::ListenerSettings {
             name: "api",
             tls: None,

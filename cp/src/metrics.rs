@@ -77,6 +77,7 @@ impl Metrics {
     }
 
     pub fn observe_api(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         self.api_requests
             .with_label_values(&[method, route, &status.to_string()])
             .inc();
@@ -99,6 +100,21 @@ impl Metrics {
             return format!("# metrics encoding failed: {e}\n");
         }
         String::from_utf8(buf).unwrap_or_default()
+    }
+}
+
+/// Standard methods get their own label; any other (HTTP allows any token) is `other`, so a
+/// client cannot grow the metrics without bound by inventing methods.
+fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "PUT" => "PUT",
+        "POST" => "POST",
+        "DELETE" => "DELETE",
+        "HEAD" => "HEAD",
+        "PATCH" => "PATCH",
+        "OPTIONS" => "OPTIONS",
+        _ => "other",
     }
 }
 

@@ -216,12 +216,37 @@ impl StoreUrl {
     }
 }
 
+/// Settings of a store that its URL does not hold.
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// PostgreSQL: how long an operation waits for a connection while the database is away
+    /// before failing with [`StoreError::Backend`] (the API answers 503 then).
+    pub timeout: Duration,
+}
+
+impl StoreOptions {
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Self::DEFAULT_TIMEOUT,
+        }
+    }
+}
+
 /// Opens the store a URL names (see [`StoreUrl::parse`]), applying pending schema migrations.
 pub async fn open(url: &str, data_dir: &Path) -> Result<SharedStore> {
+    open_with(url, data_dir, &StoreOptions::default()).await
+}
+
+/// [`open`] with options.
+pub async fn open_with(url: &str, data_dir: &Path, options: &StoreOptions) -> Result<SharedStore> {
     Ok(match StoreUrl::parse(url, data_dir)? {
         StoreUrl::Memory => Arc::new(MemoryStore::new()),
         StoreUrl::Sqlite(path) => Arc::new(SqliteStore::open(&path).await?),
-        StoreUrl::Postgres(url) => Arc::new(PostgresStore::connect(&url).await?),
+        StoreUrl::Postgres(url) => Arc::new(PostgresStore::connect_with(&url, options).await?),
     })
 }
 

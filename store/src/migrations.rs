@@ -35,6 +35,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         name: "list_speed",
         sql: include_str!("../migrations/postgres/0002_list_speed.sql"),
     },
+    Migration {
+        version: 3,
+        name: "change_log",
+        sql: include_str!("../migrations/postgres/0003_change_log.sql"),
+    },
 ];
 
 /// The pending migrations, given the versions a database lists as applied; an error when the

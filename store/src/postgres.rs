@@ -3,11 +3,16 @@
 //! Writes are single statements with the version check in their `WHERE` clause (optimistic
 //! concurrency). Change events do not come from the writer: a trigger announces every committed
 //! change with `pg_notify('atoll_changes', …)`, and each store keeps a `LISTEN` connection that
-//! feeds its watchers, so every replica sees every replica's writes, in commit order. The
-//! listener reconnects by itself when its connection drops; notifications sent while it was
-//! down are lost (a warning is logged), so watchers that must not miss a change should also
-//! resync with `list` now and then, as they must after `RecvError::Lagged`.
+//! feeds its watchers, so every replica sees every replica's writes, in commit order.
+//!
+//! Notifications sent while the listener's connection is down are lost, so the trigger also
+//! writes each change to a change log (`resource_changes`, pruned after
+//! [`CHANGE_LOG_RETENTION`]). The listener keeps a cursor, a snapshot before which every change
+//! has reached its watchers (moved forward by "marks" it notifies to itself), and when it
+//! reconnects it replays the changes visible in a new snapshot and not in the cursor, deletions
+//! included, before announcing new ones.
 
+use std::collections::HashSet;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -18,15 +23,20 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow}
 use sqlx::{Connection, Row};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
 use crate::migrations::{self, Migration};
 use crate::row::{RawRow, encode, key_string, kind_of, parse_time, sql_int, time_text};
 use crate::{
-    ChangeEvent, ChangeOp, EVENT_BUFFER, ListFilter, ListPage, Result, Store, StoreError, now,
+    ChangeEvent, ChangeOp, EVENT_BUFFER, ListFilter, ListPage, Result, Store, StoreError,
+    StoreOptions, now,
 };
 
 /// The channel the trigger notifies on.
 pub const CHANNEL: &str = "atoll_changes";
+
+/// The `application_name` of the listener's session (`pg_stat_activity`).
+pub const LISTENER_APPLICATION_NAME: &str = "atoll-listener";
 
 /// Advisory lock key serializing migrations across replicas ("atoll" in ASCII).
 const MIGRATION_LOCK: i64 = 0x61_74_6f_6c_6c;
@@ -138,8 +148,9 @@ fn raw(row: &PgRow) -> Result<RawRow> {
     })
 }
 
-/// Reads one trigger notification.
-fn parse_notification(payload: &str) -> Result<ChangeEvent> {
+/// Reads one trigger notification: the change and its id in the change log (absent in
+/// notifications from a trigger older than the change log).
+fn parse_notification(payload: &str) -> Result<(Option<i64>, ChangeEvent)> {
     let bad = |reason: String| StoreError::Corrupt {
         key: format!("notification {payload:?}"),
         reason,
@@ -150,18 +161,34 @@ fn parse_notification(payload: &str) -> Result<ChangeEvent> {
             .and_then(Value::as_str)
             .ok_or_else(|| bad(format!("no string field {name}")))
     };
-    let op = match field("op")? {
-        "INSERT" => ChangeOp::Created,
-        "UPDATE" => ChangeOp::Updated,
-        "DELETE" => ChangeOp::Deleted,
-        other => return Err(bad(format!("unknown op {other:?}"))),
-    };
-    let (kind, mesh, name) = (field("kind")?, field("mesh")?, field("name")?);
-    let kind = kind_of(kind, || format!("{kind}/{mesh}/{name}"))?;
     let version = v
         .get("version")
         .and_then(Value::as_i64)
         .ok_or_else(|| bad("no integer field version".into()))?;
+    let event = change_event(
+        field("op")?,
+        field("kind")?,
+        field("mesh")?,
+        field("name")?,
+        version,
+    )?;
+    Ok((v.get("id").and_then(Value::as_i64), event))
+}
+
+/// A change as the trigger describes it (`op` is the trigger's `TG_OP`).
+fn change_event(op: &str, kind: &str, mesh: &str, name: &str, version: i64) -> Result<ChangeEvent> {
+    let op = match op {
+        "INSERT" => ChangeOp::Created,
+        "UPDATE" => ChangeOp::Updated,
+        "DELETE" => ChangeOp::Deleted,
+        other => {
+            return Err(StoreError::Corrupt {
+                key: format!("{kind}/{mesh}/{name}"),
+                reason: format!("unknown change op {other:?}"),
+            });
+        }
+    };
+    let kind = kind_of(kind, || format!("{kind}/{mesh}/{name}"))?;
     Ok(ChangeEvent {
         op,
         key: ResourceKey::new(kind, mesh, name),
@@ -169,56 +196,265 @@ fn parse_notification(payload: &str) -> Result<ChangeEvent> {
     })
 }
 
-async fn connect_listener(pool: &PgPool) -> Result<PgListener> {
-    let mut listener = PgListener::connect_with(pool).await.map_err(backend)?;
-    listener.listen(CHANNEL).await.map_err(backend)?;
-    Ok(listener)
+/// How often a listener marks its progress (moves its [`Cursor`] forward). It bounds how many
+/// changes a reconnect replays twice, and keeps the cursor younger than the change log.
+const MARK_EVERY: Duration = Duration::from_secs(5);
+/// How long the change log keeps a change. A listener away longer than this (less
+/// [`RETENTION_SLACK_SECS`]) cannot replay everything it missed.
+pub const CHANGE_LOG_RETENTION: Duration = Duration::from_secs(3600);
+/// A change's `changed_at` is its transaction's start, which may precede the cursor it
+/// committed after: the change log is trusted only up to this much younger than its retention.
+const RETENTION_SLACK_SECS: f64 = 300.0;
+/// How often each listener prunes the change log.
+const PRUNE_EVERY: Duration = Duration::from_secs(60);
+
+/// A point in the database's commit order before which every change has been sent to the
+/// watchers: a snapshot (`pg_current_snapshot()`, as text) and the database's clock then.
+#[derive(Debug, Clone)]
+struct Cursor {
+    snapshot: String,
+    at_epoch: f64,
 }
 
-/// Feeds notifications to the broadcast channel until the store is dropped (which aborts it),
-/// reconnecting with backoff whenever the connection fails.
+/// What the listener knows across its connections.
+struct ListenerState {
+    cursor: Cursor,
+    /// Change-log ids sent since the previous two cursors: a replay or a notification of a
+    /// change already sent is skipped (watchers must tolerate repeats, but need not see them).
+    sent: HashSet<i64>,
+    sent_before: HashSet<i64>,
+    next_mark: u64,
+}
+
+impl ListenerState {
+    fn new(cursor: Cursor) -> Self {
+        Self {
+            cursor,
+            sent: HashSet::new(),
+            sent_before: HashSet::new(),
+            next_mark: 0,
+        }
+    }
+
+    /// Sends a change unless it was sent already.
+    fn send(
+        &mut self,
+        id: Option<i64>,
+        event: ChangeEvent,
+        events: &broadcast::Sender<ChangeEvent>,
+    ) {
+        if let Some(id) = id
+            && (self.sent_before.contains(&id) || !self.sent.insert(id))
+        {
+            return;
+        }
+        let _ = events.send(event);
+    }
+
+    fn advance(&mut self, cursor: Cursor) {
+        self.cursor = cursor;
+        self.sent_before = std::mem::take(&mut self.sent);
+    }
+}
+
+/// One connection of the listener.
+struct ListenerSession {
+    listener: PgListener,
+    /// The channel this session's marks come back on (`atoll_mark_<backend pid>`).
+    mark_channel: String,
+    /// The mark sent and not yet back, with the cursor its return confirms.
+    pending: Option<(u64, Cursor)>,
+}
+
+/// Connects, listens for changes and for its own marks, and takes the snapshot of the moment
+/// from which this connection announces changes.
+async fn open_session(pool: &PgPool) -> Result<(ListenerSession, Cursor)> {
+    let mut listener = PgListener::connect_with(pool).await.map_err(backend)?;
+    // A lost connection is reopened here (with a replay), not silently inside sqlx.
+    listener.eager_reconnect(false);
+    listener.listen(CHANNEL).await.map_err(backend)?;
+    let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut listener)
+        .await
+        .map_err(backend)?;
+    let mark_channel = format!("atoll_mark_{pid}");
+    listener.listen(&mark_channel).await.map_err(backend)?;
+    let (snapshot, at_epoch): (String, f64) =
+        sqlx::query_as("SELECT pg_current_snapshot()::text, extract(epoch FROM now())::float8")
+            .fetch_one(&mut listener)
+            .await
+            .map_err(backend)?;
+    Ok((
+        ListenerSession {
+            listener,
+            mark_channel,
+            pending: None,
+        },
+        Cursor { snapshot, at_epoch },
+    ))
+}
+
+impl ListenerSession {
+    /// Takes a snapshot and, in the same transaction, notifies this session's mark channel.
+    /// Notifications arrive in commit order, so when the mark comes back every change visible
+    /// in the snapshot has arrived before it: the snapshot becomes the cursor.
+    async fn send_mark(&mut self, seq: u64) -> Result<()> {
+        let (snapshot, at_epoch): (String, f64) = sqlx::query_as(
+            "WITH mark AS (SELECT pg_notify($1, $2)) \
+             SELECT pg_current_snapshot()::text, extract(epoch FROM now())::float8 FROM mark",
+        )
+        .bind(&self.mark_channel)
+        .bind(seq.to_string())
+        .fetch_one(&mut self.listener)
+        .await
+        .map_err(backend)?;
+        self.pending = Some((seq, Cursor { snapshot, at_epoch }));
+        Ok(())
+    }
+
+    /// The cursor a returning mark confirms.
+    fn mark_returned(&mut self, payload: &str) -> Option<Cursor> {
+        match &self.pending {
+            Some((seq, _)) if payload == seq.to_string() => self.pending.take().map(|(_, c)| c),
+            _ => None,
+        }
+    }
+
+    /// Sends every change committed after `state.cursor` and before `now` (what the watchers
+    /// missed while no connection listened), in change-log order; `now` becomes the cursor.
+    /// Returns how many changes were replayed.
+    async fn replay(
+        &mut self,
+        now: Cursor,
+        state: &mut ListenerState,
+        events: &broadcast::Sender<ChangeEvent>,
+    ) -> Result<usize> {
+        let away = now.at_epoch - state.cursor.at_epoch;
+        if away > CHANGE_LOG_RETENTION.as_secs_f64() - RETENTION_SLACK_SECS {
+            tracing::error!(
+                away_secs = away as u64,
+                retention_secs = CHANGE_LOG_RETENTION.as_secs(),
+                "the PostgreSQL change listener was away longer than the change log keeps \
+                 changes: some may never reach this control plane's watchers; restart it to \
+                 rebuild its state from the store"
+            );
+        }
+        let rows: Vec<(i64, String, String, String, String, i64)> = sqlx::query_as(
+            "SELECT id, op, kind, mesh, name, version FROM resource_changes \
+             WHERE xid >= pg_snapshot_xmin($1::pg_snapshot) \
+             AND pg_visible_in_snapshot(xid, $2::pg_snapshot) \
+             AND NOT pg_visible_in_snapshot(xid, $1::pg_snapshot) \
+             ORDER BY id",
+        )
+        .bind(&state.cursor.snapshot)
+        .bind(&now.snapshot)
+        .fetch_all(&mut self.listener)
+        .await
+        .map_err(backend)?;
+        let replayed = rows.len();
+        for (id, op, kind, mesh, name, version) in rows {
+            match change_event(&op, &kind, &mesh, &name, version) {
+                Ok(event) => state.send(Some(id), event, events),
+                Err(e) => tracing::warn!(error = %e, id, "ignoring an unreadable change-log row"),
+            }
+        }
+        state.advance(now);
+        Ok(replayed)
+    }
+}
+
+/// Deletes changes older than the retention (every listener does, now and then).
+async fn prune_change_log(pool: &PgPool) {
+    let done = sqlx::query(
+        "DELETE FROM resource_changes WHERE changed_at < now() - make_interval(secs => $1)",
+    )
+    .bind(CHANGE_LOG_RETENTION.as_secs_f64())
+    .execute(pool)
+    .await;
+    match done {
+        Ok(d) if d.rows_affected() > 0 => {
+            tracing::debug!(pruned = d.rows_affected(), "pruned the change log")
+        }
+        Ok(_) => {}
+        Err(e) => tracing::debug!(error = %e, "cannot prune the change log; trying later"),
+    }
+}
+
+/// Feeds changes to the broadcast channel until the store is dropped (which aborts it). When
+/// its connection fails it reconnects with backoff and replays from the change log what was
+/// committed meanwhile, so watchers miss nothing.
 async fn run_listener(
     pool: PgPool,
-    mut listener: Option<PgListener>,
+    listener_pool: PgPool,
+    first: ListenerSession,
+    mut state: ListenerState,
     events: broadcast::Sender<ChangeEvent>,
 ) {
+    let mut session = Some(first);
     let mut backoff = MIN_BACKOFF;
+    let mut next_mark = Instant::now() + MARK_EVERY;
+    let mut next_prune = Instant::now();
     loop {
-        if listener.is_none() {
-            match connect_listener(&pool).await {
-                Ok(l) => {
+        let Some(s) = session.as_mut() else {
+            let reopened = async {
+                let (mut s, now) = open_session(&listener_pool).await?;
+                let replayed = s.replay(now, &mut state, &events).await?;
+                Ok::<_, StoreError>((s, replayed))
+            };
+            match reopened.await {
+                Ok((s, replayed)) => {
                     tracing::info!(
-                        "PostgreSQL change listener reconnected; changes committed while it \
-                         was down were not announced"
+                        replayed,
+                        "PostgreSQL change listener reconnected; replayed the changes committed \
+                         while it was down"
                     );
-                    listener = Some(l);
+                    session = Some(s);
+                    backoff = MIN_BACKOFF;
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL change listener cannot reconnect");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
                 }
+            }
+            continue;
+        };
+        let now = Instant::now();
+        if now >= next_mark {
+            next_mark = now + MARK_EVERY;
+            let seq = state.next_mark;
+            state.next_mark += 1;
+            if let Err(e) = s.send_mark(seq).await {
+                tracing::warn!(error = %e, "PostgreSQL change listener failed; reconnecting");
+                session = None;
+                continue;
+            }
+            if now >= next_prune {
+                next_prune = now + PRUNE_EVERY;
+                prune_change_log(&pool).await;
             }
         }
-        let Some(l) = listener.as_mut() else { continue };
-        match l.try_recv().await {
-            Ok(Some(n)) => {
-                backoff = MIN_BACKOFF;
-                match parse_notification(n.payload()) {
-                    Ok(event) => {
-                        let _ = events.send(event);
-                    }
-                    Err(e) => tracing::warn!(error = %e, "ignoring unreadable change notification"),
+        let received = match tokio::time::timeout_at(next_mark, s.listener.try_recv()).await {
+            Err(_) => continue,
+            Ok(received) => received,
+        };
+        match received {
+            Ok(Some(n)) if n.channel() == s.mark_channel => {
+                if let Some(cursor) = s.mark_returned(n.payload()) {
+                    state.advance(cursor);
                 }
             }
-            Ok(None) => tracing::warn!(
-                "PostgreSQL change listener lost its connection; reconnecting (changes committed \
-                 meanwhile are not announced)"
-            ),
+            Ok(Some(n)) => match parse_notification(n.payload()) {
+                Ok((id, event)) => state.send(id, event, &events),
+                Err(e) => tracing::warn!(error = %e, "ignoring unreadable change notification"),
+            },
+            Ok(None) => {
+                tracing::warn!("PostgreSQL change listener lost its connection; reconnecting");
+                session = None;
+            }
             Err(e) => {
                 tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL change listener failed; reconnecting");
-                listener = None;
+                session = None;
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
@@ -243,28 +479,43 @@ pub struct PostgresStore {
 
 impl PostgresStore {
     /// Connects, applies pending migrations and starts listening for change notifications
-    /// (before returning, so no change committed after `connect` returns is missed).
+    /// (before returning, so no change committed after `connect` returns is missed), with the
+    /// default [`StoreOptions`].
     pub async fn connect(url: &str) -> Result<Self> {
-        let options = parse_options(url)?;
-        migrate_with(&options).await?;
+        Self::connect_with(url, &StoreOptions::default()).await
+    }
+
+    /// [`PostgresStore::connect`] with options: an operation waits at most `options.timeout`
+    /// for a connection (the database being away) before failing with
+    /// [`StoreError::Backend`].
+    pub async fn connect_with(url: &str, options: &StoreOptions) -> Result<Self> {
+        let connect = parse_options(url)?;
+        migrate_with(&connect).await?;
         let pool = PgPoolOptions::new()
             .max_connections(10)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options.clone())
+            .acquire_timeout(options.timeout)
+            .connect_with(connect.clone())
             .await
             .map_err(backend)?;
-        // The listener's own one-connection pool, which it also uses to reconnect.
+        // The listener's own one-connection pool, which it also uses to reconnect; its
+        // application name lets operators (and tests) find its session.
         let listener_pool = PgPoolOptions::new()
             .max_connections(1)
             .max_lifetime(None)
             .idle_timeout(None)
-            .acquire_timeout(Duration::from_secs(10))
-            .connect_with(options)
+            .acquire_timeout(options.timeout)
+            .connect_with(connect.application_name(LISTENER_APPLICATION_NAME))
             .await
             .map_err(backend)?;
-        let listener = connect_listener(&listener_pool).await?;
+        let (session, cursor) = open_session(&listener_pool).await?;
         let events = broadcast::channel(EVENT_BUFFER).0;
-        let task = tokio::spawn(run_listener(listener_pool, Some(listener), events.clone()));
+        let task = tokio::spawn(run_listener(
+            pool.clone(),
+            listener_pool,
+            session,
+            ListenerState::new(cursor),
+            events.clone(),
+        ));
         Ok(Self {
             pool,
             events,
@@ -467,10 +718,11 @@ mod tests {
 
     #[test]
     fn parses_trigger_notifications() {
-        let e = parse_notification(
-            r#"{"op" : "UPDATE", "kind" : "MeshTimeout", "mesh" : "default", "name" : "t", "version" : 4}"#,
+        let (id, e) = parse_notification(
+            r#"{"id": 7, "op" : "UPDATE", "kind" : "MeshTimeout", "mesh" : "default", "name" : "t", "version" : 4}"#,
         )
         .expect("parses");
+        assert_eq!(id, Some(7));
         assert_eq!(
             e,
             ChangeEvent {
@@ -479,9 +731,13 @@ mod tests {
                 version: 4
             }
         );
-        let g =
+        let (id, g) =
             parse_notification(r#"{"op":"DELETE","kind":"Mesh","mesh":"","name":"m","version":1}"#)
                 .expect("parses");
+        assert_eq!(
+            id, None,
+            "notifications of the trigger before the change log have no id"
+        );
         assert_eq!(g.op, ChangeOp::Deleted);
         assert_eq!(g.key, ResourceKey::global(Kind::Mesh, "m"));
         for bad in [

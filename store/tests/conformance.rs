@@ -232,15 +232,11 @@ async fn postgres_listener_reconnects_after_losing_its_connection() {
         let mut events = store.watch();
         // Kill the listener's backend (the session that ran LISTEN) from another connection.
         let mut admin = sqlx::PgConnection::connect(&url).await.expect("admin");
-        let killed: Vec<bool> = sqlx::query_scalar(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-             WHERE datname = current_database() AND pid <> pg_backend_pid() \
-             AND query ILIKE 'LISTEN%'",
-        )
-        .fetch_all(&mut admin)
-        .await
-        .expect("terminate listener");
-        assert_eq!(killed, [true], "exactly one listening session");
+        assert_eq!(
+            kill_listener(&mut admin).await,
+            [true],
+            "exactly one listening session"
+        );
         // Keep writing until an event arrives through the reconnected listener.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         let mut i = 0;
@@ -261,6 +257,122 @@ async fn postgres_listener_reconnects_after_losing_its_connection() {
             }
         }
         let _ = admin.close().await;
+    })
+    .await;
+}
+
+/// Terminates the store listener's session (found by its application name) in the current
+/// database; one `true` per session killed.
+async fn kill_listener(admin: &mut sqlx::PgConnection) -> Vec<bool> {
+    sqlx::query_scalar(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND application_name = $1",
+    )
+    .bind(atoll_store::postgres::LISTENER_APPLICATION_NAME)
+    .fetch_all(admin)
+    .await
+    .expect("terminate listener")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_watchers_get_every_change_made_while_the_listener_was_down() {
+    with_postgres_database("postgres_watchers_miss_nothing", |url| async move {
+        use sqlx::Connection;
+        let store = PostgresStore::connect(&url).await.expect("connect");
+        let mut events = store.watch();
+        let doomed = store
+            .create(Resource::new(Kind::MeshTimeout, "default", "doomed"))
+            .await
+            .expect("create doomed");
+        let changed = store
+            .create(Resource::new(Kind::MeshTimeout, "default", "changed"))
+            .await
+            .expect("create changed");
+        for _ in 0..2 {
+            assert_eq!(next_event(&mut events).await.op, ChangeOp::Created);
+        }
+        let mut admin = sqlx::PgConnection::connect(&url).await.expect("admin");
+        let database: String = sqlx::query_scalar("SELECT current_database()")
+            .fetch_one(&mut admin)
+            .await
+            .expect("database name");
+        // New connections to this test's database are refused, so the listener stays down
+        // while the writes below go through connections already open. (PostgreSQL takes that
+        // setting only from a session in another database.)
+        let mut outside = sqlx::PgConnection::connect(
+            &std::env::var(atoll_store::conformance::POSTGRES_URL_VAR).expect("admin URL"),
+        )
+        .await
+        .expect("connect outside the test database");
+        let allow = |on: bool| format!("ALTER DATABASE {database} ALLOW_CONNECTIONS {on}");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(allow(false)))
+            .execute(&mut outside)
+            .await
+            .expect("refuse new connections");
+        assert_eq!(kill_listener(&mut admin).await, [true], "one listener");
+        store
+            .create(Resource::new(Kind::MeshTimeout, "default", "born"))
+            .await
+            .expect("create while the listener is down");
+        store
+            .update(changed.clone(), 1)
+            .await
+            .expect("update while the listener is down");
+        store
+            .delete(&doomed.key(), None)
+            .await
+            .expect("delete while the listener is down");
+        // Let the listener fail to reconnect at least once.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert!(
+            matches!(
+                events.try_recv(),
+                Err(broadcast::error::TryRecvError::Empty)
+            ),
+            "nothing can be announced while the listener is down"
+        );
+        sqlx::raw_sql(sqlx::AssertSqlSafe(allow(true)))
+            .execute(&mut outside)
+            .await
+            .expect("allow connections again");
+        let born = ResourceKey::new(Kind::MeshTimeout, "default", "born");
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(next_event(&mut events).await);
+        }
+        assert_eq!(
+            got,
+            [
+                ChangeEvent {
+                    op: ChangeOp::Created,
+                    key: born.clone(),
+                    version: 1
+                },
+                ChangeEvent {
+                    op: ChangeOp::Updated,
+                    key: changed.key(),
+                    version: 2
+                },
+                ChangeEvent {
+                    op: ChangeOp::Deleted,
+                    key: doomed.key(),
+                    version: 1
+                },
+            ],
+            "the missed changes are replayed in commit order"
+        );
+        // Then new changes flow live again, and the replayed ones are not repeated.
+        store.delete(&born, Some(1)).await.expect("delete born");
+        assert_eq!(
+            next_event(&mut events).await,
+            ChangeEvent {
+                op: ChangeOp::Deleted,
+                key: born,
+                version: 1
+            }
+        );
+        let _ = admin.close().await;
+        let _ = outside.close().await;
     })
     .await;
 }

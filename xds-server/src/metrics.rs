@@ -78,6 +78,16 @@ impl XdsMetrics {
 }
 
 /// A short label for a type URL (`Cluster`, `Listener`, ...).
-pub fn type_label(type_url: &str) -> &str {
-    type_url.rsplit('.').next().unwrap_or(type_url)
+/// Only the types this server serves get their own label: a type URL comes from the proxy, and a
+/// label per distinct value would let one grow the metrics without bound.
+pub fn type_label(type_url: &str) -> &'static str {
+    use crate::session::{CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET};
+    match type_url {
+        LISTENER => "Listener",
+        CLUSTER => "Cluster",
+        ENDPOINT => "ClusterLoadAssignment",
+        ROUTE => "RouteConfiguration",
+        SECRET => "Secret",
+        _ => "other",
+    }
 }

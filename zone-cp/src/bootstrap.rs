@@ -27,6 +27,8 @@ pub struct BootstrapState {
     pub xds_ca_pem: String,
     pub xds_port: u16,
     pub settings: ZoneSettings,
+    /// Largest request body accepted (`ATOLL_MAX_BODY_SIZE`).
+    pub max_body_bytes: usize,
 }
 
 fn error(
@@ -55,9 +57,16 @@ fn refused(title: &str, e: &ConnectError) -> Response {
 pub async fn handle(
     State(state): State<Arc<BootstrapState>>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let none = Violations::new();
+    let body = match atoll_cp::api::read_body(&headers, body, state.max_body_bytes).await {
+        Ok(body) => body,
+        Err(e @ atoll_cp::api::BodyError::TooLarge { .. }) => {
+            return error(e.status(), "Request body too large", e.to_string(), &none);
+        }
+        Err(e) => return error(e.status(), "Bad request", e.to_string(), &none),
+    };
     let request: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -358,6 +367,7 @@ mod tests {
             xds_ca_pem: "CA".into(),
             xds_port: 5678,
             settings,
+            max_body_bytes: 64 * 1024,
         })
     }
 
@@ -387,7 +397,7 @@ mod tests {
         let resp = handle(
             State(state.clone()),
             HeaderMap::new(),
-            axum::body::Bytes::from(body.to_string()),
+            axum::body::Body::from(body.to_string()),
         )
         .await;
         let status = resp.status();
@@ -605,5 +615,30 @@ mod tests {
                 .contains("--tag kuma.io/service="),
             "{body}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_body_over_the_limit_is_refused_with_413_and_nothing_registered() {
+        let state = state();
+        let token = token(&state, "zone-1", Scope::Ingress).await;
+        let mut doc = ingress(None);
+        doc["labels"] = json!({"padding": "x".repeat(100 * 1024)});
+        let (status, answer) = call(
+            &state,
+            json!({"proxyType": "ingress", "token": token, "dataplane": doc}),
+        )
+        .await;
+        assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{answer}");
+        let details = answer["details"].as_str().unwrap_or_default();
+        assert!(
+            details.contains("65536 bytes") && details.contains("ATOLL_MAX_BODY_SIZE"),
+            "{answer}"
+        );
+        let stored = state
+            .store
+            .list(&atoll_store::ListFilter::all(Kind::ZoneIngress))
+            .await
+            .expect("list");
+        assert_eq!(stored.total, 0, "nothing registered");
     }
 }

@@ -77,6 +77,7 @@ pub async fn start_on(
         xds_ca_pem: tls.ca_pem.clone(),
         xds_port,
         settings,
+        max_body_bytes: ctx.config.max_body_size,
     });
     let app =
         tonic::service::Routes::new(AdsService::new(directory.clone(), metrics).into_server())
