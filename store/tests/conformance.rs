@@ -291,6 +291,13 @@ async fn postgres_watchers_get_every_change_made_while_the_listener_was_down() {
         for _ in 0..2 {
             assert_eq!(next_event(&mut events).await.op, ChangeOp::Created);
         }
+        // Open several pool connections now: the writes below (and the listener's progress
+        // marks, which share the pool) must not need a new one while new ones are refused.
+        let all = atoll_store::ListFilter::all(Kind::MeshTimeout);
+        let warm = (0..4).map(|_| store.list(&all));
+        for listed in futures::future::join_all(warm).await {
+            listed.expect("list");
+        }
         let mut admin = sqlx::PgConnection::connect(&url).await.expect("admin");
         let database: String = sqlx::query_scalar("SELECT current_database()")
             .fetch_one(&mut admin)
