@@ -522,11 +522,17 @@ fn user_tokens_round_trip_and_are_never_taken_for_another_kind() {
     let dp = sign_dataplane_token(&key, &dp_claims()).unwrap();
     assert!(matches!(
         verify_user_token(&dp, &keys, now()),
-        Err(TokenError::WrongKind { expected: "user", .. })
+        Err(TokenError::WrongKind {
+            expected: "user",
+            ..
+        })
     ));
     assert!(matches!(
         verify_zone_token(&token, &keys, now()),
-        Err(TokenError::WrongKind { expected: "zone", .. })
+        Err(TokenError::WrongKind {
+            expected: "zone",
+            ..
+        })
     ));
     assert!(matches!(
         verify_user_token(&token, &keys, now() + TimeDelta::hours(25)),
