@@ -776,6 +776,52 @@ mod tests {
     }
 
     #[test]
+    fn api_security_settings_have_kumas_defaults_and_come_from_flags_or_the_file() {
+        let c = Config::resolve(Mode::Zone, &ConfigArgs::default()).expect("defaults");
+        assert!(c.api_loopback_admin);
+        assert_eq!(
+            c.api_https_address.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:5682")
+        );
+        assert_eq!(c.api_rbac_file, None);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(
+            &file,
+            "api-loopback-admin: false\napi_rbac_file: /etc/atoll/rbac.yaml\napi-https-address: 127.0.0.1:9443\n",
+        )
+        .expect("write");
+        let args = ConfigArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Zone, &args).expect("resolves");
+        assert!(!c.api_loopback_admin);
+        assert_eq!(c.api_rbac_file, Some(PathBuf::from("/etc/atoll/rbac.yaml")));
+        assert_eq!(
+            c.api_https_address.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9443")
+        );
+        let args = ConfigArgs {
+            config: Some(file),
+            api_loopback_admin: Some(true),
+            api_https_enabled: Some(false),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Zone, &args).expect("resolves");
+        assert!(c.api_loopback_admin, "the flag wins over the file");
+        assert_eq!(c.api_https_address, None);
+
+        let args = ConfigArgs {
+            api_tls_cert_file: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(Mode::Zone, &args).expect_err("key missing");
+        assert!(err.to_string().contains("ATOLL_API_TLS_KEY_FILE"), "{err}");
+    }
+
+    #[test]
     fn unknown_keys_in_the_file_are_refused() {
         let dir = tempfile::tempdir().expect("tempdir");
         let file = dir.path().join("cp.yaml");
