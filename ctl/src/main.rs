@@ -124,6 +124,8 @@ enum RevokeCommand {
     },
 }
 
+// The variant names are the subcommands (`generate dataplane-token`, ...), as kumactl spells them.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Subcommand)]
 enum GenerateCommand {
     /// A token a dataplane presents to its zone control plane (`atoll-dp --dataplane-token-file`).
