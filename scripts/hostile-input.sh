@@ -9,8 +9,9 @@ ROUNDS=${2:-500}
 HERE=$(cd "$(dirname "$0")" && pwd)
 DATA=$(mktemp -d)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-API=$(free_port); DIAG=$(free_port); XDS=$(free_port); KDS=$(free_port)
+API=$(free_port); HTTPS=$(free_port); DIAG=$(free_port); XDS=$(free_port); KDS=$(free_port)
 ATOLL_STORE=memory ATOLL_DATA_DIR=$DATA ATOLL_API_ADDRESS=127.0.0.1:$API \
+  ATOLL_API_HTTPS_ADDRESS=127.0.0.1:$HTTPS \
   ATOLL_DIAGNOSTICS_ADDRESS=127.0.0.1:$DIAG ATOLL_XDS_ADDRESS=127.0.0.1:$XDS \
   ATOLL_KDS_ADDRESS=127.0.0.1:$KDS ATOLL_LOG_LEVEL=error "$BIN" run >"$DATA/cp.log" 2>&1 &
 CP=$!

@@ -118,6 +118,10 @@ impl ControlPlane {
             .env_clear()
             .env("ATOLL_API_ADDRESS", format!("127.0.0.1:{api_port}"))
             .env(
+                "ATOLL_API_HTTPS_ADDRESS",
+                format!("127.0.0.1:{}", free_port()?),
+            )
+            .env(
                 "ATOLL_DIAGNOSTICS_ADDRESS",
                 format!("127.0.0.1:{diag_port}"),
             )

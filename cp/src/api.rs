@@ -18,6 +18,7 @@ use atoll_core::format::parse_document;
 use atoll_core::{Kind, Resource, ResourceKey, Scope, Violations};
 use atoll_store::{ListFilter, SharedStore, StoreError};
 
+use crate::auth::{Action, Identity};
 use crate::config::Mode;
 use crate::metrics::Metrics;
 use crate::references::check_references;
@@ -94,8 +95,10 @@ pub struct ApiState {
     pub mode: Mode,
     pub zone: String,
     pub instance_id: String,
-    /// Bearer token that grants admin rights to non-loopback clients.
+    /// Bearer token of the bootstrap admin (`mesh-system:admin`).
     pub admin_token: String,
+    /// Loopback-is-admin and the RBAC rules.
+    pub auth: crate::auth::AuthSettings,
     pub metrics: Metrics,
     /// Live dataplane state, when this control plane serves proxies (zone).
     pub inspector: Arc<std::sync::OnceLock<Arc<dyn crate::extension::DataplaneInspector>>>,
@@ -281,10 +284,14 @@ enum Target {
     DataplaneToken,
     /// `POST /tokens/zone` (global control plane).
     ZoneToken,
+    /// `POST /tokens/user`.
+    UserToken,
+    /// `POST /tokens/user/_revoke` (`{"jti"}` or `{"token"}`).
+    RevokeUserToken,
     /// `POST /tokens/dataplane/_rotate-signing-key` (`{"mesh": ...}`) or
-    /// `POST /tokens/zone/_rotate-signing-key` (global).
+    /// `POST /tokens/zone/_rotate-signing-key` (global) or `POST /tokens/user/_rotate-signing-key`.
     RotateSigningKey {
-        zone: bool,
+        which: SigningKeyOf,
     },
     /// `GET /zones/_overview` (every zone) or `GET /zones/{name}/_overview` (one).
     ZoneOverview {
@@ -300,6 +307,13 @@ enum Target {
         name: String,
         what: InspectWhat,
     },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SigningKeyOf {
+    Dataplane,
+    Zone,
+    User,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -345,13 +359,25 @@ fn route(path: &str) -> Result<(&'static str, Target), ApiError> {
         [] => ("/", Target::Index),
         ["tokens", "dataplane"] => ("/tokens/dataplane", Target::DataplaneToken),
         ["tokens", "zone"] => ("/tokens/zone", Target::ZoneToken),
+        ["tokens", "user"] => ("/tokens/user", Target::UserToken),
+        ["tokens", "user", "_revoke"] => ("/tokens/user/_revoke", Target::RevokeUserToken),
         ["tokens", "dataplane", "_rotate-signing-key"] => (
             "/tokens/dataplane/_rotate-signing-key",
-            Target::RotateSigningKey { zone: false },
+            Target::RotateSigningKey {
+                which: SigningKeyOf::Dataplane,
+            },
         ),
         ["tokens", "zone", "_rotate-signing-key"] => (
             "/tokens/zone/_rotate-signing-key",
-            Target::RotateSigningKey { zone: true },
+            Target::RotateSigningKey {
+                which: SigningKeyOf::Zone,
+            },
+        ),
+        ["tokens", "user", "_rotate-signing-key"] => (
+            "/tokens/user/_rotate-signing-key",
+            Target::RotateSigningKey {
+                which: SigningKeyOf::User,
+            },
         ),
         ["zones", "_overview"] => ("/zones/_overview", Target::ZoneOverview { name: None }),
         ["zones", name, "_overview"] => (
@@ -459,14 +485,15 @@ async fn serve(
     route: &'static str,
     target: Target,
 ) -> ApiResult {
-    let is_admin = is_admin(state, &req)?;
-    let needs_admin_to_read = |kind: Kind| matches!(kind, Kind::Secret | Kind::GlobalSecret);
+    let presented = req.headers().get(header::AUTHORIZATION).cloned();
+    let who = authenticate(state, presented, peer(&req)).await?;
+    let allow = |action: Action, kind: Option<Kind>, mesh: Option<&str>| {
+        authorize(state, &who, action, kind, mesh)
+    };
     match (method, target) {
         (&Method::GET, Target::Index) => Ok(index(state)),
         (&Method::GET, Target::List { kind, mesh }) => {
-            if needs_admin_to_read(kind) && !is_admin {
-                return Err(admin_required(&req));
-            }
+            allow(Action::Read, Some(kind), mesh.as_deref())?;
             list(
                 state,
                 req.headers(),
@@ -478,6 +505,7 @@ async fn serve(
             .await
         }
         (&Method::GET, Target::ZoneOverview { name }) => {
+            allow(Action::Read, Some(Kind::Zone), None)?;
             if state.mode != Mode::Global {
                 return Err(ApiError::bad_request(format!(
                     "this is the control plane of zone {:?}: zone overviews are served by the global control plane{}",
@@ -502,9 +530,7 @@ async fn serve(
             }
         }
         (&Method::GET, Target::One { key }) => {
-            if needs_admin_to_read(key.kind) && !is_admin {
-                return Err(admin_required(&req));
-            }
+            allow(Action::Read, Some(key.kind), mesh_of(&key))?;
             match state.store.get(&key).await? {
                 Some(res) => Ok(axum::Json(res.to_value()).into_response()),
                 None => Err(ApiError::not_found(format!("{key} not found"))),
@@ -513,6 +539,7 @@ async fn serve(
         (&Method::PUT | &Method::DELETE, Target::One { key })
             if crate::tokens::system_secret(&key).is_some() =>
         {
+            allow(Action::Write, Some(key.kind), mesh_of(&key))?;
             let what = crate::tokens::system_secret(&key).unwrap_or_default();
             Err(ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -522,17 +549,15 @@ async fn serve(
                 ),
             ))
         }
-        (&Method::POST, Target::RotateSigningKey { zone }) => {
-            if !is_admin {
-                return Err(admin_required(&req));
+        (&Method::POST, Target::RotateSigningKey { which }) => {
+            if which != SigningKeyOf::Dataplane {
+                allow(Action::Write, Some(Kind::GlobalSecret), None)?;
             }
             let body = request_body(req).await?;
-            rotate_signing_key(state, zone, &body).await
+            rotate_signing_key(state, &who, which, &body).await
         }
         (&Method::PUT, Target::One { key }) => {
-            if !is_admin {
-                return Err(admin_required(&req));
-            }
+            allow(Action::Write, Some(key.kind), mesh_of(&key))?;
             let content_type = req
                 .headers()
                 .get(header::CONTENT_TYPE)
@@ -543,22 +568,25 @@ async fn serve(
             put(state, key, &content_type, &body).await
         }
         (&Method::DELETE, Target::One { key }) => {
-            if !is_admin {
-                return Err(admin_required(&req));
-            }
+            allow(Action::Write, Some(key.kind), mesh_of(&key))?;
             delete(state, key).await
         }
         (&Method::POST, Target::DataplaneToken) => {
-            if !is_admin {
-                return Err(admin_required(&req));
-            }
             let body = request_body(req).await?;
-            dataplane_token(state, &body).await
+            dataplane_token(state, &who, &body).await
+        }
+        (&Method::POST, Target::UserToken) => {
+            allow(Action::GenerateUserToken, None, None)?;
+            let body = request_body(req).await?;
+            user_token(state, &who, &body).await
+        }
+        (&Method::POST, Target::RevokeUserToken) => {
+            allow(Action::Write, Some(Kind::GlobalSecret), None)?;
+            let body = request_body(req).await?;
+            revoke_user_token(state, &who, &body).await
         }
         (&Method::POST, Target::ZoneToken) => {
-            if !is_admin {
-                return Err(admin_required(&req));
-            }
+            allow(Action::GenerateZoneToken, None, None)?;
             if state.mode != Mode::Global {
                 return Err(ApiError::bad_request(
                     "zone tokens are issued by the global control plane: call POST /tokens/zone there",
@@ -568,11 +596,13 @@ async fn serve(
             zone_token(state, &body).await
         }
         (&Method::GET, Target::Overview { mesh }) => {
+            allow(Action::Read, Some(Kind::Dataplane), Some(&mesh))?;
             ensure_mesh_exists(state, &mesh).await?;
             let inspector = inspector(state)?;
             Ok(axum::Json(inspector.overview(&mesh).await).into_response())
         }
         (&Method::GET, Target::Inspect { mesh, name, what }) => {
+            allow(Action::Read, Some(Kind::Dataplane), Some(&mesh))?;
             let inspector = inspector(state)?;
             let found = match what {
                 InspectWhat::Config => inspector.config(&mesh, &name).await,
@@ -697,14 +727,21 @@ fn inspector(state: &ApiState) -> Result<&Arc<dyn crate::extension::DataplaneIns
 
 /// `POST /tokens/dataplane` with `{"mesh", "name", "validFor"?, "type"?}`: answers the token as
 /// plain text, as Kuma does.
-async fn rotate_signing_key(state: &ApiState, zone: bool, body: &[u8]) -> ApiResult {
-    let key = if zone {
+async fn rotate_signing_key(
+    state: &ApiState,
+    who: &Identity,
+    which: SigningKeyOf,
+    body: &[u8],
+) -> ApiResult {
+    let key = if which == SigningKeyOf::Zone {
         if state.mode != Mode::Global {
             return Err(ApiError::bad_request(
                 "the zone-token signing key is global's: rotate it there",
             ));
         }
         ResourceKey::global(Kind::GlobalSecret, crate::tokens::ZONE_SIGNING_KEY_SECRET)
+    } else if which == SigningKeyOf::User {
+        ResourceKey::global(Kind::GlobalSecret, crate::tokens::USER_SIGNING_KEY_SECRET)
     } else {
         let doc: Value = if body.is_empty() {
             Value::Object(Default::default())
@@ -717,6 +754,7 @@ async fn rotate_signing_key(state: &ApiState, zone: bool, body: &[u8]) -> ApiRes
             .and_then(Value::as_str)
             .unwrap_or("default")
             .to_string();
+        authorize(state, who, Action::Write, Some(Kind::Secret), Some(&mesh))?;
         ensure_mesh_exists(state, &mesh).await?;
         ResourceKey::new(Kind::Secret, mesh, crate::tokens::SIGNING_KEY_SECRET)
     };
@@ -770,7 +808,7 @@ fn token_tags(
     (!out.is_empty()).then_some(out)
 }
 
-async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
+async fn dataplane_token(state: &ApiState, who: &Identity, body: &[u8]) -> ApiResult {
     let doc: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;
     let root = atoll_core::FieldPath::root();
@@ -799,6 +837,13 @@ async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
     };
     let proxy_type = text("type").filter(|t| !t.is_empty() && t != "dataplane");
     let tags = token_tags(doc.get("tags"), &root.field("tags"), &mut v);
+    authorize(
+        state,
+        who,
+        Action::GenerateDataplaneToken,
+        None,
+        Some(&mesh),
+    )?;
     if !v.is_empty() {
         return Err(ApiError::invalid(v));
     }
@@ -823,6 +868,112 @@ async fn dataplane_token(state: &ApiState, body: &[u8]) -> ApiResult {
     })?;
     tracing::info!(%mesh, %name, "issued a dataplane token");
     Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
+}
+
+/// `POST /tokens/user` with `{"name", "groups"?, "validFor"?}` (kumactl's `generate
+/// user-token --name --group --valid-for`): answers the token as plain text.
+async fn user_token(state: &ApiState, who: &Identity, body: &[u8]) -> ApiResult {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;
+    let root = atoll_core::FieldPath::root();
+    let mut v = Violations::new();
+    let name = match doc.get("name") {
+        Some(Value::String(n)) if !n.trim().is_empty() => n.clone(),
+        _ => {
+            v.add(&root.field("name"), "must name the user the token is for");
+            String::new()
+        }
+    };
+    let mut groups = Vec::new();
+    match doc.get("groups") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(g) if !g.trim().is_empty() => groups.push(g.to_string()),
+                    _ => v.add(
+                        &root.field("groups").index(i),
+                        "must be a non-empty group name",
+                    ),
+                }
+            }
+        }
+        Some(_) => v.add(&root.field("groups"), "must be a list of group names"),
+    }
+    let valid_for = match doc.get("validFor") {
+        None => std::time::Duration::from_secs(24 * 3600),
+        Some(d) => match d.as_str().and_then(atoll_core::types::parse_go_duration) {
+            Some(d) if !d.is_zero() => d,
+            _ => {
+                v.add(
+                    &root.field("validFor"),
+                    format!("must be a positive duration such as 24h (got {d})"),
+                );
+                std::time::Duration::ZERO
+            }
+        },
+    };
+    if !v.is_empty() {
+        return Err(ApiError::invalid(v));
+    }
+    let (token, jti) = crate::tokens::issue_user_token(
+        state.store.as_ref(),
+        &name,
+        groups.clone(),
+        valid_for,
+        chrono::Utc::now(),
+    )
+    .await
+    .map_err(|e| match e {
+        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
+        other => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Token not issued",
+            other.to_string(),
+        ),
+    })?;
+    tracing::info!(user = %name, ?groups, %jti, issued_by = %who.name, "issued a user token");
+    Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
+}
+
+/// `POST /tokens/user/_revoke` with `{"jti"}` or `{"token"}`: adds the token's id to the
+/// GlobalSecret `user-token-revocations`, after which the token is refused on every request.
+async fn revoke_user_token(state: &ApiState, who: &Identity, body: &[u8]) -> ApiResult {
+    let doc: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::bad_request(format!("the body must be JSON: {e}")))?;
+    let root = atoll_core::FieldPath::root();
+    let text = |f: &str| doc.get(f).and_then(Value::as_str).filter(|t| !t.is_empty());
+    let jti = match (text("jti"), text("token")) {
+        (Some(jti), None) => jti.to_string(),
+        (None, Some(token)) => {
+            let keys = crate::tokens::user_verification_keys(state.store.as_ref())
+                .await
+                .map_err(token_store_error)?;
+            atoll_identity::verify_user_token(token, &keys, chrono::Utc::now())
+                .map_err(|e| {
+                    let mut v = Violations::new();
+                    v.add(
+                        &root.field("token"),
+                        format!("is not a valid user token of this control plane: {e}"),
+                    );
+                    ApiError::invalid(v)
+                })?
+                .jti
+        }
+        _ => {
+            let mut v = Violations::new();
+            v.add(
+                &root,
+                "give either jti (the token's id) or token (the token itself)",
+            );
+            return Err(ApiError::invalid(v));
+        }
+    };
+    let added = crate::tokens::revoke_user_token(state.store.as_ref(), &jti)
+        .await
+        .map_err(token_store_error)?;
+    tracing::info!(%jti, revoked_by = %who.name, added, "revoked a user token");
+    Ok(axum::Json(json!({"revoked": jti, "alreadyRevoked": !added})).into_response())
 }
 
 /// `POST /tokens/zone` with `{"zone", "scope": "cp"|"ingress"|"egress" (or a one-item list, as
@@ -1054,42 +1205,120 @@ async fn delete_zone(zones: &dyn crate::extension::ZoneInspector, name: &str) ->
     }
 }
 
-/// Loopback clients are admins; others must present the admin token.
-fn is_admin(state: &ApiState, req: &Request) -> Result<bool, ApiError> {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+/// Who sent the request: the admin token's holder, a user token's user, a loopback caller
+/// (admin while loopback-is-admin is on), or anonymous. A token that is presented but not valid
+/// is refused (401) rather than treated as anonymous, so a typo is not a silent downgrade.
+async fn authenticate(
+    state: &ApiState,
+    header: Option<header::HeaderValue>,
+    peer: Option<SocketAddr>,
+) -> Result<Identity, ApiError> {
+    let unauthorized =
+        |details: String| ApiError::new(StatusCode::UNAUTHORIZED, "Unauthorized", details);
+    let Some(header) = header else {
+        let loopback = peer.is_none_or(|addr| addr.ip().is_loopback());
+        return Ok(if loopback && state.auth.loopback_admin {
+            Identity::admin()
+        } else {
+            Identity::anonymous()
+        });
+    };
+    let token = header
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let Some(token) = presented {
-        if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
-            return Ok(true);
-        }
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "Unauthorized",
-            "the bearer token is not the admin token",
-        ));
+        .map(str::trim)
+        .ok_or_else(|| {
+            unauthorized(
+                "the Authorization header must be `Bearer <token>` (the admin token or a user token)"
+                    .into(),
+            )
+        })?;
+    if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) {
+        return Ok(Identity::admin());
     }
-    Ok(peer(req).is_none_or(|addr| addr.ip().is_loopback()))
+    let store = state.store.as_ref();
+    let keys = crate::tokens::user_verification_keys(store)
+        .await
+        .map_err(token_store_error)?;
+    let claims =
+        atoll_identity::verify_user_token(token, &keys, chrono::Utc::now()).map_err(|e| {
+            unauthorized(format!(
+                "the bearer token is neither the admin token nor a valid user token: {e}"
+            ))
+        })?;
+    let revoked = crate::tokens::revoked_user_tokens(store)
+        .await
+        .map_err(token_store_error)?;
+    if revoked.contains(&claims.jti) {
+        return Err(unauthorized(format!(
+            "the user token {} of {:?} has been revoked",
+            claims.jti, claims.name
+        )));
+    }
+    Ok(Identity::user(claims.name, claims.groups))
+}
+
+fn token_store_error(e: crate::tokens::TokenStoreError) -> ApiError {
+    match e {
+        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
+        other => {
+            tracing::error!(error = %other, "user-token keys or revocations unreadable");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "Token check failed",
+                other.to_string(),
+            )
+        }
+    }
+}
+
+/// Refuses with 403 what the RBAC rules do not allow, naming the user, its groups, the action
+/// and the kind.
+fn authorize(
+    state: &ApiState,
+    who: &Identity,
+    action: Action,
+    kind: Option<Kind>,
+    mesh: Option<&str>,
+) -> Result<(), ApiError> {
+    if state.auth.rbac.allows(who, action, kind, mesh) {
+        return Ok(());
+    }
+    let mut what = action.as_str().to_string();
+    if let Some(kind) = kind {
+        what.push_str(&format!(" {kind}"));
+    }
+    if let Some(mesh) = mesh {
+        what.push_str(&format!(" in mesh {mesh:?}"));
+    }
+    let hint = if who.is_anonymous() {
+        ": send `Authorization: Bearer <token>` with a user token (atollctl generate user-token) or the admin token (the control plane's DATA_DIR/admin-token)"
+    } else {
+        ""
+    };
+    tracing::info!(user = %who.name, groups = ?who.groups, action = action.as_str(), kind = ?kind, mesh, "API request refused");
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        "Access denied",
+        format!(
+            "user {:?} (groups: {}) may not {what} ({}){hint}",
+            who.name,
+            who.groups.join(", "),
+            state.auth.rbac.source
+        ),
+    ))
+}
+
+/// The mesh a key names, if it is mesh-scoped.
+fn mesh_of(key: &ResourceKey) -> Option<&str> {
+    (!key.mesh.is_empty()).then_some(key.mesh.as_str())
 }
 
 fn peer(req: &Request) -> Option<SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(addr)| *addr)
-}
-
-fn admin_required(req: &Request) -> ApiError {
-    let who = peer(req).map(|a| a.ip().to_string()).unwrap_or_default();
-    ApiError::new(
-        StatusCode::FORBIDDEN,
-        "Access denied",
-        format!(
-            "this request from {who} needs admin rights: send `Authorization: Bearer <token>` with the token from the control plane's data directory (admin-token), or call from loopback"
-        ),
-    )
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

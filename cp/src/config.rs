@@ -27,6 +27,8 @@ impl Mode {
 }
 
 pub const DEFAULT_API_ADDRESS: &str = "0.0.0.0:5681";
+/// The REST API over HTTPS, as Kuma's 5682.
+pub const DEFAULT_API_HTTPS_ADDRESS: &str = "0.0.0.0:5682";
 pub const DEFAULT_DIAGNOSTICS_ADDRESS: &str = "0.0.0.0:5680";
 pub const DEFAULT_DATA_DIR: &str = "./atoll-data";
 pub const DEFAULT_ZONE: &str = "default";
@@ -80,6 +82,33 @@ pub struct ConfigArgs {
     /// Address of the REST API [default: 0.0.0.0:5681].
     #[arg(long, env = "ATOLL_API_ADDRESS")]
     pub api_address: Option<SocketAddr>,
+
+    /// Address of the REST API over HTTPS [default: 0.0.0.0:5682].
+    #[arg(long, env = "ATOLL_API_HTTPS_ADDRESS")]
+    pub api_https_address: Option<SocketAddr>,
+
+    /// Serve the REST API over HTTPS too [default: true].
+    #[arg(long, env = "ATOLL_API_HTTPS_ENABLED")]
+    pub api_https_enabled: Option<bool>,
+
+    /// PEM certificate chain for the HTTPS API; a self-signed one is generated in the data
+    /// directory (`api-tls/`) when not given.
+    #[arg(long, env = "ATOLL_API_TLS_CERT_FILE")]
+    pub api_tls_cert_file: Option<PathBuf>,
+
+    /// PEM private key for the HTTPS API.
+    #[arg(long, env = "ATOLL_API_TLS_KEY_FILE")]
+    pub api_tls_key_file: Option<PathBuf>,
+
+    /// Requests from loopback without a token are admin, as in Kuma [default: true]; when
+    /// false they are anonymous unless they carry a token.
+    #[arg(long, env = "ATOLL_API_LOOPBACK_ADMIN")]
+    pub api_loopback_admin: Option<bool>,
+
+    /// YAML or JSON file of RBAC rules for the REST API (format in README.md); without it,
+    /// Kuma's defaults.
+    #[arg(long, env = "ATOLL_API_RBAC_FILE")]
+    pub api_rbac_file: Option<PathBuf>,
 
     /// Address of the diagnostics server (/ready, /healthy, /metrics) [default: 0.0.0.0:5680].
     #[arg(long, env = "ATOLL_DIAGNOSTICS_ADDRESS")]
@@ -214,6 +243,18 @@ pub struct ConfigArgs {
 struct ConfigFile {
     #[serde(alias = "api-address")]
     api_address: Option<SocketAddr>,
+    #[serde(alias = "api-https-address")]
+    api_https_address: Option<SocketAddr>,
+    #[serde(alias = "api-https-enabled")]
+    api_https_enabled: Option<bool>,
+    #[serde(alias = "api-tls-cert-file")]
+    api_tls_cert_file: Option<PathBuf>,
+    #[serde(alias = "api-tls-key-file")]
+    api_tls_key_file: Option<PathBuf>,
+    #[serde(alias = "api-loopback-admin")]
+    api_loopback_admin: Option<bool>,
+    #[serde(alias = "api-rbac-file")]
+    api_rbac_file: Option<PathBuf>,
     #[serde(alias = "diagnostics-address")]
     diagnostics_address: Option<SocketAddr>,
     #[serde(alias = "data-dir")]
@@ -275,6 +316,12 @@ struct ConfigFile {
 pub struct Config {
     pub mode: Mode,
     pub api_address: SocketAddr,
+    /// The HTTPS API's address; None when HTTPS is off.
+    pub api_https_address: Option<SocketAddr>,
+    pub api_tls_cert_file: Option<PathBuf>,
+    pub api_tls_key_file: Option<PathBuf>,
+    pub api_loopback_admin: bool,
+    pub api_rbac_file: Option<PathBuf>,
     pub diagnostics_address: SocketAddr,
     pub data_dir: PathBuf,
     pub store: String,
@@ -342,6 +389,14 @@ impl Config {
             None => ConfigFile::default(),
         };
         let default_addr = |s: &str| s.parse::<SocketAddr>().ok();
+        let api_cert = args.api_tls_cert_file.is_some() || file.api_tls_cert_file.is_some();
+        let api_key = args.api_tls_key_file.is_some() || file.api_tls_key_file.is_some();
+        if api_cert != api_key {
+            return Err(ConfigError::Setting {
+                setting: "ATOLL_API_TLS_CERT_FILE",
+                reason: "ATOLL_API_TLS_CERT_FILE and ATOLL_API_TLS_KEY_FILE go together: give both, or neither to use a generated certificate".into(),
+            });
+        }
         Ok(Config {
             mode,
             api_address: args
@@ -349,6 +404,23 @@ impl Config {
                 .or(file.api_address)
                 .or_else(|| default_addr(DEFAULT_API_ADDRESS))
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5681))),
+            api_https_address: args
+                .api_https_enabled
+                .or(file.api_https_enabled)
+                .unwrap_or(true)
+                .then(|| {
+                    args.api_https_address
+                        .or(file.api_https_address)
+                        .or_else(|| default_addr(DEFAULT_API_HTTPS_ADDRESS))
+                        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 5682)))
+                }),
+            api_tls_cert_file: args.api_tls_cert_file.clone().or(file.api_tls_cert_file),
+            api_tls_key_file: args.api_tls_key_file.clone().or(file.api_tls_key_file),
+            api_loopback_admin: args
+                .api_loopback_admin
+                .or(file.api_loopback_admin)
+                .unwrap_or(true),
+            api_rbac_file: args.api_rbac_file.clone().or(file.api_rbac_file),
             diagnostics_address: args
                 .diagnostics_address
                 .or(file.diagnostics_address)
@@ -701,6 +773,52 @@ mod tests {
             let err = Config::resolve(Mode::Zone, &args).expect_err(setting);
             assert!(err.to_string().starts_with(setting), "{err}");
         }
+    }
+
+    #[test]
+    fn api_security_settings_have_kumas_defaults_and_come_from_flags_or_the_file() {
+        let c = Config::resolve(Mode::Zone, &ConfigArgs::default()).expect("defaults");
+        assert!(c.api_loopback_admin);
+        assert_eq!(
+            c.api_https_address.map(|a| a.to_string()).as_deref(),
+            Some("0.0.0.0:5682")
+        );
+        assert_eq!(c.api_rbac_file, None);
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("cp.yaml");
+        std::fs::write(
+            &file,
+            "api-loopback-admin: false\napi_rbac_file: /etc/atoll/rbac.yaml\napi-https-address: 127.0.0.1:9443\n",
+        )
+        .expect("write");
+        let args = ConfigArgs {
+            config: Some(file.clone()),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Zone, &args).expect("resolves");
+        assert!(!c.api_loopback_admin);
+        assert_eq!(c.api_rbac_file, Some(PathBuf::from("/etc/atoll/rbac.yaml")));
+        assert_eq!(
+            c.api_https_address.map(|a| a.to_string()).as_deref(),
+            Some("127.0.0.1:9443")
+        );
+        let args = ConfigArgs {
+            config: Some(file),
+            api_loopback_admin: Some(true),
+            api_https_enabled: Some(false),
+            ..Default::default()
+        };
+        let c = Config::resolve(Mode::Zone, &args).expect("resolves");
+        assert!(c.api_loopback_admin, "the flag wins over the file");
+        assert_eq!(c.api_https_address, None);
+
+        let args = ConfigArgs {
+            api_tls_cert_file: Some("cert.pem".into()),
+            ..Default::default()
+        };
+        let err = Config::resolve(Mode::Zone, &args).expect_err("key missing");
+        assert!(err.to_string().contains("ATOLL_API_TLS_KEY_FILE"), "{err}");
     }
 
     #[test]

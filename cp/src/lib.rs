@@ -5,6 +5,7 @@
 //! plane in-process with [`ControlPlane::start`] on listeners they bound themselves.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod diagnostics;
 pub mod extension;
@@ -123,6 +124,12 @@ pub async fn run(config: Config, hook: Option<extension::StartHook>) -> anyhow::
     let api = TcpListener::bind(config.api_address)
         .await
         .with_context(|| format!("binding the API address {}", config.api_address))?;
+    let api_https = match config.api_https_address {
+        Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+            format!("binding the HTTPS API address {address} (ATOLL_API_HTTPS_ADDRESS)")
+        })?),
+        None => None,
+    };
     let diagnostics = TcpListener::bind(config.diagnostics_address)
         .await
         .with_context(|| {
@@ -131,16 +138,32 @@ pub async fn run(config: Config, hook: Option<extension::StartHook>) -> anyhow::
                 config.diagnostics_address
             )
         })?;
-    let cp = ControlPlane::start_with(config, api, diagnostics, hook).await?;
+    let listeners = Listeners {
+        api,
+        api_https,
+        diagnostics,
+    };
+    let cp = ControlPlane::start_listeners(config, listeners, hook).await?;
     shutdown_signal().await;
     tracing::info!("shutting down");
     cp.stop().await;
     Ok(())
 }
 
+/// The sockets a control plane serves on, bound by the caller.
+#[derive(Debug)]
+pub struct Listeners {
+    pub api: TcpListener,
+    /// The REST API over HTTPS (`ATOLL_API_HTTPS_ADDRESS`), if served.
+    pub api_https: Option<TcpListener>,
+    pub diagnostics: TcpListener,
+}
+
 /// A running control plane (API + diagnostics servers).
 pub struct ControlPlane {
     pub api_address: SocketAddr,
+    /// Where the REST API answers over HTTPS, when it does.
+    pub api_https_address: Option<SocketAddr>,
     pub diagnostics_address: SocketAddr,
     pub store: SharedStore,
     shutdown: watch::Sender<bool>,
@@ -174,7 +197,48 @@ impl ControlPlane {
         diagnostics: TcpListener,
         hook: Option<extension::StartHook>,
     ) -> anyhow::Result<Self> {
+        let listeners = Listeners {
+            api,
+            api_https: None,
+            diagnostics,
+        };
+        Self::start_listeners(config, listeners, hook).await
+    }
+
+    /// Like `start_with`, also serving the API over HTTPS when `listeners.api_https` is given.
+    pub async fn start_listeners(
+        config: Config,
+        listeners: Listeners,
+        hook: Option<extension::StartHook>,
+    ) -> anyhow::Result<Self> {
+        let Listeners {
+            api,
+            api_https,
+            diagnostics,
+        } = listeners;
         ensure_data_dir(&config.data_dir)?;
+        let rbac = match &config.api_rbac_file {
+            Some(path) => auth::RbacPolicy::from_file(path)?,
+            None => auth::RbacPolicy::default(),
+        };
+        let api_tls = match &api_https {
+            Some(listener) => {
+                let tls = server_tls::load_or_generate(&server_tls::ServerTlsSource {
+                    server: "API",
+                    setting_prefix: "ATOLL_API_TLS",
+                    cert_file: config.api_tls_cert_file.clone(),
+                    key_file: config.api_tls_key_file.clone(),
+                    dir: config.data_dir.join("api-tls"),
+                    listen: listener.local_addr()?,
+                    trust_hint: "atollctl trusts it with --ca-cert-file DATA_DIR/api-tls/ca.pem",
+                })?;
+                Some(
+                    listener::server_tls_config(&tls.cert_chain_pem, &tls.key_pem)
+                        .context("the HTTPS API certificate (ATOLL_API_TLS_CERT_FILE/_KEY_FILE)")?,
+                )
+            }
+            None => None,
+        };
         let metrics = Metrics::new().context("registering metrics")?;
         let store_options = atoll_store::StoreOptions {
             timeout: config.store_timeout,
@@ -196,12 +260,17 @@ impl ControlPlane {
             zone: config.zone.clone(),
             instance_id: instance_id.clone(),
             admin_token,
+            auth: auth::AuthSettings {
+                loopback_admin: config.api_loopback_admin,
+                rbac,
+            },
             metrics: metrics.clone(),
             inspector: inspector.clone(),
             zone_inspector: zone_inspector.clone(),
             global_address: config.global_address.clone(),
         });
         let api_address = api.local_addr()?;
+        let api_https_address = api_https.as_ref().map(|l| l.local_addr()).transpose()?;
         let diagnostics_address = diagnostics.local_addr()?;
         let (shutdown, _) = watch::channel(false);
         let mut extension_tasks = Vec::new();
@@ -230,6 +299,24 @@ impl ControlPlane {
             drain: API_DRAIN,
         };
         let connections = metrics.connections();
+        let mut tasks = Vec::new();
+        if let (Some(listener), Some(tls)) = (api_https, api_tls) {
+            let settings = listener::ListenerSettings {
+                name: "api-https",
+                tls: Some(tls),
+                ..api_settings.clone()
+            };
+            let mut rx = shutdown.subscribe();
+            tasks.push(tokio::spawn(listener::serve(
+                listener,
+                api_app.clone(),
+                settings,
+                connections.clone(),
+                async move {
+                    let _ = rx.wait_for(|stop| *stop).await;
+                },
+            )));
+        }
         let diag_app = diagnostics::router(Arc::new(diagnostics::DiagnosticsState {
             store: store.clone(),
             metrics,
@@ -256,6 +343,8 @@ impl ControlPlane {
         tracing::info!(
             mode = config.mode.as_str(),
             api = %api_address,
+            api_https = ?api_https_address,
+            loopback_admin = config.api_loopback_admin,
             diagnostics = %diagnostics_address,
             store = %redact(&config.store),
             data_dir = %config.data_dir.display(),
@@ -263,11 +352,13 @@ impl ControlPlane {
         );
         Ok(Self {
             api_address,
+            api_https_address,
             diagnostics_address,
             store,
             shutdown,
             tasks: [api_task, diag_task]
                 .into_iter()
+                .chain(tasks)
                 .chain(extension_tasks)
                 .collect(),
         })

@@ -2,6 +2,9 @@
 //! `dataplane-token-signing-key` (created on first use), that mints tokens naming one dataplane.
 //! Zone tokens: the global control plane's key, kept as the GlobalSecret
 //! `zone-token-signing-key`, mints tokens naming one zone and a scope (cp, ingress, egress).
+//! User tokens: each control plane's key, kept as the GlobalSecret `user-token-signing-key`,
+//! mints tokens naming a REST API user and its groups; the GlobalSecret `user-token-revocations`
+//! lists the ids of revoked ones (comma-separated, as Kuma writes it).
 
 use base64::Engine;
 use chrono::{DateTime, Utc};
@@ -9,8 +12,8 @@ use serde_json::Value;
 
 use atoll_core::{Kind, Resource, ResourceKey};
 use atoll_identity::token::{
-    DataplaneClaims, PublicKey, Scope, SigningKey, ZoneClaims, new_jti, sign_dataplane_token,
-    sign_zone_token,
+    DataplaneClaims, PublicKey, Scope, SigningKey, UserClaims, ZoneClaims, new_jti,
+    sign_dataplane_token, sign_user_token, sign_zone_token,
 };
 use atoll_store::{Store, StoreError};
 
@@ -37,6 +40,103 @@ pub enum TokenStoreError {
 
 /// Name of the GlobalSecret holding the zone-token signing key (global control plane only).
 pub const ZONE_SIGNING_KEY_SECRET: &str = "zone-token-signing-key";
+
+/// Name of the GlobalSecret holding this control plane's user-token signing key. Like every
+/// GlobalSecret but the public keys, KDS never syncs it: a user token is good on the control
+/// plane that minted it.
+pub const USER_SIGNING_KEY_SECRET: &str = "user-token-signing-key";
+/// Name of the GlobalSecret listing revoked user-token ids (`data`: base64 of `id1,id2,...`).
+pub const USER_REVOCATIONS_SECRET: &str = "user-token-revocations";
+
+/// Mints a user token for `name` in `groups`, valid for `valid_for` from `now`; returns the
+/// token and its id (what revocation names).
+pub async fn issue_user_token(
+    store: &dyn Store,
+    name: &str,
+    groups: Vec<String>,
+    valid_for: std::time::Duration,
+    now: DateTime<Utc>,
+) -> Result<(String, String), TokenStoreError> {
+    let key = load_or_create_key(
+        store,
+        ResourceKey::global(Kind::GlobalSecret, USER_SIGNING_KEY_SECRET),
+    )
+    .await?;
+    let validity =
+        chrono::Duration::from_std(valid_for).map_err(|e| TokenStoreError::Mint(e.to_string()))?;
+    let jti = new_jti().map_err(|e| TokenStoreError::Mint(e.to_string()))?;
+    let claims = UserClaims {
+        name: name.into(),
+        groups,
+        iat: now,
+        exp: now + validity,
+        jti: jti.clone(),
+    };
+    let token = sign_user_token(&key, &claims).map_err(|e| TokenStoreError::Mint(e.to_string()))?;
+    Ok((token, jti))
+}
+
+/// The key that verifies user tokens: this control plane's signing key (none before the first
+/// user token was minted, so no user token verifies).
+pub async fn user_verification_keys(store: &dyn Store) -> Result<Vec<PublicKey>, TokenStoreError> {
+    let signing = ResourceKey::global(Kind::GlobalSecret, USER_SIGNING_KEY_SECRET);
+    match store.get(&signing).await? {
+        Some(secret) => Ok(vec![decode_key("", &secret)?.public_key()]),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// The ids of revoked user tokens.
+pub async fn revoked_user_tokens(
+    store: &dyn Store,
+) -> Result<std::collections::BTreeSet<String>, TokenStoreError> {
+    let key = ResourceKey::global(Kind::GlobalSecret, USER_REVOCATIONS_SECRET);
+    match store.get(&key).await? {
+        Some(secret) => Ok(parse_revocations(&secret_pem("", &secret)?)),
+        None => Ok(Default::default()),
+    }
+}
+
+fn parse_revocations(text: &str) -> std::collections::BTreeSet<String> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|id| !id.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+/// Adds `jti` to the revocation list (created on first use). Returns false when it was already
+/// there. Retries on a concurrent change of the list.
+pub async fn revoke_user_token(store: &dyn Store, jti: &str) -> Result<bool, TokenStoreError> {
+    let key = ResourceKey::global(Kind::GlobalSecret, USER_REVOCATIONS_SECRET);
+    for _ in 0..5 {
+        let current = store.get(&key).await?;
+        let mut ids = match &current {
+            Some(secret) => parse_revocations(&secret_pem("", secret)?),
+            None => Default::default(),
+        };
+        if !ids.insert(jti.to_string()) {
+            return Ok(false);
+        }
+        let text = ids.into_iter().collect::<Vec<_>>().join(",");
+        let mut secret = Resource::new(Kind::GlobalSecret, "", USER_REVOCATIONS_SECRET);
+        secret.spec.insert(
+            "data".into(),
+            Value::String(base64::engine::general_purpose::STANDARD.encode(text)),
+        );
+        let written = match &current {
+            Some(c) => store.update(secret, c.version).await.map(|_| ()),
+            None => store.create(secret).await.map(|_| ()),
+        };
+        match written {
+            Ok(()) => return Ok(true),
+            Err(StoreError::Conflict { .. } | StoreError::AlreadyExists(_)) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(TokenStoreError::Mint(
+        "the revocation list kept changing under concurrent writes; try again".into(),
+    ))
+}
 
 /// The mesh's signing key, created and stored on first use.
 pub async fn signing_key(store: &dyn Store, mesh: &str) -> Result<SigningKey, TokenStoreError> {
@@ -204,6 +304,9 @@ pub fn system_secret(key: &ResourceKey) -> Option<&'static str> {
     match key.kind {
         Kind::GlobalSecret if key.name == ZONE_SIGNING_KEY_SECRET => Some(
             "the zone-token signing key (rotate it with POST /tokens/zone/_rotate-signing-key)",
+        ),
+        Kind::GlobalSecret if key.name == USER_SIGNING_KEY_SECRET => Some(
+            "the user-token signing key (rotate it with POST /tokens/user/_rotate-signing-key)",
         ),
         Kind::GlobalSecret if key.name == ZONE_PUBLIC_KEY_SECRET => {
             Some("the published zone-token verification key")

@@ -25,6 +25,7 @@ fn app() -> axum::Router {
         zone: "default".into(),
         instance_id: "t".into(),
         admin_token: "t".into(),
+        auth: Default::default(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
         zone_inspector: Default::default(),

@@ -26,6 +26,7 @@ fn app() -> (axum::Router, SharedStore) {
         zone: "default".into(),
         instance_id: "test".into(),
         admin_token: "t".into(),
+        auth: Default::default(),
         metrics: Metrics::new().expect("metrics"),
         inspector: Default::default(),
         zone_inspector: Default::default(),

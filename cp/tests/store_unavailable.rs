@@ -134,6 +134,7 @@ async fn writes_answer_503_with_retry_after_within_the_store_timeout_while_the_d
             zone: "default".into(),
             instance_id: "test".into(),
             admin_token: "t".into(),
+            auth: Default::default(),
             metrics: Metrics::new().expect("metrics"),
             inspector: Default::default(),
             zone_inspector: Default::default(),

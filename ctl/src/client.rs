@@ -1,9 +1,12 @@
 //! A small client for the control plane's REST API.
 
+use hyper::Method;
 use serde::Deserialize;
 use serde_json::Value;
 
 use atoll_core::Kind;
+
+use crate::transport::{Answer, Transport, TransportError, Trust};
 
 #[derive(Debug, Deserialize)]
 pub struct Cause {
@@ -16,6 +19,8 @@ pub struct Cause {
 pub enum ClientError {
     /// The control plane could not be reached.
     Unreachable { url: String, reason: String },
+    /// The TLS handshake failed, most often on a certificate this client does not trust.
+    Untrusted { url: String, reason: String },
     /// The control plane answered with an error.
     Api {
         status: u16,
@@ -36,6 +41,10 @@ impl std::fmt::Display for ClientError {
                 f,
                 "cannot reach the control plane at {url}: {reason} (set --api or ATOLL_API)"
             ),
+            ClientError::Untrusted { url, reason } => write!(
+                f,
+                "the control plane at {url} could not be verified: {reason} (trust its CA with --ca-cert-file or ATOLL_API_CA_FILE, e.g. the control plane's DATA_DIR/api-tls/ca.pem; --insecure-skip-verify turns verification off)"
+            ),
             ClientError::Api {
                 status,
                 title,
@@ -52,16 +61,16 @@ impl std::fmt::Display for ClientError {
 pub struct ApiClient {
     base: String,
     token: Option<String>,
-    http: reqwest::Client,
+    transport: Transport,
 }
 
 impl ApiClient {
-    pub fn new(base: &str, token: Option<String>) -> Self {
-        Self {
+    pub fn new(base: &str, token: Option<String>, trust: Trust) -> Result<Self, String> {
+        Ok(Self {
             base: base.trim_end_matches('/').to_string(),
             token,
-            http: reqwest::Client::new(),
-        }
+            transport: Transport::new(base, trust)?,
+        })
     }
 
     fn path(kind: Kind, mesh: &str, name: Option<&str>) -> String {
@@ -77,25 +86,34 @@ impl ApiClient {
         p
     }
 
-    fn request(&self, method: reqwest::Method, url: &str) -> reqwest::RequestBuilder {
-        let rb = self.http.request(method, url);
-        match &self.token {
-            Some(t) => rb.bearer_auth(t),
-            None => rb,
-        }
+    /// One call; transport failures become `Unreachable` or `Untrusted`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Result<Answer, ClientError> {
+        let body = body.map(|b| ("application/json", b.to_string().into_bytes()));
+        let url = format!("{}{path}", self.base);
+        self.transport
+            .send(method, path, self.token.as_deref(), body)
+            .await
+            .map_err(|e| match e {
+                TransportError::Unreachable(reason) => ClientError::Unreachable { url, reason },
+                TransportError::Tls(reason) => ClientError::Untrusted { url, reason },
+            })
     }
 
+    /// A call answered with JSON; an error status becomes `ClientError::Api`.
     async fn send(
         &self,
-        rb: reqwest::RequestBuilder,
-        url: &str,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
     ) -> Result<(u16, Value), ClientError> {
-        let resp = rb.send().await.map_err(|e| ClientError::Unreachable {
-            url: url.to_string(),
-            reason: root_cause(&e),
-        })?;
-        let status = resp.status().as_u16();
-        for w in resp.headers().get_all(reqwest::header::WARNING) {
+        let answer = self.call(method, path, body).await?;
+        let status = answer.status;
+        for w in answer.headers.get_all(hyper::header::WARNING) {
             if let Ok(text) = w.to_str() {
                 let text = text
                     .strip_prefix("299 - ")
@@ -104,43 +122,22 @@ impl ApiClient {
                 eprintln!("Warning: {text}");
             }
         }
-        let bytes = resp
-            .bytes()
-            .await
-            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        let body: Value = if bytes.is_empty() {
+        let body: Value = if answer.body.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).map_err(|e| {
+            serde_json::from_slice(&answer.body).map_err(|e| {
                 ClientError::BadResponse(format!("HTTP {status}, body is not JSON: {e}"))
             })?
         };
         if status >= 400 {
-            let text = |k: &str| {
-                body.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let causes = body
-                .get("causes")
-                .cloned()
-                .and_then(|c| serde_json::from_value(c).ok())
-                .unwrap_or_default();
-            return Err(ClientError::Api {
-                status,
-                title: text("title"),
-                details: text("details"),
-                causes,
-            });
+            return Err(api_error(status, &body, String::new()));
         }
         Ok((status, body))
     }
 
     pub async fn get(&self, kind: Kind, mesh: &str, name: &str) -> Result<Value, ClientError> {
-        let url = format!("{}{}", self.base, Self::path(kind, mesh, Some(name)));
         let (_, body) = self
-            .send(self.request(reqwest::Method::GET, &url), &url)
+            .send(Method::GET, &Self::path(kind, mesh, Some(name)), None)
             .await?;
         Ok(body)
     }
@@ -155,10 +152,8 @@ impl ApiClient {
         let mut items = Vec::new();
         let mut offset = 0u64;
         loop {
-            let url = format!("{}{path}?offset={offset}&size=1000", self.base);
-            let (_, body) = self
-                .send(self.request(reqwest::Method::GET, &url), &url)
-                .await?;
+            let page_path = format!("{path}?offset={offset}&size=1000");
+            let (_, body) = self.send(Method::GET, &page_path, None).await?;
             let page = body
                 .get("items")
                 .and_then(Value::as_array)
@@ -180,77 +175,65 @@ impl ApiClient {
         name: &str,
         doc: &Value,
     ) -> Result<bool, ClientError> {
-        let url = format!("{}{}", self.base, Self::path(kind, mesh, Some(name)));
-        let rb = self.request(reqwest::Method::PUT, &url).json(doc);
-        let (status, _) = self.send(rb, &url).await?;
+        let (status, _) = self
+            .send(Method::PUT, &Self::path(kind, mesh, Some(name)), Some(doc))
+            .await?;
         Ok(status == 201)
     }
 
     /// GET of any API path, answered as JSON.
     pub async fn get_path(&self, path: &str) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let (_, body) = self
-            .send(self.request(reqwest::Method::GET, &url), &url)
-            .await?;
+        let (_, body) = self.send(Method::GET, path, None).await?;
         Ok(body)
     }
 
     /// POST of a JSON body to an endpoint that answers plain text (tokens).
     pub async fn post_text(&self, path: &str, body: &Value) -> Result<String, ClientError> {
-        let url = format!("{}{path}", self.base);
-        let resp = self
-            .request(reqwest::Method::POST, &url)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| ClientError::Unreachable {
-                url: url.clone(),
-                reason: root_cause(&e),
-            })?;
-        let status = resp.status().as_u16();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| ClientError::BadResponse(e.to_string()))?;
-        if status >= 400 {
+        let answer = self.call(Method::POST, path, Some(body)).await?;
+        let text = String::from_utf8_lossy(&answer.body).into_owned();
+        if answer.status >= 400 {
             let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            let field = |k: &str| {
-                body.get(k)
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string()
-            };
-            let causes = body
-                .get("causes")
-                .cloned()
-                .and_then(|c| serde_json::from_value(c).ok())
-                .unwrap_or_default();
-            return Err(ClientError::Api {
-                status,
-                title: field("title"),
-                details: if field("details").is_empty() {
-                    text
-                } else {
-                    field("details")
-                },
-                causes,
-            });
+            return Err(api_error(answer.status, &body, text));
         }
         Ok(text)
     }
 
+    /// POST of a JSON body to an endpoint that answers JSON.
+    pub async fn post_json(&self, path: &str, body: &Value) -> Result<Value, ClientError> {
+        let (_, body) = self.send(Method::POST, path, Some(body)).await?;
+        Ok(body)
+    }
+
     pub async fn delete(&self, kind: Kind, mesh: &str, name: &str) -> Result<(), ClientError> {
-        let url = format!("{}{}", self.base, Self::path(kind, mesh, Some(name)));
-        self.send(self.request(reqwest::Method::DELETE, &url), &url)
+        self.send(Method::DELETE, &Self::path(kind, mesh, Some(name)), None)
             .await?;
         Ok(())
     }
 }
 
-fn root_cause(e: &dyn std::error::Error) -> String {
-    let mut cur: &dyn std::error::Error = e;
-    while let Some(next) = cur.source() {
-        cur = next;
+/// The API's error body (`title`, `details`, `causes`); `fallback` stands for the details when
+/// the body is not the JSON error format.
+fn api_error(status: u16, body: &Value, fallback: String) -> ClientError {
+    let text = |k: &str| {
+        body.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_string()
+    };
+    let causes = body
+        .get("causes")
+        .cloned()
+        .and_then(|c| serde_json::from_value(c).ok())
+        .unwrap_or_default();
+    let details = text("details");
+    ClientError::Api {
+        status,
+        title: text("title"),
+        details: if details.is_empty() {
+            fallback
+        } else {
+            details
+        },
+        causes,
     }
-    cur.to_string()
 }

@@ -5,6 +5,7 @@
 
 mod client;
 mod table;
+mod transport;
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -30,10 +31,26 @@ struct Cli {
     )]
     api: String,
 
-    /// Admin token for writes from a non-loopback address (the control plane's
-    /// DATA_DIR/admin-token).
+    /// Bearer token: a user token (`atollctl generate user-token`) or the admin token (the
+    /// control plane's DATA_DIR/admin-token).
     #[arg(long, global = true, env = "ATOLL_API_TOKEN", hide_env_values = true)]
     token: Option<String>,
+
+    /// PEM file of the CA that signed the control plane's HTTPS certificate (for a generated
+    /// one: the control plane's DATA_DIR/api-tls/ca.pem). Without it, https:// URLs are verified
+    /// against the system's CA bundle.
+    #[arg(long, global = true, env = "ATOLL_API_CA_FILE", value_name = "FILE")]
+    ca_cert_file: Option<PathBuf>,
+
+    /// INSECURE: do not verify the control plane's HTTPS certificate (anyone in the path can
+    /// read the token and answer in the control plane's name).
+    #[arg(
+        long,
+        global = true,
+        env = "ATOLL_API_INSECURE_SKIP_VERIFY",
+        conflicts_with = "ca_cert_file"
+    )]
+    insecure_skip_verify: bool,
 
     #[command(subcommand)]
     command: Command,
@@ -82,8 +99,33 @@ enum Command {
         #[command(subcommand)]
         what: InspectCommand,
     },
+    /// Revoke tokens.
+    Revoke {
+        #[command(subcommand)]
+        what: RevokeCommand,
+    },
 }
 
+#[derive(Debug, Subcommand)]
+enum RevokeCommand {
+    /// A user token: it is refused on every later request (listed in the GlobalSecret
+    /// user-token-revocations).
+    UserToken {
+        /// The token's id (its `jti` claim).
+        #[arg(
+            long,
+            required_unless_present = "token_file",
+            conflicts_with = "token_file"
+        )]
+        id: Option<String>,
+        /// A file holding the token itself.
+        #[arg(long)]
+        token_file: Option<PathBuf>,
+    },
+}
+
+// The variant names are the subcommands (`generate dataplane-token`, ...), as kumactl spells them.
+#[allow(clippy::enum_variant_names)]
 #[derive(Debug, Subcommand)]
 enum GenerateCommand {
     /// A token a dataplane presents to its zone control plane (`atoll-dp --dataplane-token-file`).
@@ -101,6 +143,19 @@ enum GenerateCommand {
         /// dataplanes of that service.
         #[arg(long = "tag", value_name = "NAME=VALUES")]
         tags: Vec<String>,
+    },
+    /// A token a user presents to the REST API (`--token`, `ATOLL_API_TOKEN`), for the
+    /// control plane that minted it. What it may do depends on its groups (the RBAC rules).
+    UserToken {
+        /// The user's name.
+        #[arg(long)]
+        name: String,
+        /// A group the user belongs to (repeatable); `mesh-system:admin` makes an admin.
+        #[arg(long = "group", value_name = "GROUP")]
+        groups: Vec<String>,
+        /// How long the token stays valid.
+        #[arg(long, default_value = "24h")]
+        valid_for: String,
     },
     /// A token a zone control plane (scope cp), or its ingress or egress, presents to the
     /// global control plane. Call it against the global API.
@@ -167,7 +222,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let client = ApiClient::new(&cli.api, cli.token.clone());
+    let trust = match (&cli.ca_cert_file, cli.insecure_skip_verify) {
+        (Some(file), _) => transport::Trust::CaFile(file.clone()),
+        (None, true) => {
+            if cli.api.starts_with("https://") {
+                eprintln!(
+                    "Warning: --insecure-skip-verify: the control plane's certificate is NOT verified"
+                );
+            }
+            transport::Trust::InsecureSkipVerify
+        }
+        (None, false) => transport::Trust::SystemRoots,
+    };
+    let client = match ApiClient::new(&cli.api, cli.token.clone(), trust) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("Error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match runtime.block_on(execute(&client, cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
@@ -266,6 +339,42 @@ async fn execute(client: &ApiClient, command: Command) -> Result<(), String> {
                 .await
                 .map_err(|e| render_error(&e))?;
             println!("{}", token.trim());
+            Ok(())
+        }
+        Command::Generate {
+            what:
+                GenerateCommand::UserToken {
+                    name,
+                    groups,
+                    valid_for,
+                },
+        } => {
+            let body = serde_json::json!({"name": name, "groups": groups, "validFor": valid_for});
+            let token = client
+                .post_text("/tokens/user", &body)
+                .await
+                .map_err(|e| render_error(&e))?;
+            println!("{}", token.trim());
+            Ok(())
+        }
+        Command::Revoke {
+            what: RevokeCommand::UserToken { id, token_file },
+        } => {
+            let body = match (id, token_file) {
+                (Some(id), _) => serde_json::json!({"jti": id}),
+                (None, Some(file)) => {
+                    let token = std::fs::read_to_string(&file)
+                        .map_err(|e| format!("Error: cannot read {}: {e}", file.display()))?;
+                    serde_json::json!({"token": token.trim()})
+                }
+                (None, None) => return Err("Error: give --id or --token-file".into()),
+            };
+            let answer = client
+                .post_json("/tokens/user/_revoke", &body)
+                .await
+                .map_err(|e| render_error(&e))?;
+            let id = answer.get("revoked").and_then(Value::as_str).unwrap_or("?");
+            println!("revoked user token {id}");
             Ok(())
         }
         Command::Generate {

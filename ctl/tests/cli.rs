@@ -410,3 +410,180 @@ async fn zones_and_their_dataplanes_on_global() {
     );
     cp.stop().await;
 }
+
+/// Runs atollctl with `env` (and nothing of the test's own ATOLL_* settings), off the runtime.
+async fn ctl_with(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_atollctl"));
+        cmd.args(&args);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("ATOLL_")) {
+            cmd.env_remove(k);
+        }
+        cmd.envs(env).output().expect("atollctl runs")
+    })
+    .await
+    .expect("join")
+}
+
+/// The API over HTTPS with a generated certificate: atollctl verifies it (refusing it without
+/// the CA unless told to skip verification), and user tokens minted through it authenticate,
+/// are limited by their groups and stop working once revoked. Loopback is not admin here.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_api_is_verified_and_user_tokens_work_end_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let args = ConfigArgs {
+        data_dir: Some(dir.path().to_path_buf()),
+        store: Some("memory".into()),
+        api_loopback_admin: Some(false),
+        ..Default::default()
+    };
+    let config = Config::resolve(Mode::Global, &args).expect("config");
+    let listeners = atoll_cp::Listeners {
+        api: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+        api_https: Some(TcpListener::bind("127.0.0.1:0").await.expect("bind")),
+        diagnostics: TcpListener::bind("127.0.0.1:0").await.expect("bind"),
+    };
+    let cp = ControlPlane::start_listeners(config, listeners, None)
+        .await
+        .expect("control plane starts");
+    let https = format!(
+        "https://127.0.0.1:{}",
+        cp.api_https_address.expect("https served").port()
+    );
+    let ca = dir.path().join("api-tls/ca.pem");
+    let ca = ca.to_str().expect("utf-8 path");
+    let admin_token = std::fs::read_to_string(dir.path().join("admin-token")).expect("token");
+    let admin_token = admin_token.trim();
+
+    // Without the CA (the system's bundle does not hold it) nothing is sent.
+    let out = ctl_with(&["--api", &https, "get", "meshes"], &[]).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("could not be verified") && text(&out).contains("--ca-cert-file"),
+        "{}",
+        text(&out)
+    );
+    // Another control plane's CA is no better.
+    let other = tempfile::tempdir().expect("tempdir");
+    atoll_cp::server_tls::load_or_generate(&atoll_cp::server_tls::ServerTlsSource {
+        server: "API",
+        setting_prefix: "ATOLL_API_TLS",
+        cert_file: None,
+        key_file: None,
+        dir: other.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        trust_hint: "",
+    })
+    .expect("generated");
+    let other_ca = other.path().join("ca.pem");
+    let other_ca = other_ca.to_str().expect("utf-8 path");
+    let out = ctl_with(
+        &["--api", &https, "--ca-cert-file", other_ca, "get", "meshes"],
+        &[],
+    )
+    .await;
+    assert!(
+        text(&out).contains("could not be verified"),
+        "{}",
+        text(&out)
+    );
+    let out = ctl_with(
+        &["--api", &https, "--insecure-skip-verify", "get", "meshes"],
+        &[],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains("NOT verified"), "{}", text(&out));
+
+    // Loopback is not admin: anonymous writes are refused, the admin token's are not.
+    let verified = [("ATOLL_API", https.as_str()), ("ATOLL_API_CA_FILE", ca)];
+    let admin = [
+        ("ATOLL_API", https.as_str()),
+        ("ATOLL_API_CA_FILE", ca),
+        ("ATOLL_API_TOKEN", admin_token),
+    ];
+    let mesh_file = dir.path().join("mesh.yaml");
+    std::fs::write(&mesh_file, MESH).expect("write");
+    let mesh_path = mesh_file.to_str().expect("utf-8 path");
+    let out = ctl_with(&["apply", "-f", mesh_path], &verified).await;
+    assert!(
+        !out.status.success() && text(&out).contains("mesh-system:anonymous"),
+        "{}",
+        text(&out)
+    );
+    let out = ctl_with(&["apply", "-f", mesh_path], &admin).await;
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = ctl_with(
+        &[
+            "generate",
+            "user-token",
+            "--name",
+            "alice",
+            "--group",
+            "team-a",
+            "--valid-for",
+            "1h",
+        ],
+        &admin,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let alice = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let as_alice = [
+        ("ATOLL_API", https.as_str()),
+        ("ATOLL_API_CA_FILE", ca),
+        ("ATOLL_API_TOKEN", alice.as_str()),
+    ];
+    let out = ctl_with(&["get", "meshes"], &as_alice).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(text(&out).contains('m'), "{}", text(&out));
+    let out = ctl_with(&["delete", "mesh", "m"], &as_alice).await;
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("\"alice\"")
+            && text(&out).contains("team-a")
+            && text(&out).contains("write Mesh"),
+        "{}",
+        text(&out)
+    );
+    let out = ctl_with(
+        &[
+            "generate",
+            "user-token",
+            "--name",
+            "eve",
+            "--group",
+            "mesh-system:admin",
+        ],
+        &as_alice,
+    )
+    .await;
+    assert!(!out.status.success(), "{}", text(&out));
+
+    let token_file = dir.path().join("alice.token");
+    std::fs::write(&token_file, &alice).expect("write");
+    let out = ctl_with(
+        &[
+            "revoke",
+            "user-token",
+            "--token-file",
+            token_file.to_str().expect("utf-8"),
+        ],
+        &admin,
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let out = ctl_with(&["get", "meshes"], &as_alice).await;
+    assert!(
+        !out.status.success() && text(&out).contains("revoked"),
+        "{}",
+        text(&out)
+    );
+    cp.stop().await;
+}

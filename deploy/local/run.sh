@@ -95,7 +95,8 @@ ctl() { "$BIN/atollctl" --api "$GLOBAL_API" "$@"; }
 
 say "starting the global control plane on $GLOBAL_API"
 start global \
-    ATOLL_API_ADDRESS=127.0.0.1:$(port 5681) ATOLL_DIAGNOSTICS_ADDRESS=127.0.0.1:$(port 5680) \
+    ATOLL_API_ADDRESS=127.0.0.1:$(port 5681) ATOLL_API_HTTPS_ADDRESS=127.0.0.1:$(port 5682) \
+    ATOLL_DIAGNOSTICS_ADDRESS=127.0.0.1:$(port 5680) \
     ATOLL_KDS_ADDRESS=127.0.0.1:$(port 5685) ATOLL_DATA_DIR="$DATA/global" \
     -- "$BIN/atoll-global-cp" run
 wait_until "the global API" curl -fsS "$GLOBAL_API/"
@@ -107,6 +108,7 @@ start_zone() {
     say "starting $zone on $(zone_api $((base + 81)))"
     start "$zone" \
         ATOLL_ZONE="$zone" ATOLL_API_ADDRESS=127.0.0.1:$(port $((base + 81))) \
+        ATOLL_API_HTTPS_ADDRESS=127.0.0.1:$(port $((base + 82))) \
         ATOLL_DIAGNOSTICS_ADDRESS=127.0.0.1:$(port $((base + 80))) \
         ATOLL_XDS_ADDRESS=127.0.0.1:$(port $((base + 78))) ATOLL_DATA_DIR="$DATA/$zone" \
         ATOLL_GLOBAL_ADDRESS=grpcs://127.0.0.1:$(port 5685) \

@@ -80,10 +80,21 @@ pub struct RunArgs {
     )]
     pub dataplane_token: Option<String>,
 
-    /// PEM file with the CA that signed the control plane's certificate; only that CA is trusted.
-    /// Without it the control plane's certificate is NOT verified.
+    /// PEM file with the CA that signed the control plane's certificate (the zone's
+    /// DATA_DIR/xds-tls/ca.pem for a generated one); only that CA is trusted. Without it
+    /// atoll-dp refuses to send its token unless --insecure-skip-verify is given.
     #[arg(long, env = "ATOLL_DP_CA_CERT_FILE", value_name = "FILE")]
     pub ca_cert_file: Option<PathBuf>,
+
+    /// INSECURE: send the dataplane token to a control plane whose certificate is not verified
+    /// (no --ca-cert-file) or over plain http://; anyone able to intercept the connection gets
+    /// the token.
+    #[arg(
+        long,
+        env = "ATOLL_DP_INSECURE_SKIP_VERIFY",
+        conflicts_with = "ca_cert_file"
+    )]
+    pub insecure_skip_verify: bool,
 
     /// The Envoy binary: a path, or a name looked up in PATH.
     #[arg(

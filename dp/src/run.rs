@@ -30,10 +30,29 @@ fn check_inputs(args: &RunArgs) -> Result<Inputs, Vec<String>> {
     }
     .map_err(|p| problems.push(p))
     .ok();
-    let trust = match &args.ca_cert_file {
-        Some(file) => Trust::from_ca_file(file).map_err(|p| problems.push(p)).ok(),
-        None => Some(Trust::AcceptAnyCertificateInsecure),
+    // The token is a credential: it goes only to a control plane whose certificate is
+    // verified, unless the operator says otherwise in so many words.
+    let trust = match (&args.ca_cert_file, args.insecure_skip_verify) {
+        (Some(file), _) => Trust::from_ca_file(file).map_err(|p| problems.push(p)).ok(),
+        (None, true) => Some(Trust::AcceptAnyCertificateInsecure),
+        (None, false) => {
+            problems.push(
+                "no --ca-cert-file: atoll-dp does not send its dataplane token to a control plane \
+                 it cannot verify; give the CA that signed the control plane's certificate \
+                 (for a generated one, the zone's DATA_DIR/xds-tls/ca.pem) with --ca-cert-file, \
+                 or pass --insecure-skip-verify to send it unverified"
+                    .to_string(),
+            );
+            None
+        }
     };
+    if args.cp_address.starts_with("http://") && !args.insecure_skip_verify {
+        problems.push(format!(
+            "--cp-address {} is plain http: the dataplane token would travel unencrypted; use \
+             https:// (or pass --insecure-skip-verify)",
+            args.cp_address
+        ));
+    }
     let control_plane = trust.and_then(|t| {
         ControlPlane::new(&args.cp_address, t)
             .map_err(|p| problems.push(p))
@@ -136,9 +155,9 @@ pub async fn run(args: RunArgs, mut shutdown: watch::Receiver<bool>) -> Result<(
         kind = %resource.kind, mesh = %resource.mesh, name = %resource.name,
         "read {}", args.dataplane_file.display()
     );
-    if args.ca_cert_file.is_none() {
+    if args.insecure_skip_verify {
         tracing::warn!(
-            "WARNING: no --ca-cert-file: the control plane's certificate is NOT verified; \
+            "WARNING: --insecure-skip-verify: the control plane's certificate is NOT verified; \
              anyone able to intercept {} gets the dataplane token",
             args.cp_address
         );

@@ -130,6 +130,40 @@ fn a_refused_token_exits_1_with_the_details() {
 }
 
 #[test]
+fn without_a_ca_the_token_is_not_sent_unless_verification_is_skipped_explicitly() {
+    let cp = TestCp::serving(bootstrap());
+    let s = Scene::new();
+    s.fake_envoy(&s.sleeping());
+    let mut args = s.args(&cp.address);
+    args.retain(|a| a != "--insecure-skip-verify");
+    let mut dp = Dp::start(&args, s.path("log"));
+    assert_eq!(dp.exit_code(EXIT_LIMIT), 1);
+    let log = dp.stderr();
+    assert!(
+        log.contains("Error: no --ca-cert-file: atoll-dp does not send its dataplane token")
+            && log.contains("--insecure-skip-verify"),
+        "{log}"
+    );
+    assert!(cp.requests().is_empty(), "nothing reached the CP");
+    assert!(s.starts().is_empty());
+
+    // Plain http is refused the same way.
+    let plain = args
+        .iter()
+        .map(|a| a.replace("https://", "http://"))
+        .chain([
+            "--ca-cert-file".into(),
+            cp.pki.write_ca(s.dir.path()).display().to_string(),
+        ])
+        .collect::<Vec<_>>();
+    let mut dp = Dp::start(&plain, s.path("log2"));
+    assert_eq!(dp.exit_code(EXIT_LIMIT), 1);
+    let log = dp.stderr();
+    assert!(log.contains("is plain http"), "{log}");
+    assert!(cp.requests().is_empty());
+}
+
+#[test]
 fn a_rejected_dataplane_prints_every_cause() {
     let cp = TestCp::start(Arc::new(|_| {
         (
@@ -162,13 +196,8 @@ fn a_cp_certificate_from_another_ca_is_not_accepted() {
     let other = common::Pki::new();
     let s = Scene::new();
     s.fake_envoy(&s.sleeping());
-    let mut args = s.args(&cp.address);
-    args.extend([
-        "--ca-cert-file".into(),
-        other.write_ca(s.dir.path()).display().to_string(),
-        "--cp-connect-timeout".into(),
-        "1s".into(),
-    ]);
+    let mut args = s.verified_args(&cp.address, &other.write_ca(s.dir.path()));
+    args.extend(["--cp-connect-timeout".into(), "1s".into()]);
     let mut dp = Dp::start(&args, s.path("log"));
     assert_eq!(dp.exit_code(EXIT_LIMIT), 1);
     let log = dp.stderr();
@@ -185,14 +214,8 @@ fn a_bootstrap_starts_envoy_and_sigterm_stops_everything() {
     let cp = TestCp::serving(bootstrap());
     let s = Scene::new();
     s.fake_envoy(&s.sleeping());
-    let mut args = s.args(&cp.address);
-    args.extend([
-        "--ca-cert-file".into(),
-        cp.pki.write_ca(s.dir.path()).display().to_string(),
-        "--".into(),
-        "--concurrency".into(),
-        "1".into(),
-    ]);
+    let mut args = s.verified_args(&cp.address, &cp.pki.write_ca(s.dir.path()));
+    args.extend(["--".into(), "--concurrency".into(), "1".into()]);
     let mut dp = Dp::start(&args, s.path("log"));
     assert!(
         wait_for(Duration::from_secs(15), || !s.starts().is_empty()),

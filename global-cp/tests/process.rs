@@ -99,6 +99,10 @@ async fn migrate_subcommand_prepares_the_store_and_bad_store_urls_fail_clearly()
         .env("ATOLL_DATA_DIR", dir.path())
         .env("ATOLL_API_ADDRESS", format!("127.0.0.1:{}", free_port()))
         .env(
+            "ATOLL_API_HTTPS_ADDRESS",
+            format!("127.0.0.1:{}", free_port()),
+        )
+        .env(
             "ATOLL_DIAGNOSTICS_ADDRESS",
             format!("127.0.0.1:{}", free_port()),
         )

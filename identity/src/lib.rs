@@ -7,7 +7,7 @@
 //!   encodes them so MeshTrafficPermission RBAC can match on them;
 //! - the control plane's own **TLS certificate** when the operator provides none
 //!   ([`ca::generate_server_cert`]);
-//! - **dataplane and zone tokens** ([`token`]): ES256 JWTs minted by a CP and verified by any CP
+//! - **dataplane, zone and user tokens** ([`token`]): ES256 JWTs minted by a CP and verified by any CP
 //!   holding the public keys.
 //!
 //! It does no I/O besides cryptography (key generation and randomness come from `ring`): no files,
@@ -25,8 +25,9 @@ pub use ca::{
     load_provided_ca, rotation_at, rotation_due, spiffe_id, tag_uri, tls_error_hint,
 };
 pub use token::{
-    DataplaneClaims, PublicKey, Scope, SigningKey, TokenError, ZoneClaims, new_jti,
-    sign_dataplane_token, sign_zone_token, verify_dataplane_token, verify_zone_token,
+    DataplaneClaims, PublicKey, Scope, SigningKey, TokenError, UserClaims, ZoneClaims, new_jti,
+    sign_dataplane_token, sign_user_token, sign_zone_token, verify_dataplane_token,
+    verify_user_token, verify_zone_token,
 };
 
 use chrono::{DateTime, Utc};

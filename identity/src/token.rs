@@ -1,8 +1,8 @@
-//! Dataplane and zone tokens: compact JWTs (RFC 7519, JWS compact serialization) signed with
+//! Dataplane, zone and user tokens: compact JWTs (RFC 7519, JWS compact serialization) signed with
 //! ES256 (ECDSA P-256 + SHA-256, raw 64-byte `r || s` signatures, RFC 7518 §3.4).
 //!
 //! Header: `{"alg":"ES256","typ":"JWT","kid":"<kid>"}`. Payload: the claims plus
-//! `"kind": "dataplane" | "zone"`, so one kind of token is never accepted as the other. `iat`,
+//! `"kind": "dataplane" | "zone" | "user"`, so one kind of token is never accepted as the other. `iat`,
 //! `exp` (and `nbf`, honoured if present) are NumericDates (seconds since the epoch).
 //!
 //! A [`SigningKey`] mints tokens; its [`PublicKey`] (SPKI PEM, which is also its serde form) can be
@@ -40,6 +40,7 @@ pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 const ALG: &str = "ES256";
 const KIND_DATAPLANE: &str = "dataplane";
 const KIND_ZONE: &str = "zone";
+const KIND_USER: &str = "user";
 
 /// DER prefix of a P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1), before the 65-byte
 /// uncompressed point.
@@ -125,6 +126,26 @@ pub struct ZoneClaims {
     #[serde(with = "chrono::serde::ts_seconds")]
     pub exp: DateTime<Utc>,
     /// Unique token id (see [`new_jti`]), for revocation lists.
+    pub jti: String,
+}
+
+/// Who a user token speaks for: a REST API user and its groups (Kuma's user tokens,
+/// `kumactl generate user-token --name --group`). The control plane adds the implicit group
+/// `mesh-system:authenticated` when it accepts one; the token carries only what was asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserClaims {
+    /// User name.
+    pub name: String,
+    /// Groups the user belongs to (may be empty).
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Issued at.
+    #[serde(with = "chrono::serde::ts_seconds")]
+    pub iat: DateTime<Utc>,
+    /// Expires at.
+    #[serde(with = "chrono::serde::ts_seconds")]
+    pub exp: DateTime<Utc>,
+    /// Unique token id (see [`new_jti`]): what a revocation list names.
     pub jti: String,
 }
 
@@ -381,6 +402,21 @@ pub fn verify_zone_token(
     now: DateTime<Utc>,
 ) -> Result<ZoneClaims, TokenError> {
     verify(token, keys, now, KIND_ZONE)
+}
+
+/// Mints a user token.
+pub fn sign_user_token(key: &SigningKey, claims: &UserClaims) -> Result<String> {
+    sign(key, KIND_USER, claims)
+}
+
+/// Verifies a user token against the trusted `keys` at `now` and returns its claims. Checking
+/// the revocation list is the caller's job.
+pub fn verify_user_token(
+    token: &str,
+    keys: &[PublicKey],
+    now: DateTime<Utc>,
+) -> Result<UserClaims, TokenError> {
+    verify(token, keys, now, KIND_USER)
 }
 
 #[derive(Serialize)]

@@ -503,3 +503,44 @@ fn a_tag_bound_token_admits_only_the_values_it_names() {
             .is_ok()
     );
 }
+
+#[test]
+fn user_tokens_round_trip_and_are_never_taken_for_another_kind() {
+    let key = SigningKey::generate().unwrap();
+    let keys = [key.public_key()];
+    let claims = UserClaims {
+        name: "alice".into(),
+        groups: vec!["team-a".into(), "ops".into()],
+        iat: now(),
+        exp: now() + TimeDelta::hours(24),
+        jti: new_jti().unwrap(),
+    };
+    let token = sign_user_token(&key, &claims).unwrap();
+    assert_eq!(verify_user_token(&token, &keys, now()).unwrap(), claims);
+    assert_eq!(decode_segment(&token, 1)["kind"], "user");
+    // A dataplane or zone token signed by the same key is not a user token, nor the reverse.
+    let dp = sign_dataplane_token(&key, &dp_claims()).unwrap();
+    assert!(matches!(
+        verify_user_token(&dp, &keys, now()),
+        Err(TokenError::WrongKind {
+            expected: "user",
+            ..
+        })
+    ));
+    assert!(matches!(
+        verify_zone_token(&token, &keys, now()),
+        Err(TokenError::WrongKind {
+            expected: "zone",
+            ..
+        })
+    ));
+    assert!(matches!(
+        verify_user_token(&token, &keys, now() + TimeDelta::hours(25)),
+        Err(TokenError::Expired { .. })
+    ));
+    let other = SigningKey::generate().unwrap();
+    assert!(matches!(
+        verify_user_token(&token, &[other.public_key()], now()),
+        Err(TokenError::UnknownKey(_))
+    ));
+}

@@ -53,6 +53,8 @@ pub struct CpProcess {
     pub api: String,
     /// `http://127.0.0.1:PORT` of its diagnostics server.
     pub diagnostics: String,
+    /// `https://127.0.0.1:PORT` of its REST API over HTTPS (certificate in `DATA_DIR/api-tls/`).
+    pub api_https: String,
 }
 
 impl CpProcess {
@@ -60,10 +62,12 @@ impl CpProcess {
     pub fn spawn(binary: &str, data_dir: &Path, env: &[(&str, &str)]) -> CpProcess {
         let api_port = free_port();
         let diag_port = free_port();
+        let https_port = free_port();
         let mut cmd = Command::new(binary);
         cmd.arg("run")
             .env_clear()
             .env("ATOLL_API_ADDRESS", format!("127.0.0.1:{api_port}"))
+            .env("ATOLL_API_HTTPS_ADDRESS", format!("127.0.0.1:{https_port}"))
             .env(
                 "ATOLL_DIAGNOSTICS_ADDRESS",
                 format!("127.0.0.1:{diag_port}"),
@@ -78,6 +82,7 @@ impl CpProcess {
             child: cmd.spawn().expect("control plane starts"),
             api: format!("http://127.0.0.1:{api_port}"),
             diagnostics: format!("http://127.0.0.1:{diag_port}"),
+            api_https: format!("https://127.0.0.1:{https_port}"),
         }
     }
 

@@ -315,7 +315,18 @@ impl Scene {
             self.path("token").display().to_string(),
             "--envoy-binary".into(),
             self.path("envoy").display().to_string(),
+            // The test CP's certificate is verified only where a test gives its CA
+            // (`verified_args`).
+            "--insecure-skip-verify".into(),
         ]
+    }
+
+    /// `args` for a control plane whose certificate is checked against `ca`.
+    pub fn verified_args(&self, cp: &str, ca: &std::path::Path) -> Vec<String> {
+        let mut args = self.args(cp);
+        args.retain(|a| a != "--insecure-skip-verify");
+        args.extend(["--ca-cert-file".into(), ca.display().to_string()]);
+        args
     }
 }
 
