@@ -43,7 +43,11 @@ pub struct GlobalLink<'a> {
 impl ControlPlane {
     /// Starts `atoll-global-cp run`.
     pub async fn start_global(dir: &Path, store: &str) -> Result<ControlPlane> {
-        let kds_port = free_port()?;
+        Self::start_global_on(dir, store, free_port()?).await
+    }
+
+    /// Like [`ControlPlane::start_global`], serving KDS on `kds_port` (a restart keeps it).
+    pub async fn start_global_on(dir: &Path, store: &str, kds_port: u16) -> Result<ControlPlane> {
         Self::start(
             "atoll-global-cp",
             "global",
@@ -64,7 +68,18 @@ impl ControlPlane {
         store: &str,
         global: Option<GlobalLink<'_>>,
     ) -> Result<ControlPlane> {
-        let xds_port = free_port()?;
+        Self::start_zone_on(dir, name, store, global, free_port()?).await
+    }
+
+    /// Like [`ControlPlane::start_zone`], serving xDS on `xds_port` (a restart keeps its port,
+    /// so the proxies' Envoys find it again).
+    pub async fn start_zone_on(
+        dir: &Path,
+        name: &str,
+        store: &str,
+        global: Option<GlobalLink<'_>>,
+        xds_port: u16,
+    ) -> Result<ControlPlane> {
         let mut env = vec![
             (
                 "ATOLL_XDS_ADDRESS".to_string(),
@@ -171,6 +186,11 @@ impl ControlPlane {
 
     pub fn pid(&self) -> u32 {
         self.process.id()
+    }
+
+    /// Sends `signal` to the process (`STOP` freezes it, `CONT` thaws it, `KILL` ends it).
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        self.process.signal(signal)
     }
 
     /// An error (with the end of its log) when the process has exited.

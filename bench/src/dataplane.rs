@@ -187,7 +187,7 @@ pub async fn run(args: DataplaneArgs) -> Result<()> {
 // The backend and the load generator.
 
 /// An HTTP/1.1 server on loopback answering every request head with a small 200.
-async fn backend() -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
+pub(crate) async fn backend() -> Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let task = tokio::spawn(async move {

@@ -6,6 +6,7 @@
 //! Numbers are printed, never asserted: BENCHMARKS.md keeps them with the command that made them.
 
 mod capacity;
+mod chaos;
 mod controlplanes;
 mod convergence;
 mod dataplane;
@@ -42,6 +43,9 @@ enum Command {
     Convergence(convergence::ConvergenceArgs),
     /// Zone CP capacity: memory, CPU and connect time for N simulated proxies.
     Capacity(capacity::CapacityArgs),
+    /// Faults under cross-zone load (global killed, zone CPs restarted, partitions, PostgreSQL
+    /// restarted, a poison Dataplane): failed requests, recovery time, state comparison.
+    Chaos(chaos::ChaosArgs),
 }
 
 /// Resolves on Ctrl-C or SIGTERM, so the benchmark's future is dropped and its guards end every
@@ -82,6 +86,7 @@ fn main() -> ExitCode {
                 Command::Dataplane(args) => dataplane::run(args).await,
                 Command::Convergence(args) => convergence::run(args).await,
                 Command::Capacity(args) => capacity::run(args).await,
+                Command::Chaos(args) => chaos::run(args).await,
             }
         };
         tokio::select! {

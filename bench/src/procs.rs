@@ -80,6 +80,19 @@ impl ChildGuard {
         self.child.id()
     }
 
+    /// Sends `signal` (`STOP`, `CONT`, `KILL`, ...) to the process.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", self.name);
+        }
+        Ok(())
+    }
+
     /// An error when the process has already exited.
     pub fn check_alive(&mut self) -> Result<()> {
         if let Ok(Some(status)) = self.child.try_wait() {

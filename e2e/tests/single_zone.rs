@@ -276,8 +276,7 @@ async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
             // The body's last line (signature bytes) names the root inside the JSON config.
             String::from_utf8_lossy(&pem)
                 .lines()
-                .filter(|l| !l.starts_with("-----") && l.len() > 8)
-                .last()
+                .rfind(|l| !l.starts_with("-----") && l.len() > 8)
                 .unwrap_or("no such root")
                 .to_string()
         }
