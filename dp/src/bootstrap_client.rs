@@ -14,15 +14,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atoll_identity::tls_client::ClientTrust;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Request, StatusCode, Uri, header};
 use hyper_util::rt::TokioIo;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -450,17 +449,9 @@ pub async fn fetch_bootstrap(
     }
 }
 
-fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
 /// The rustls client configuration for a trust choice (ring only, HTTP/1.1 by ALPN).
 pub fn client_config(trust: Trust) -> Result<ClientConfig, String> {
-    let provider = provider();
-    let builder = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| format!("TLS set-up: {e}"))?;
-    let mut config = match trust {
+    let trust = match trust {
         Trust::Ca(certs) => {
             let mut roots = RootCertStore::empty();
             for c in certs {
@@ -468,61 +459,11 @@ pub fn client_config(trust: Trust) -> Result<ClientConfig, String> {
                     format!("the CA certificate file holds an unusable certificate: {e}")
                 })?;
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            ClientTrust::Roots(roots)
         }
-        Trust::AcceptAnyCertificateInsecure => builder
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(AcceptAnyServerCertificateInsecure {
-                algorithms: provider.signature_verification_algorithms,
-            }))
-            .with_no_client_auth(),
+        Trust::AcceptAnyCertificateInsecure => ClientTrust::AnyCertificateInsecure,
     };
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(config)
-}
-
-/// INSECURE: accepts whatever certificate the server shows (used only when no
-/// `--ca-cert-file` is given, with a warning). The handshake signatures are still checked, so the
-/// server holds the key of the certificate it shows — but nothing says that certificate is the
-/// control plane's.
-#[derive(Debug)]
-pub struct AcceptAnyServerCertificateInsecure {
-    algorithms: WebPkiSupportedAlgorithms,
-}
-
-impl ServerCertVerifier for AcceptAnyServerCertificateInsecure {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.algorithms.supported_schemes()
-    }
+    atoll_identity::tls_client::client_config(trust).map_err(|e| format!("TLS set-up: {e}"))
 }
 
 #[cfg(test)]

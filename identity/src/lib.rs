@@ -17,6 +17,7 @@
 
 pub mod ca;
 mod pem;
+pub mod tls_client;
 pub mod token;
 
 pub use ca::{
