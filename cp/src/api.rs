@@ -760,14 +760,7 @@ async fn rotate_signing_key(
     };
     let kid = crate::tokens::rotate_signing_key(state.store.as_ref(), key.clone())
         .await
-        .map_err(|e| match e {
-            crate::tokens::TokenStoreError::Store(e) => ApiError::from(e),
-            other => ApiError::new(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Rotation failed",
-                other.to_string(),
-            ),
-        })?;
+        .map_err(|e| token_failure(e, "Rotation failed"))?;
     Ok(axum::Json(json!({"rotated": key.to_string(), "kid": kid})).into_response())
 }
 
@@ -858,14 +851,7 @@ async fn dataplane_token(state: &ApiState, who: &Identity, body: &[u8]) -> ApiRe
         chrono::Utc::now(),
     )
     .await
-    .map_err(|e| match e {
-        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
-        other => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Token not issued",
-            other.to_string(),
-        ),
-    })?;
+    .map_err(|e| token_failure(e, "Token not issued"))?;
     tracing::info!(%mesh, %name, "issued a dataplane token");
     Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
 }
@@ -924,14 +910,7 @@ async fn user_token(state: &ApiState, who: &Identity, body: &[u8]) -> ApiResult 
         chrono::Utc::now(),
     )
     .await
-    .map_err(|e| match e {
-        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
-        other => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Token not issued",
-            other.to_string(),
-        ),
-    })?;
+    .map_err(|e| token_failure(e, "Token not issued"))?;
     tracing::info!(user = %name, ?groups, %jti, issued_by = %who.name, "issued a user token");
     Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
 }
@@ -1035,14 +1014,7 @@ async fn zone_token(state: &ApiState, body: &[u8]) -> ApiResult {
         chrono::Utc::now(),
     )
     .await
-    .map_err(|e| match e {
-        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
-        other => ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "Token not issued",
-            other.to_string(),
-        ),
-    })?;
+    .map_err(|e| token_failure(e, "Token not issued"))?;
     tracing::info!(%zone, ?scope, "issued a zone token");
     Ok(([(header::CONTENT_TYPE, "text/plain")], token).into_response())
 }
@@ -1257,6 +1229,15 @@ async fn authenticate(
         )));
     }
     Ok(Identity::user(claims.name, claims.groups))
+}
+
+/// A failed token operation: the store's errors as usual (503 when it is away), anything else
+/// (an unreadable key) a 500 titled `title`.
+fn token_failure(e: crate::tokens::TokenStoreError, title: &'static str) -> ApiError {
+    match e {
+        crate::tokens::TokenStoreError::Store(s) => ApiError::from(s),
+        other => ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, title, other.to_string()),
+    }
 }
 
 fn token_store_error(e: crate::tokens::TokenStoreError) -> ApiError {
