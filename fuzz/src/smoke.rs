@@ -32,7 +32,7 @@ impl Rng {
         Self(seed.max(1))
     }
 
-    pub fn next(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -43,7 +43,7 @@ impl Rng {
         if n == 0 {
             0
         } else {
-            (self.next() % n as u64) as usize
+            (self.next_u64() % n as u64) as usize
         }
     }
 }
@@ -87,9 +87,9 @@ pub fn mutate(rng: &mut Rng, input: &[u8], others: &[&[u8]]) -> Vec<u8> {
         match rng.below(6) {
             0 if !out.is_empty() => {
                 let i = rng.below(out.len());
-                out[i] = rng.next() as u8;
+                out[i] = rng.next_u64() as u8;
             }
-            1 => out.insert(at, rng.next() as u8),
+            1 => out.insert(at, rng.next_u64() as u8),
             2 if !out.is_empty() => {
                 let end = (at + 1 + rng.below(16)).min(out.len());
                 out.drain(at.min(end)..end);
@@ -106,7 +106,7 @@ pub fn mutate(rng: &mut Rng, input: &[u8], others: &[&[u8]]) -> Vec<u8> {
             }
             _ => {
                 let len = rng.below(32);
-                out.splice(at..at, (0..len).map(|_| rng.next() as u8));
+                out.splice(at..at, (0..len).map(|_| rng.next_u64() as u8));
             }
         }
     }
@@ -137,7 +137,7 @@ mod tests {
     use super::*;
 
     const RUNS: usize = 300;
-    const SEED: u64 = 0x5eed_a70_11;
+    const SEED: u64 = 0x5EED_A701;
 
     #[test]
     fn resource_yaml_smoke() {

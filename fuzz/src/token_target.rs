@@ -1,7 +1,7 @@
 //! Tokens and the keys that check them.
 //!
 //! The first byte picks what the rest is:
-//! - `0`: a token, verified as a dataplane and as a zone token against the fuzzing key;
+//! - `0`: a token, verified as a dataplane, a zone and a user token against the fuzzing key;
 //! - `1`: a token payload (any bytes), signed here with the fuzzing key so that verification
 //!   goes past the signature into the claims (`kind`, `exp`, `nbf`, their shapes);
 //! - `2`: a header (any bytes), signed with a fixed payload, for the header checks after base64;
@@ -9,7 +9,9 @@
 
 use std::sync::OnceLock;
 
-use atoll_identity::token::{PublicKey, SigningKey, verify_dataplane_token, verify_zone_token};
+use atoll_identity::token::{
+    PublicKey, SigningKey, verify_dataplane_token, verify_user_token, verify_zone_token,
+};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
@@ -81,12 +83,15 @@ pub fn header() -> Vec<u8> {
     format!(r#"{{"alg":"ES256","typ":"JWT","kid":"{kid}"}}"#).into_bytes()
 }
 
-fn verify_both(token: &str) {
+fn verify_all(token: &str) {
     let Some(keys) = keys() else { return };
     if let Err(e) = verify_dataplane_token(token, &keys.public, now()) {
         assert!(!e.to_string().is_empty());
     }
     if let Err(e) = verify_zone_token(token, &keys.public, now()) {
+        assert!(!e.to_string().is_empty());
+    }
+    if let Err(e) = verify_user_token(token, &keys.public, now()) {
         assert!(!e.to_string().is_empty());
     }
 }
@@ -96,10 +101,10 @@ pub fn token(data: &[u8]) {
         return;
     };
     match mode {
-        0 => verify_both(&String::from_utf8_lossy(rest)),
+        0 => verify_all(&String::from_utf8_lossy(rest)),
         1 => {
             if let Some(t) = signed(&header(), rest) {
-                verify_both(&t);
+                verify_all(&t);
             }
         }
         2 => {
@@ -108,7 +113,7 @@ pub fn token(data: &[u8]) {
                 NOW_SECONDS + 60
             );
             if let Some(t) = signed(rest, payload.as_bytes()) {
-                verify_both(&t);
+                verify_all(&t);
             }
         }
         _ => {
@@ -134,13 +139,16 @@ pub fn seed_inputs() -> Vec<(&'static str, Vec<u8>)> {
     let zone = format!(
         r#"{{"kind":"zone","zone":"east","scope":"cp","iat":{NOW_SECONDS},"exp":{exp},"jti":"4567"}}"#
     );
+    let user = format!(
+        r#"{{"kind":"user","name":"alice","groups":["mesh-system:admin"],"iat":{NOW_SECONDS},"exp":{exp},"jti":"89ab"}}"#
+    );
     let mut out = Vec::new();
     let with_mode = |mode: u8, bytes: &[u8]| {
         let mut v = vec![mode];
         v.extend_from_slice(bytes);
         v
     };
-    for (name, payload) in [("dataplane", &dataplane), ("zone", &zone)] {
+    for (name, payload) in [("dataplane", &dataplane), ("zone", &zone), ("user", &user)] {
         if let Some(t) = signed(&header(), payload.as_bytes()) {
             out.push((name, with_mode(0, t.as_bytes())));
         }
@@ -171,8 +179,9 @@ mod tests {
             .filter(|(_, b)| b.first() == Some(&0))
             .map(|(_, b)| String::from_utf8_lossy(&b[1..]).into_owned())
             .collect();
-        assert_eq!(tokens.len(), 2);
+        assert_eq!(tokens.len(), 3);
         assert!(verify_dataplane_token(&tokens[0], &keys.public, now()).is_ok());
         assert!(verify_zone_token(&tokens[1], &keys.public, now()).is_ok());
+        assert!(verify_user_token(&tokens[2], &keys.public, now()).is_ok());
     }
 }
