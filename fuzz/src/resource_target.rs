@@ -4,15 +4,22 @@ use atoll_core::Resource;
 use atoll_core::format::{parse_document, parse_documents, to_yaml};
 use serde_json::Value;
 
-/// A (multi-document) YAML or JSON text, as `atollctl apply -f` and the REST API read it.
+/// A (multi-document) YAML or JSON text, as `atollctl apply -f` reads it, and as one document,
+/// as the REST API and atoll-dp read it.
 pub fn resource_yaml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(docs) = parse_documents(text) {
-        for doc in docs {
-            check_document(doc);
+    match parse_documents(text) {
+        Ok(docs) => {
+            for doc in docs {
+                check_document(doc);
+            }
         }
+        Err(e) => assert!(!e.to_string().is_empty()),
+    }
+    if let Ok(doc) = parse_document(text) {
+        check_document(doc);
     }
 }
 
