@@ -265,7 +265,8 @@ fn a_bootstrap_starts_envoy_and_sigterm_stops_everything() {
     let written: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&file).expect("bootstrap file")).expect("json");
     assert_eq!(written, bootstrap());
-    assert!(s.fake_alive(pid));
+    // The fake records its start before it execs into its named sleep: wait for that.
+    assert!(wait_for(Duration::from_secs(5), || s.fake_alive(pid)));
     let log = dp.stderr();
     assert!(
         !log.contains("NOT verified"),
