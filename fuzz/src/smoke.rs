@@ -162,7 +162,7 @@ mod tests {
     /// Writes `seeds/token/` (valid tokens of the fuzzing key): `cargo test -p atoll-fuzz --
     /// --ignored write_token_seeds`.
     #[test]
-    #[ignore]
+    #[ignore = "writes the token seed files: run by hand when the token format changes"]
     fn write_token_seeds() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("seeds/token");
         std::fs::create_dir_all(&dir).expect("seed directory");
