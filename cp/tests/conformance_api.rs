@@ -2,7 +2,6 @@
 //! REST API, after what it refers to exists (its mesh; the Secrets a provided CA names, holding a
 //! real CA certificate and key), is accepted and reads back with the same content.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -129,7 +128,9 @@ async fn prerequisites(app: &axum::Router, doc: &Value) {
 
 #[tokio::test]
 async fn every_documented_manifest_applies_through_the_api_and_reads_back() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/kuma-docs");
+    let Some(dir) = atoll_test_support::kuma_docs_corpus() else {
+        return;
+    };
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .expect("corpus")
         .flatten()

@@ -226,3 +226,30 @@ async fn pump(
     }
     let _ = to.shutdown().await;
 }
+
+/// Where Kuma's documented example manifests are (`<kind>/<file>.yaml`): `ATOLL_CONFORMANCE_DIR`
+/// when set, else `shared/conformance/kuma-docs` beside the checkout (how the project's machines
+/// and CI lay it out). `None`, with a notice on stderr, when it is absent outside CI, so that a
+/// lone clone's tests pass and say what they did not check; in CI (`CI` set) its absence is a
+/// failure.
+pub fn kuma_docs_corpus() -> Option<std::path::PathBuf> {
+    let dir = std::env::var_os("ATOLL_CONFORMANCE_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/conformance/kuma-docs")
+        });
+    if dir.is_dir() {
+        return Some(dir);
+    }
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty());
+    assert!(
+        !in_ci,
+        "the conformance corpus is missing at {} (set ATOLL_CONFORMANCE_DIR)",
+        dir.display()
+    );
+    eprintln!(
+        "note: skipping the Kuma documentation corpus checks: {} is absent (set ATOLL_CONFORMANCE_DIR to Kuma's example manifests)",
+        dir.display()
+    );
+    None
+}
