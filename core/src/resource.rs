@@ -162,6 +162,14 @@ impl Resource {
             }
         }
         let labels = take_labels(&mut obj, &mut v);
+        // Services become DNS labels (hostnames, Kubernetes Services): Kuma caps their names,
+        // as written by their author (the display name of a synced copy), at 63 characters.
+        if let (Some(Kind::MeshService | Kind::MeshExternalService), Some(n)) = (kind, &name) {
+            let shown = labels.get(crate::matching::DISPLAY_NAME_LABEL).unwrap_or(n);
+            if shown.len() > 63 {
+                v.add(&root.field("name"), "must not be longer than 63 characters");
+            }
+        }
         let version = match obj.remove("version") {
             None | Some(Value::Null) => 0,
             Some(Value::Number(n)) if n.as_i64().is_some_and(|x| x >= 0) => n.as_i64().unwrap_or(0),
@@ -267,6 +275,36 @@ fn take_labels(obj: &mut Map<String, Value>, v: &mut Violations) -> BTreeMap<Str
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn service_names_longer_than_a_dns_label_are_refused() {
+        let long = "a".repeat(64);
+        for kind in ["MeshService", "MeshExternalService"] {
+            let v = Resource::from_value(serde_json::json!({
+                "type": kind, "mesh": "default", "name": long, "spec": {}
+            }))
+            .expect_err("too long");
+            assert!(
+                v.iter()
+                    .any(|x| x.field == "name"
+                        && x.message == "must not be longer than 63 characters"),
+                "{kind}: {v}"
+            );
+        }
+        // A synced copy's own name carries a suffix; its display name is what counts.
+        let copy = Resource::from_value(serde_json::json!({
+            "type": "MeshService", "mesh": "default", "name": format!("{}-zxc8v", "a".repeat(60)),
+            "labels": {"kuma.io/display-name": "a".repeat(60)},
+            "spec": {"ports": [{"port": 80, "targetPort": 8080, "appProtocol": "http"}]}
+        }));
+        assert!(
+            copy.as_ref()
+                .err()
+                .is_none_or(|v| !v.iter().any(|x| x.field == "name")),
+            "{copy:?}"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 
