@@ -5,7 +5,9 @@
 //! config (`google.protobuf.Any`), durations as strings (`"5s"`, `"0.025s"`), enums by name, and
 //! optional fields left out when unset. Maps are `BTreeMap`s so the output is deterministic.
 //!
-//! `proto` converts each type into its `envoy-types` protobuf message for the wire.
+//! `atoll_xds::proto` converts each type into its `envoy-types` protobuf message for the wire.
+//! This crate depends on serde alone: `atoll-core`'s policy configurers build these types, and
+//! core must stay free of the protobuf and gRPC stack (the CLI, the store and KDS use core).
 
 use std::collections::BTreeMap;
 use std::fmt;
