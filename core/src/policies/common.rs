@@ -154,8 +154,6 @@ pub struct DefaultRule<C> {
 // Durations and numbers
 // ---------------------------------------------------------------------------------------------
 
-/// Checks an optional duration: valid syntax (negatives are refused by the syntax) and, when
-/// `positive`, strictly greater than zero.
 /// A policy must say something: at least one of its sections (`to`, `from`, `rules`; each
 /// given as its name and whether it holds an entry) is set. An empty policy is refused rather
 /// than stored and silently ignored.
@@ -176,6 +174,17 @@ pub fn has_entries<T>(section: &Option<Vec<T>>) -> bool {
     section.as_ref().is_some_and(|s| !s.is_empty())
 }
 
+/// A validated duration as Envoy takes it (millisecond precision); `None` when unset (or, for a
+/// policy that skipped validation, unreadable: the default then stays).
+pub fn envoy_duration(d: &Option<Duration>) -> Option<atoll_envoy_model::Duration> {
+    let d = d.as_ref()?.as_std()?;
+    Some(atoll_envoy_model::Duration::from_millis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
+}
+
+/// Checks an optional duration: valid syntax (negatives are refused by the syntax) and, when
+/// `positive`, strictly greater than zero.
 pub fn check_duration(d: &Option<Duration>, at: &FieldPath, positive: bool, v: &mut Violations) {
     let Some(d) = d else { return };
     match d.as_std() {

@@ -12,8 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use super::api::{Action, Conf};
 use crate::matching::{PolicyView, ProxyView, inbound_rules};
-use crate::policies::mesh_traffic_permission::{Action, Conf};
 
 /// One decision: clients whose tags contain `source_tags` (any client when `None`) get `action`.
 #[derive(Debug, Clone, PartialEq)]
