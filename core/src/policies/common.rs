@@ -110,6 +110,67 @@ pub fn only_gateways(target_ref: &Option<TargetRef>) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Policy documents and specs
+// ---------------------------------------------------------------------------------------------
+
+/// A targetRef policy's document beside the envelope: its `spec`, the one kind-specific part.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDoc<S> {
+    pub spec: S,
+}
+
+impl<S: Validate> Validate for PolicyDoc<S> {
+    fn validate(&self, at: &FieldPath, v: &mut Violations) {
+        self.spec.validate(&at.field("spec"), v);
+    }
+}
+
+/// The spec of a policy with all three sections: `to` (outbound traffic, per destination),
+/// `from` (inbound traffic, per client; deprecated in Kuma for `rules`) and `rules` (inbound
+/// traffic, for every client or by client identity). Entries carry the policy's `default`
+/// type `C`; `R` is its rule item ([`RuleEntry`] with identity matches, or [`DefaultRule`]).
+/// Each policy validates its own instance (which kinds each section takes, its conf checks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "C: Deserialize<'de> + Default, R: Deserialize<'de>")
+)]
+pub struct PolicySpec<C, R = RuleEntry<C>> {
+    /// The proxies configured; the whole mesh when absent.
+    #[serde(default)]
+    pub target_ref: Option<TargetRef>,
+    #[serde(default)]
+    pub to: Option<Vec<ToEntry<C>>>,
+    #[serde(default)]
+    pub from: Option<Vec<FromEntry<C>>>,
+    #[serde(default)]
+    pub rules: Option<Vec<R>>,
+}
+
+impl<C, R> PolicySpec<C, R> {
+    /// The `to` entries (none when absent).
+    pub fn to(&self) -> &[ToEntry<C>] {
+        self.to.as_deref().unwrap_or_default()
+    }
+
+    /// The `from` entries (none when absent).
+    pub fn from(&self) -> &[FromEntry<C>] {
+        self.from.as_deref().unwrap_or_default()
+    }
+
+    /// The `rules` items (none when absent).
+    pub fn rules(&self) -> &[R] {
+        self.rules.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the policy configures inbound traffic (`from` or `rules`).
+    pub fn is_inbound(&self) -> bool {
+        !self.from().is_empty() || !self.rules().is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Policy entries: the `to` / `from` / `rules` items most policies share
 // ---------------------------------------------------------------------------------------------
 

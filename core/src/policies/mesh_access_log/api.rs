@@ -6,37 +6,20 @@ use serde_json::Value;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    BackendResourceRef, FromEntry, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
-    check_otel_attribute_name, check_otel_endpoint_or_ref, check_rule_matches, check_top_level,
-    top_level_kind,
+    BackendResourceRef, FromEntry, PolicyDoc, PolicySpec, RuleEntry, ToEntry, TopLevelOpts,
+    check_entry_target_ref, check_otel_attribute_name, check_otel_endpoint_or_ref,
+    check_rule_matches, check_top_level, top_level_kind,
 };
 use crate::string_enum;
-use crate::target_ref::{TargetRef, TargetRefKind as K};
+use crate::target_ref::TargetRefKind as K;
 use crate::validate::{Validate, Violations};
 
 /// A MeshAccessLog document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshAccessLogDoc {
-    pub spec: MeshAccessLogSpec,
-}
+/// The `MeshAccessLog` document: its spec is all that is kind-specific.
+pub type MeshAccessLogDoc = PolicyDoc<MeshAccessLogSpec>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshAccessLogSpec {
-    /// The proxies configured; the whole mesh when left out.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    /// Outbound traffic, per destination.
-    #[serde(default)]
-    pub to: Option<Vec<AccessLogTo>>,
-    /// Inbound traffic, per client (older form of `rules`).
-    #[serde(default)]
-    pub from: Option<Vec<AccessLogFrom>>,
-    /// Inbound traffic, optionally selected by client identity.
-    #[serde(default)]
-    pub rules: Option<Vec<AccessLogRule>>,
-}
+/// `to`, `from` and `rules`, the three sections of a targetRef policy.
+pub type MeshAccessLogSpec = PolicySpec<Option<AccessLogConf>>;
 
 pub type AccessLogTo = ToEntry<Option<AccessLogConf>>;
 
@@ -191,17 +174,11 @@ const TO_KINDS: &[K] = &[
 const TO_KINDS_GATEWAY: &[K] = &[K::Mesh];
 const FROM_KINDS: &[K] = &[K::Mesh];
 
-impl Validate for MeshAccessLogDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
-
 impl Validate for MeshAccessLogSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let to = self.to.as_deref().unwrap_or_default();
-        let from = self.from.as_deref().unwrap_or_default();
-        let rules = self.rules.as_deref().unwrap_or_default();
+        let to = self.to();
+        let from = self.from();
+        let rules = self.rules();
         let inbound = !from.is_empty() || !rules.is_empty();
         check_top_level(
             &self.target_ref,

@@ -6,35 +6,19 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    DefaultRule, FromEntry, IntOrString, ToEntry, TopLevelOpts, check_duration,
-    check_entry_target_ref, check_percent, check_percentage, check_positive, check_top_level,
+    DefaultRule, FromEntry, IntOrString, PolicyDoc, PolicySpec, ToEntry, TopLevelOpts,
+    check_duration, check_entry_target_ref, check_percent, check_percentage, check_positive,
+    check_top_level,
 };
-use crate::target_ref::{TargetRef, TargetRefKind as K};
+use crate::target_ref::TargetRefKind as K;
 use crate::types::Duration;
 use crate::validate::{Validate, Violations};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshCircuitBreakerDoc {
-    pub spec: MeshCircuitBreakerSpec,
-}
+/// The `MeshCircuitBreaker` document: its spec is all that is kind-specific.
+pub type MeshCircuitBreakerDoc = PolicyDoc<MeshCircuitBreakerSpec>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshCircuitBreakerSpec {
-    /// The proxies configured; the whole mesh when absent.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    /// Outbound settings per destination.
-    #[serde(default)]
-    pub to: Option<Vec<To>>,
-    /// Inbound settings per client (deprecated in Kuma in favour of `rules`).
-    #[serde(default)]
-    pub from: Option<Vec<From>>,
-    /// Inbound settings.
-    #[serde(default)]
-    pub rules: Option<Vec<Rule>>,
-}
+/// `to`, `from` and `rules`, the three sections of a targetRef policy.
+pub type MeshCircuitBreakerSpec = PolicySpec<Conf, Rule>;
 
 pub type To = ToEntry<Conf>;
 
@@ -157,17 +141,11 @@ const TO_KINDS: &[K] = &[
     K::MeshMultiZoneService,
 ];
 
-impl Validate for MeshCircuitBreakerDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
-
 impl Validate for MeshCircuitBreakerSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let to = self.to.as_deref().unwrap_or_default();
-        let from = self.from.as_deref().unwrap_or_default();
-        let rules = self.rules.as_deref().unwrap_or_default();
+        let to = self.to();
+        let from = self.from();
+        let rules = self.rules();
         check_top_level(
             &self.target_ref,
             &at.field("targetRef"),

@@ -5,37 +5,20 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    FromEntry, IntOrString, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
-    check_percentage, check_rule_matches, check_top_level, has_entries, includes_gateways,
-    require_a_section,
+    FromEntry, IntOrString, PolicyDoc, PolicySpec, RuleEntry, ToEntry, TopLevelOpts,
+    check_entry_target_ref, check_percentage, check_rule_matches, check_top_level, has_entries,
+    includes_gateways, require_a_section,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
 use crate::validate::{Validate, Violations};
 
 /// A MeshFaultInjection document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshFaultInjectionDoc {
-    pub spec: MeshFaultInjectionSpec,
-}
+/// The `MeshFaultInjection` document: its spec is all that is kind-specific.
+pub type MeshFaultInjectionDoc = PolicyDoc<MeshFaultInjectionSpec>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshFaultInjectionSpec {
-    /// The proxies configured; the whole mesh when left out.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    /// Inbound traffic, per client (older form of `rules`).
-    #[serde(default)]
-    pub from: Option<Vec<FaultInjectionFrom>>,
-    /// Traffic leaving gateways.
-    #[serde(default)]
-    pub to: Option<Vec<FaultInjectionTo>>,
-    /// Inbound traffic, optionally selected by client identity.
-    #[serde(default)]
-    pub rules: Option<Vec<FaultInjectionRule>>,
-}
+/// `to`, `from` and `rules`, the three sections of a targetRef policy.
+pub type MeshFaultInjectionSpec = PolicySpec<Option<FaultInjectionConf>>;
 
 pub type FaultInjectionFrom = FromEntry<Option<FaultInjectionConf>>;
 
@@ -131,22 +114,21 @@ const TOP_KINDS: &[K] = &[
 const FROM_KINDS: &[K] = &[K::Mesh, K::MeshSubset, K::MeshServiceSubset, K::MeshService];
 const TO_KINDS: &[K] = &[K::Mesh];
 
-impl Validate for MeshFaultInjectionDoc {
+impl Validate for MeshFaultInjectionSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let at = at.field("spec");
-        let spec = &self.spec;
+        let spec = self;
         require_a_section(
             &[
                 ("from", has_entries(&spec.from)),
                 ("to", has_entries(&spec.to)),
                 ("rules", has_entries(&spec.rules)),
             ],
-            &at,
+            at,
             v,
         );
-        let from = spec.from.as_deref().unwrap_or_default();
-        let to = spec.to.as_deref().unwrap_or_default();
-        let rules = spec.rules.as_deref().unwrap_or_default();
+        let from = spec.from();
+        let to = spec.to();
+        let rules = spec.rules();
         check_top_level(
             &spec.target_ref,
             &at.field("targetRef"),
@@ -158,7 +140,7 @@ impl Validate for MeshFaultInjectionDoc {
             v,
         );
         if !from.is_empty() && !rules.is_empty() {
-            v.add(&at, "'from' must be empty when 'rules' is defined");
+            v.add(at, "'from' must be empty when 'rules' is defined");
         }
         // Kuma refuses `from` when the scope may include gateways, but its own documentation
         // pairs `from` with `MeshSubset` and `Mesh` scopes; gateways simply ignore `from`.

@@ -5,19 +5,16 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    HeaderSetAdd, IntOrString, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref,
-    check_percent, check_percentage, check_positive, check_top_level, has_entries,
-    require_a_section,
+    HeaderSetAdd, IntOrString, PolicyDoc, ToEntry, TopLevelOpts, check_duration,
+    check_entry_target_ref, check_percent, check_percentage, check_positive, check_top_level,
+    has_entries, require_a_section,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
 use crate::validate::{Validate, Violations};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshHealthCheckDoc {
-    pub spec: MeshHealthCheckSpec,
-}
+/// The `MeshHealthCheck` document: its spec is all that is kind-specific.
+pub type MeshHealthCheckDoc = PolicyDoc<MeshHealthCheckSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -137,12 +134,6 @@ const TO_KINDS: &[K] = &[
     K::MeshExternalService,
     K::MeshMultiZoneService,
 ];
-
-impl Validate for MeshHealthCheckDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
 
 impl Validate for MeshHealthCheckSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    BACKEND_KINDS, BackendRef, HeaderKeyValue, HeaderMatch, IntOrString, TopLevelOpts,
+    BACKEND_KINDS, BackendRef, HeaderKeyValue, HeaderMatch, IntOrString, PolicyDoc, TopLevelOpts,
     check_dns_subdomain, check_entry_target_ref, check_header_list, check_percentage,
     check_top_level, top_level_kind,
 };
@@ -14,11 +14,8 @@ use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::validate::{Validate, Violations, check_port};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshHttpRouteDoc {
-    pub spec: MeshHttpRouteSpec,
-}
+/// The `MeshHttpRoute` document: its spec is all that is kind-specific.
+pub type MeshHttpRouteDoc = PolicyDoc<MeshHttpRouteSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -247,12 +244,6 @@ const TO_KINDS: &[K] = &[
 ];
 const TO_KINDS_GATEWAY: &[K] = &[K::Mesh];
 const MIRROR_KINDS: &[K] = &[K::MeshService, K::MeshServiceSubset];
-
-impl Validate for MeshHttpRouteDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
 
 impl Validate for MeshHttpRouteSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {

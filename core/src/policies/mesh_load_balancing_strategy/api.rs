@@ -6,8 +6,8 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    IntOrString, ToEntry, TopLevelOpts, check_entry_target_ref, check_percentage, check_top_level,
-    has_entries, require_a_section, top_level_kind,
+    IntOrString, PolicyDoc, ToEntry, TopLevelOpts, check_entry_target_ref, check_percentage,
+    check_top_level, has_entries, require_a_section, top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -15,11 +15,8 @@ use crate::types::Duration;
 use crate::validate::{Validate, Violations};
 
 /// A MeshLoadBalancingStrategy document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshLoadBalancingStrategyDoc {
-    pub spec: MeshLoadBalancingStrategySpec,
-}
+/// The `MeshLoadBalancingStrategy` document: its spec is all that is kind-specific.
+pub type MeshLoadBalancingStrategyDoc = PolicyDoc<MeshLoadBalancingStrategySpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -296,11 +293,10 @@ const TO_KINDS: &[K] = &[
 const TO_KINDS_GATEWAY: &[K] = &[K::Mesh, K::MeshService, K::MeshMultiZoneService];
 const TO_KINDS_GATEWAY_LB: &[K] = &[K::Mesh];
 
-impl Validate for MeshLoadBalancingStrategyDoc {
+impl Validate for MeshLoadBalancingStrategySpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let at = at.field("spec");
-        let spec = &self.spec;
-        require_a_section(&[("to", has_entries(&spec.to))], &at, v);
+        let spec = self;
+        require_a_section(&[("to", has_entries(&spec.to))], at, v);
         check_top_level(
             &spec.target_ref,
             &at.field("targetRef"),

@@ -5,7 +5,7 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    BackendResourceRef, TopLevelOpts, check_otel_endpoint_or_ref, check_top_level,
+    BackendResourceRef, PolicyDoc, TopLevelOpts, check_otel_endpoint_or_ref, check_top_level,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
@@ -13,11 +13,8 @@ use crate::types::Duration;
 use crate::validate::{Validate, Violations, check_port};
 
 /// A MeshMetric document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshMetricDoc {
-    pub spec: MeshMetricSpec,
-}
+/// The `MeshMetric` document: its spec is all that is kind-specific.
+pub type MeshMetricDoc = PolicyDoc<MeshMetricSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -191,11 +188,10 @@ const TOP_KINDS: &[K] = &[
     K::Dataplane,
 ];
 
-impl Validate for MeshMetricDoc {
+impl Validate for MeshMetricSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let at = at.field("spec");
         check_top_level(
-            &self.spec.target_ref,
+            &self.target_ref,
             &at.field("targetRef"),
             TOP_KINDS,
             TopLevelOpts {
@@ -204,7 +200,7 @@ impl Validate for MeshMetricDoc {
             },
             v,
         );
-        match &self.spec.default {
+        match &self.default {
             Some(default) => default.validate(&at.field("default"), v),
             None => v.add(&at.field("default"), "must be defined"),
         }

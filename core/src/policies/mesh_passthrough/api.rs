@@ -7,17 +7,14 @@ use std::net::IpAddr;
 use serde::Deserialize;
 
 use crate::path::FieldPath;
-use crate::policies::common::{TopLevelOpts, check_top_level};
+use crate::policies::common::{PolicyDoc, TopLevelOpts, check_top_level};
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::validate::{Validate, Violations, check_port};
 
 /// A MeshPassthrough document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshPassthroughDoc {
-    pub spec: MeshPassthroughSpec,
-}
+/// The `MeshPassthrough` document: its spec is all that is kind-specific.
+pub type MeshPassthroughDoc = PolicyDoc<MeshPassthroughSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -93,17 +90,16 @@ impl PassthroughMatch {
 
 const TOP_KINDS: &[K] = &[K::Mesh, K::MeshSubset, K::Dataplane];
 
-impl Validate for MeshPassthroughDoc {
+impl Validate for MeshPassthroughSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let at = at.field("spec");
         check_top_level(
-            &self.spec.target_ref,
+            &self.target_ref,
             &at.field("targetRef"),
             TOP_KINDS,
             TopLevelOpts::default(),
             v,
         );
-        match &self.spec.default {
+        match &self.default {
             Some(default) => default.validate(&at.field("default"), v),
             None => v.add(&at.field("default"), "must be defined"),
         }

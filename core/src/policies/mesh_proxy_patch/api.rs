@@ -9,17 +9,14 @@ use serde_json::Value;
 
 use crate::format::parse_document;
 use crate::path::FieldPath;
-use crate::policies::common::{TopLevelOpts, check_top_level};
+use crate::policies::common::{PolicyDoc, TopLevelOpts, check_top_level};
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::validate::{Validate, Violations};
 
 /// A MeshProxyPatch document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshProxyPatchDoc {
-    pub spec: MeshProxyPatchSpec,
-}
+/// The `MeshProxyPatch` document: its spec is all that is kind-specific.
+pub type MeshProxyPatchDoc = PolicyDoc<MeshProxyPatchSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -239,18 +236,17 @@ const TOP_KINDS: &[K] = &[
     K::Dataplane,
 ];
 
-impl Validate for MeshProxyPatchDoc {
+impl Validate for MeshProxyPatchSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let at = at.field("spec");
         check_top_level(
-            &self.spec.target_ref,
+            &self.target_ref,
             &at.field("targetRef"),
             TOP_KINDS,
             TopLevelOpts::default(),
             v,
         );
         let at = at.field("default");
-        let Some(conf) = &self.spec.default else {
+        let Some(conf) = &self.default else {
             v.add(&at, "must be defined");
             return;
         };

@@ -5,36 +5,19 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    FromEntry, HeaderSetAdd, RuleEntry, ToEntry, TopLevelOpts, check_entry_target_ref,
-    check_rule_matches, check_top_level, has_entries, includes_gateways, only_gateways,
-    require_a_section,
+    FromEntry, HeaderSetAdd, PolicyDoc, PolicySpec, RuleEntry, ToEntry, TopLevelOpts,
+    check_entry_target_ref, check_rule_matches, check_top_level, has_entries, includes_gateways,
+    only_gateways, require_a_section,
 };
-use crate::target_ref::{TargetRef, TargetRefKind as K};
+use crate::target_ref::TargetRefKind as K;
 use crate::types::Duration;
 use crate::validate::{Validate, Violations};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshRateLimitDoc {
-    pub spec: MeshRateLimitSpec,
-}
+/// The `MeshRateLimit` document: its spec is all that is kind-specific.
+pub type MeshRateLimitDoc = PolicyDoc<MeshRateLimitSpec>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshRateLimitSpec {
-    /// The proxies configured; the whole mesh when absent.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    /// Inbound limits per client (deprecated in Kuma in favour of `rules`).
-    #[serde(default)]
-    pub from: Option<Vec<From>>,
-    /// Limits on gateways' traffic.
-    #[serde(default)]
-    pub to: Option<Vec<To>>,
-    /// Inbound limits, optionally per client identity.
-    #[serde(default)]
-    pub rules: Option<Vec<Rule>>,
-}
+/// `to`, `from` and `rules`, the three sections of a targetRef policy.
+pub type MeshRateLimitSpec = PolicySpec<Conf>;
 
 pub type From = FromEntry<Conf>;
 
@@ -111,12 +94,6 @@ const TOP_KINDS: &[K] = &[
 ];
 const ENTRY_KINDS: &[K] = &[K::Mesh];
 
-impl Validate for MeshRateLimitDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
-
 impl Validate for MeshRateLimitSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
         require_a_section(
@@ -128,9 +105,9 @@ impl Validate for MeshRateLimitSpec {
             at,
             v,
         );
-        let to = self.to.as_deref().unwrap_or_default();
-        let from = self.from.as_deref().unwrap_or_default();
-        let rules = self.rules.as_deref().unwrap_or_default();
+        let to = self.to();
+        let from = self.from();
+        let rules = self.rules();
         if !rules.is_empty() && (!to.is_empty() || !from.is_empty()) {
             v.add(at, "'to' and 'from' must be empty when 'rules' is defined");
         }

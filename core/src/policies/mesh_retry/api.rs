@@ -7,19 +7,16 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    HeaderMatch, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref, check_header_name,
-    check_top_level, has_entries, require_a_section, top_level_kind,
+    HeaderMatch, PolicyDoc, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref,
+    check_header_name, check_top_level, has_entries, require_a_section, top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::types::Duration;
 use crate::validate::{Validate, Violations};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshRetryDoc {
-    pub spec: MeshRetrySpec,
-}
+/// The `MeshRetry` document: its spec is all that is kind-specific.
+pub type MeshRetryDoc = PolicyDoc<MeshRetrySpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -247,12 +244,6 @@ const TO_KINDS: &[K] = &[
     K::MeshHTTPRoute,
 ];
 const TO_KINDS_GATEWAY_OR_ROUTE: &[K] = &[K::Mesh, K::MeshExternalService];
-
-impl Validate for MeshRetryDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
 
 impl Validate for MeshRetrySpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {

@@ -5,17 +5,14 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    BACKEND_KINDS, BackendRef, DefaultRule, TopLevelOpts, check_entry_target_ref, check_top_level,
-    top_level_kind,
+    BACKEND_KINDS, BackendRef, DefaultRule, PolicyDoc, TopLevelOpts, check_entry_target_ref,
+    check_top_level, top_level_kind,
 };
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::validate::{Validate, Violations};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTcpRouteDoc {
-    pub spec: MeshTcpRouteSpec,
-}
+/// The `MeshTcpRoute` document: its spec is all that is kind-specific.
+pub type MeshTcpRouteDoc = PolicyDoc<MeshTcpRouteSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -62,12 +59,6 @@ const TO_KINDS: &[K] = &[
     K::MeshMultiZoneService,
 ];
 const TO_KINDS_GATEWAY: &[K] = &[K::Mesh];
-
-impl Validate for MeshTcpRouteDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
 
 impl Validate for MeshTcpRouteSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {

@@ -6,35 +6,18 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    FromEntry, RuleEntry, ToEntry, TopLevelOpts, check_duration, check_entry_target_ref,
-    check_rule_matches, check_top_level, top_level_kind,
+    FromEntry, PolicyDoc, PolicySpec, RuleEntry, ToEntry, TopLevelOpts, check_duration,
+    check_entry_target_ref, check_rule_matches, check_top_level, top_level_kind,
 };
-use crate::target_ref::{TargetRef, TargetRefKind as K};
+use crate::target_ref::TargetRefKind as K;
 use crate::types::Duration;
 use crate::validate::{Validate, Violations};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTimeoutDoc {
-    pub spec: MeshTimeoutSpec,
-}
+/// The `MeshTimeout` document: its spec is all that is kind-specific.
+pub type MeshTimeoutDoc = PolicyDoc<MeshTimeoutSpec>;
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTimeoutSpec {
-    /// The proxies configured; the whole mesh when absent.
-    #[serde(default)]
-    pub target_ref: Option<TargetRef>,
-    /// Outbound timeouts, per destination.
-    #[serde(default)]
-    pub to: Option<Vec<To>>,
-    /// Inbound timeouts, per client (deprecated in Kuma in favour of `rules`).
-    #[serde(default)]
-    pub from: Option<Vec<From>>,
-    /// Inbound timeouts, optionally per client identity.
-    #[serde(default)]
-    pub rules: Option<Vec<Rule>>,
-}
+/// `to`, `from` and `rules`, the three sections of a targetRef policy.
+pub type MeshTimeoutSpec = PolicySpec<Conf>;
 
 pub type To = ToEntry<Conf>;
 
@@ -94,17 +77,11 @@ const TO_KINDS: &[K] = &[
 ];
 const TO_KINDS_GATEWAY_OR_ROUTE: &[K] = &[K::Mesh, K::MeshExternalService];
 
-impl Validate for MeshTimeoutDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
-
 impl Validate for MeshTimeoutSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let to = self.to.as_deref().unwrap_or_default();
-        let from = self.from.as_deref().unwrap_or_default();
-        let rules = self.rules.as_deref().unwrap_or_default();
+        let to = self.to();
+        let from = self.from();
+        let rules = self.rules();
         check_top_level(
             &self.target_ref,
             &at.field("targetRef"),

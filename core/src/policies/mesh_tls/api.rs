@@ -5,19 +5,16 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    DefaultRule, FromEntry, TopLevelOpts, check_entry_target_ref, check_top_level, has_entries,
-    require_a_section, top_level_kind,
+    DefaultRule, FromEntry, PolicyDoc, TopLevelOpts, check_entry_target_ref, check_top_level,
+    has_entries, require_a_section, top_level_kind,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::validate::{Validate, Violations};
 
 /// A MeshTLS document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTlsDoc {
-    pub spec: MeshTlsSpec,
-}
+/// The `MeshTls` document: its spec is all that is kind-specific.
+pub type MeshTlsDoc = PolicyDoc<MeshTlsSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -104,16 +101,15 @@ pub struct MeshTlsConf {
 const TOP_KINDS: &[K] = &[K::Mesh, K::MeshSubset, K::Dataplane];
 const FROM_KINDS: &[K] = &[K::Mesh];
 
-impl Validate for MeshTlsDoc {
+impl Validate for MeshTlsSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let at = at.field("spec");
-        let spec = &self.spec;
+        let spec = self;
         require_a_section(
             &[
                 ("from", has_entries(&spec.from)),
                 ("rules", has_entries(&spec.rules)),
             ],
-            &at,
+            at,
             v,
         );
         let from = spec.from.as_deref().unwrap_or_default();
@@ -129,7 +125,7 @@ impl Validate for MeshTlsDoc {
             v,
         );
         if !from.is_empty() && !rules.is_empty() {
-            v.add(&at, "'from' must be empty when 'rules' is defined");
+            v.add(at, "'from' must be empty when 'rules' is defined");
         }
         let whole_mesh = top_level_kind(&spec.target_ref) == K::Mesh;
         for (i, rule) in rules.iter().enumerate() {

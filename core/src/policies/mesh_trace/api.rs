@@ -5,19 +5,16 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    BackendResourceRef, IntOrString, TopLevelOpts, check_otel_endpoint_or_ref, check_percentage,
-    check_top_level,
+    BackendResourceRef, IntOrString, PolicyDoc, TopLevelOpts, check_otel_endpoint_or_ref,
+    check_percentage, check_top_level,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind as K};
 use crate::validate::{Validate, Violations, check_port};
 
 /// A MeshTrace document (the part after the envelope).
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTraceDoc {
-    pub spec: MeshTraceSpec,
-}
+/// The `MeshTrace` document: its spec is all that is kind-specific.
+pub type MeshTraceDoc = PolicyDoc<MeshTraceSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -159,17 +156,16 @@ const TOP_KINDS: &[K] = &[
     K::Dataplane,
 ];
 
-impl Validate for MeshTraceDoc {
+impl Validate for MeshTraceSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        let at = at.field("spec");
         check_top_level(
-            &self.spec.target_ref,
+            &self.target_ref,
             &at.field("targetRef"),
             TOP_KINDS,
             TopLevelOpts::default(),
             v,
         );
-        match &self.spec.default {
+        match &self.default {
             Some(d) => d.validate(&at.field("default"), v),
             None => v.add(&at.field("default"), "must be defined"),
         }

@@ -6,17 +6,14 @@ use serde::Deserialize;
 
 use crate::path::FieldPath;
 use crate::policies::common::{
-    FromEntry, Match, TopLevelOpts, check_entry_target_ref, check_top_level,
+    FromEntry, Match, PolicyDoc, TopLevelOpts, check_entry_target_ref, check_top_level,
 };
 use crate::string_enum;
 use crate::target_ref::{TargetRef, TargetRefKind};
 use crate::validate::{Validate, Violations};
 
-#[derive(Debug, Clone, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct MeshTrafficPermissionDoc {
-    pub spec: MeshTrafficPermissionSpec,
-}
+/// The `MeshTrafficPermission` document: its spec is all that is kind-specific.
+pub type MeshTrafficPermissionDoc = PolicyDoc<MeshTrafficPermissionSpec>;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -84,12 +81,6 @@ const FROM_KINDS: &[TargetRefKind] = &[
     TargetRefKind::MeshService,
     TargetRefKind::MeshServiceSubset,
 ];
-
-impl Validate for MeshTrafficPermissionDoc {
-    fn validate(&self, at: &FieldPath, v: &mut Violations) {
-        self.spec.validate(&at.field("spec"), v);
-    }
-}
 
 impl Validate for MeshTrafficPermissionSpec {
     fn validate(&self, at: &FieldPath, v: &mut Violations) {
