@@ -10,7 +10,10 @@ use atoll_envoy_model::{
     UpstreamHttpProtocolOptions,
 };
 
-use crate::matching::{Destination, ProxyView};
+use serde::de::DeserializeOwned;
+
+use crate::Kind;
+use crate::matching::{Destination, ProxyView, typed_outbound_conf};
 use crate::policies::{MeshPolicies, mesh_circuit_breaker, mesh_retry, mesh_timeout};
 
 /// The merged conf of each outbound policy for one destination of one proxy; `None` where no
@@ -56,6 +59,22 @@ impl OutboundConfs {
             mesh_circuit_breaker::configure::outbound(conf, out);
         }
     }
+}
+
+/// The merged `to` conf of the `kind` policies for traffic from `proxy` to `destination`, read
+/// as written (`W`, the kind's `default` type) and turned into the package's typed conf `C`.
+pub fn merged_to_conf<W, C>(
+    policies: &MeshPolicies,
+    kind: Kind,
+    proxy: &ProxyView,
+    destination: &Destination,
+) -> Option<C>
+where
+    W: DeserializeOwned,
+    C: for<'w> From<&'w W>,
+{
+    let written: W = typed_outbound_conf(policies.of_kind(kind), proxy, destination)?;
+    Some(C::from(&written))
 }
 
 /// The application protocol of an outbound, which selects a policy's `tcp`, `http` or `grpc`

@@ -3,8 +3,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::Kind;
-use crate::matching::{Destination, ProxyView, typed_outbound_conf};
+use crate::matching::{Destination, ProxyView};
 use crate::policies::MeshPolicies;
+use crate::policies::outbound::merged_to_conf;
 
 use super::api;
 
@@ -58,10 +59,5 @@ pub fn outbound(
     proxy: &ProxyView,
     destination: &Destination,
 ) -> Option<CircuitBreakerConf> {
-    let written: api::Conf = typed_outbound_conf(
-        policies.of_kind(Kind::MeshCircuitBreaker),
-        proxy,
-        destination,
-    )?;
-    Some(CircuitBreakerConf::from(&written))
+    merged_to_conf::<api::Conf, _>(policies, Kind::MeshCircuitBreaker, proxy, destination)
 }

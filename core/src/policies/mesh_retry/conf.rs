@@ -5,9 +5,10 @@ use serde::{Deserialize, Serialize};
 use atoll_envoy_model::Duration;
 
 use crate::Kind;
-use crate::matching::{Destination, ProxyView, typed_outbound_conf};
+use crate::matching::{Destination, ProxyView};
 use crate::policies::MeshPolicies;
 use crate::policies::common::envoy_duration;
+use crate::policies::outbound::merged_to_conf;
 
 use super::api;
 
@@ -100,7 +101,5 @@ pub fn outbound(
     proxy: &ProxyView,
     destination: &Destination,
 ) -> Option<RetryConf> {
-    let written: api::Conf =
-        typed_outbound_conf(policies.of_kind(Kind::MeshRetry), proxy, destination)?;
-    Some(RetryConf::from(&written))
+    merged_to_conf::<api::Conf, _>(policies, Kind::MeshRetry, proxy, destination)
 }
