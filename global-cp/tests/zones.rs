@@ -5,15 +5,14 @@
 //! and credentials that stop holding while connected (an expiring token, a new signing key, a
 //! disabled Zone) ending the zone's streams with a reason both sides log. Every wait is bounded.
 
-mod support;
-
 use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use atoll_kds::naming::hashed_name;
-use support::*;
+use atoll_test_support::in_process::*;
+use atoll_test_support::{PATIENCE, eventually};
 
 fn mtp(name: &str) -> Value {
     json!({"type": "MeshTrafficPermission", "name": name, "mesh": "default", "spec": {
@@ -80,7 +79,7 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     assert!(s.get("disconnectTime").is_none(), "{s}");
 
     // Global -> zone: the Mesh and the policy were sent and acknowledged.
-    let s = eventually("the policy acknowledged by the zone", || async {
+    let s = eventually("the policy acknowledged by the zone", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         let p = &s["status"]["stat"]["MeshTrafficPermission"];
         (p["resourcesAcknowledged"] == 1
@@ -97,7 +96,7 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     // Zone -> global: a dataplane registered on the zone is counted on global.
     zone.put("/meshes/default/dataplanes/dp-1", dataplane("dp-1"))
         .await;
-    eventually("the dataplane acknowledged by global", || async {
+    eventually("the dataplane acknowledged by global", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         (s["zoneToGlobalStatus"]["stat"]["Dataplane"]["resourcesAcknowledged"] == 1).then_some(())
     })
@@ -117,7 +116,7 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
             mtp("deny-all"),
         )
         .await;
-    let stat = eventually("the refused policy counted", || async {
+    let stat = eventually("the refused policy counted", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         let stat = s["status"]["stat"]["MeshTrafficPermission"].clone();
         (stat["resourcesRejected"] == 1).then_some(stat)
@@ -149,7 +148,7 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     // The zone goes away: offline, with the time it left.
     zone.stop().await;
     wait_online(&global, "east", false).await;
-    let s = eventually("the connection's end recorded", || async {
+    let s = eventually("the connection's end recorded", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         s["disconnectTime"].is_string().then_some(s)
     })
@@ -171,7 +170,7 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
     let west_token = zone_token(&global, "west").await;
     let mut east = start_zone(dir.path(), "east", kds, &gdir, &east_token).await;
     let mut west = start_zone(dir.path(), "west", kds, &gdir, &west_token).await;
-    eventually("the Mesh in east", || async {
+    eventually("the Mesh in east", PATIENCE, || async {
         (east.get("/meshes/default").await.0 == 200).then_some(())
     })
     .await;
@@ -193,26 +192,30 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
     .await;
     let relayed_ingress = hashed_name("", "ingress", &["east"]);
     let relayed_service = hashed_name("default", "backend", &["east"]);
-    eventually("east's ingress and service relayed to west", || async {
-        let ingress = west
-            .get(&format!("/zoneingresses/{relayed_ingress}"))
-            .await
-            .0;
-        let service = west
-            .get(&format!("/meshes/default/meshservices/{relayed_service}"))
-            .await
-            .0;
-        (ingress == 200 && service == 200).then_some(())
-    })
+    eventually(
+        "east's ingress and service relayed to west",
+        PATIENCE,
+        || async {
+            let ingress = west
+                .get(&format!("/zoneingresses/{relayed_ingress}"))
+                .await
+                .0;
+            let service = west
+                .get(&format!("/meshes/default/meshservices/{relayed_service}"))
+                .await
+                .0;
+            (ingress == 200 && service == 200).then_some(())
+        },
+    )
     .await;
-    eventually("east's dataplane on global", || async {
+    eventually("east's dataplane on global", PATIENCE, || async {
         (global.items("/meshes/default/dataplanes").await.len() == 1).then_some(())
     })
     .await;
     wait_online(&global, "east", true).await;
 
     // Online: refused, naming the zone; nothing removed.
-    let (status, body) = global.delete("/zones/east").await;
+    let (status, body) = global.try_delete("/zones/east").await;
     assert_eq!(status, 409, "{body}");
     let details = body["details"].as_str().unwrap_or_default();
     assert!(details.contains("\"east\" is online"), "{body}");
@@ -221,7 +224,7 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
     // Offline: the zone and everything it owned go, on global and in west.
     east.stop().await;
     wait_online(&global, "east", false).await;
-    let (status, body) = global.delete("/zones/east").await;
+    let (status, body) = global.try_delete("/zones/east").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["resourcesRemoved"], 3, "{body}");
     assert!(global.items("/meshes/default/dataplanes").await.is_empty());
@@ -235,17 +238,21 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
     let zones: Vec<Value> = global.items("/zones").await;
     let names: Vec<&str> = zones.iter().filter_map(|z| z["name"].as_str()).collect();
     assert_eq!(names, ["west"]);
-    eventually("east's relayed resources gone from west", || async {
-        let ingress = west
-            .get(&format!("/zoneingresses/{relayed_ingress}"))
-            .await
-            .0;
-        let service = west
-            .get(&format!("/meshes/default/meshservices/{relayed_service}"))
-            .await
-            .0;
-        (ingress == 404 && service == 404).then_some(())
-    })
+    eventually(
+        "east's relayed resources gone from west",
+        PATIENCE,
+        || async {
+            let ingress = west
+                .get(&format!("/zoneingresses/{relayed_ingress}"))
+                .await
+                .0;
+            let service = west
+                .get(&format!("/meshes/default/meshservices/{relayed_service}"))
+                .await
+                .0;
+            (ingress == 404 && service == 404).then_some(())
+        },
+    )
     .await;
     // West is untouched otherwise and still online.
     assert_eq!(west.get("/meshes/default").await.0, 200);
@@ -278,7 +285,7 @@ async fn an_expiring_token_ends_the_streams_and_the_same_token_is_refused_again(
         .to_string();
     assert!(reason.contains("token expired"), "{o}");
     // Both sides said so, and the zone's next attempt with the same token was refused too.
-    eventually("global's and the zone's log lines", || async {
+    eventually("global's and the zone's log lines", PATIENCE, || async {
         let ended = logs.lines_with(&["ended a zone's KDS stream", "expiring", "token expired"]);
         let refused = logs.lines_with(&["global refused the zone token", "token expired"]);
         let again = logs.lines_with(&[
@@ -312,7 +319,7 @@ async fn a_new_zone_token_signing_key_ends_the_streams() {
     // The key cannot be deleted or overwritten through the generic API (that locked zones
     // out); the operator rotates it explicitly.
     let (status, body) = global
-        .delete("/global-secrets/zone-token-signing-key")
+        .try_delete("/global-secrets/zone-token-signing-key")
         .await;
     assert_eq!(status, 403, "{body}");
     let (status, body) = global
@@ -327,7 +334,7 @@ async fn a_new_zone_token_signing_key_ends_the_streams() {
         .unwrap_or_default()
         .to_string();
     assert!(reason.contains("zone token refused"), "{o}");
-    eventually("the zone's log line", || async {
+    eventually("the zone's log line", PATIENCE, || async {
         (!logs
             .lines_with(&["global refused the zone token", "rotated"])
             .is_empty())
@@ -355,7 +362,7 @@ async fn a_disabled_zone_is_refused_and_disabling_a_connected_zone_disconnects_i
         .await;
     let token = zone_token(&global, "north").await;
     let mut north = start_zone(dir.path(), "north", kds, &gdir, &token).await;
-    eventually("the zone's log line", || async {
+    eventually("the zone's log line", PATIENCE, || async {
         (!logs
             .lines_with(&["global refused this zone", "\\\"north\\\" is disabled"])
             .is_empty()
@@ -391,7 +398,7 @@ async fn a_disabled_zone_is_refused_and_disabling_a_connected_zone_disconnects_i
         .to_string();
     assert!(reason.contains("disabled"), "{o}");
     // Offline and disabled, it can be deleted.
-    let (status, body) = global.delete("/zones/north").await;
+    let (status, body) = global.try_delete("/zones/north").await;
     assert_eq!(status, 200, "{body}");
 
     north.stop().await;
