@@ -8,27 +8,13 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use atoll_cp::ConfigArgs;
 use atoll_identity::Scope;
 use atoll_kds::naming::hashed_name;
 use atoll_test_support::in_process::*;
 use atoll_test_support::{PATIENCE, eventually};
-
-fn mtp(name: &str) -> Value {
-    json!({"type": "MeshTrafficPermission", "name": name, "mesh": "default", "spec": {
-        "targetRef": {"kind": "Mesh"},
-        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]
-    }})
-}
-
-fn dataplane(name: &str, address: &str) -> Value {
-    json!({"type": "Dataplane", "mesh": "default", "name": name, "networking": {
-        "address": address,
-        "inbound": [{"port": 8080, "servicePort": 8081, "tags": {"kuma.io/service": "backend"}}],
-    }})
-}
 
 /// The dataplanes global holds from `zone`, by display name.
 async fn zone_dataplanes(global: &Cp, zone: &str) -> Vec<(String, Value)> {
@@ -53,17 +39,11 @@ async fn zone_dataplanes(global: &Cp, zone: &str) -> Vec<(String, Value)> {
 async fn policies_flow_down_dataplanes_flow_up_and_deletes_follow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = start_global(&gdir).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/allow-all",
-            mtp("allow-all"),
+            allow_all_permission("allow-all"),
         )
         .await;
     let token = zone_token(&global, "east").await;
@@ -94,7 +74,7 @@ async fn policies_flow_down_dataplanes_flow_up_and_deletes_follow() {
     // (b) A dataplane registered on the zone reaches global, and the zone is listed.
     zone.put(
         "/meshes/default/dataplanes/dp-1",
-        dataplane("dp-1", "10.0.0.1"),
+        backend_dataplane("dp-1", "10.0.0.1"),
     )
     .await;
     let on_global = eventually("the dataplane on global", PATIENCE, || async {
@@ -140,13 +120,7 @@ async fn policies_flow_down_dataplanes_flow_up_and_deletes_follow() {
 async fn zones_with_bad_tokens_are_refused_and_nothing_syncs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = start_global(&gdir).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     // A valid token, but for zone "west", presented by zone "east".
     let other_zone = zone_token(&global, "west").await;
     // A token for "south" whose signature is broken.
@@ -195,17 +169,11 @@ async fn zones_with_bad_tokens_are_refused_and_nothing_syncs() {
 async fn zone_and_global_converge_after_a_global_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = start_global(&gdir).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/allow-all",
-            mtp("allow-all"),
+            allow_all_permission("allow-all"),
         )
         .await;
     let token = zone_token(&global, "east").await;
@@ -216,7 +184,7 @@ async fn zone_and_global_converge_after_a_global_restart() {
     .await;
     zone.put(
         "/meshes/default/dataplanes/dp-1",
-        dataplane("dp-1", "10.0.0.1"),
+        backend_dataplane("dp-1", "10.0.0.1"),
     )
     .await;
     eventually("dp-1 on global", PATIENCE, || async {
@@ -228,12 +196,12 @@ async fn zone_and_global_converge_after_a_global_restart() {
     global.stop().await;
     zone.put(
         "/meshes/default/dataplanes/dp-1",
-        dataplane("dp-1", "10.0.0.9"),
+        backend_dataplane("dp-1", "10.0.0.9"),
     )
     .await;
     zone.put(
         "/meshes/default/dataplanes/dp-2",
-        dataplane("dp-2", "10.0.0.2"),
+        backend_dataplane("dp-2", "10.0.0.2"),
     )
     .await;
     let synced = hashed_name("default", "allow-all", &[]);

@@ -14,31 +14,6 @@ use atoll_kds::naming::hashed_name;
 use atoll_test_support::in_process::*;
 use atoll_test_support::{PATIENCE, eventually};
 
-fn mtp(name: &str) -> Value {
-    json!({"type": "MeshTrafficPermission", "name": name, "mesh": "default", "spec": {
-        "targetRef": {"kind": "Mesh"},
-        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]
-    }})
-}
-
-fn dataplane(name: &str) -> Value {
-    json!({"type": "Dataplane", "mesh": "default", "name": name, "networking": {
-        "address": "10.0.0.1",
-        "inbound": [{"port": 8080, "servicePort": 8081, "tags": {"kuma.io/service": "backend"}}],
-    }})
-}
-
-async fn global_with_mesh(dir: &std::path::Path) -> (Cp, std::net::SocketAddr) {
-    let (global, kds) = start_global(dir).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
-    (global, kds)
-}
-
 fn subscription(overview: &Value) -> Value {
     overview["zoneInsight"]["subscriptions"]
         .as_array()
@@ -51,11 +26,11 @@ fn subscription(overview: &Value) -> Value {
 async fn zone_overview_shows_connection_instance_version_and_counters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/allow-all",
-            mtp("allow-all"),
+            allow_all_permission("allow-all"),
         )
         .await;
     let token = zone_token(&global, "east").await;
@@ -94,8 +69,11 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     assert_eq!(s["status"]["total"]["resourcesRejected"], 0, "{s}");
 
     // Zone -> global: a dataplane registered on the zone is counted on global.
-    zone.put("/meshes/default/dataplanes/dp-1", dataplane("dp-1"))
-        .await;
+    zone.put(
+        "/meshes/default/dataplanes/dp-1",
+        backend_dataplane("dp-1", "10.0.0.1"),
+    )
+    .await;
     eventually("the dataplane acknowledged by global", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         (s["zoneToGlobalStatus"]["stat"]["Dataplane"]["resourcesAcknowledged"] == 1).then_some(())
@@ -107,13 +85,13 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     let clash = hashed_name("default", "deny-all", &[]);
     zone.put(
         &format!("/meshes/default/meshtrafficpermissions/{clash}"),
-        mtp(&clash),
+        allow_all_permission(&clash),
     )
     .await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/deny-all",
-            mtp("deny-all"),
+            allow_all_permission("deny-all"),
         )
         .await;
     let stat = eventually("the refused policy counted", PATIENCE, || async {
@@ -165,7 +143,7 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
 async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     let east_token = zone_token(&global, "east").await;
     let west_token = zone_token(&global, "west").await;
     let mut east = start_zone(dir.path(), "east", kds, &gdir, &east_token).await;
@@ -174,8 +152,11 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
         (east.get("/meshes/default").await.0 == 200).then_some(())
     })
     .await;
-    east.put("/meshes/default/dataplanes/dp-1", dataplane("dp-1"))
-        .await;
+    east.put(
+        "/meshes/default/dataplanes/dp-1",
+        backend_dataplane("dp-1", "10.0.0.1"),
+    )
+    .await;
     east.put(
         "/zoneingresses/ingress",
         json!({"type": "ZoneIngress", "name": "ingress", "networking": {
@@ -270,7 +251,7 @@ async fn an_expiring_token_ends_the_streams_and_the_same_token_is_refused_again(
     let logs = capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     // Valid (with the verifier's 30 s leeway) for about four more seconds.
     let valid_for = Duration::from_secs(3600);
     let issued = Utc::now() - chrono::Duration::seconds(3600 + 30 - 4);
@@ -311,7 +292,7 @@ async fn a_new_zone_token_signing_key_ends_the_streams() {
     let logs = capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     let token = zone_token(&global, "rotated").await;
     let mut zone = start_zone(dir.path(), "rotated", kds, &gdir, &token).await;
     wait_online(&global, "rotated", true).await;
@@ -351,7 +332,7 @@ async fn a_disabled_zone_is_refused_and_disabling_a_connected_zone_disconnects_i
     let logs = capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
 
     // Disabled before it ever connects: refused, and nothing syncs.
     global

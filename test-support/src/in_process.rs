@@ -169,6 +169,34 @@ pub async fn start_global_with(data_dir: &Path, args: ConfigArgs) -> (Cp, Socket
     (start(Mode::Global, args, hook, None).await, kds)
 }
 
+/// Like [`start_global`], with the Mesh `default` created.
+pub async fn start_global_with_mesh(data_dir: &Path) -> (Cp, SocketAddr) {
+    let (global, kds) = start_global(data_dir).await;
+    global
+        .put(
+            "/meshes/default",
+            serde_json::json!({"type": "Mesh", "name": "default"}),
+        )
+        .await;
+    (global, kds)
+}
+
+/// A MeshTrafficPermission `name` of mesh `default` that allows every client everywhere.
+pub fn allow_all_permission(name: &str) -> Value {
+    serde_json::json!({"type": "MeshTrafficPermission", "name": name, "mesh": "default", "spec": {
+        "targetRef": {"kind": "Mesh"},
+        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]
+    }})
+}
+
+/// A Dataplane `name` of mesh `default` at `address`: one inbound of service `backend`.
+pub fn backend_dataplane(name: &str, address: &str) -> Value {
+    serde_json::json!({"type": "Dataplane", "mesh": "default", "name": name, "networking": {
+        "address": address,
+        "inbound": [{"port": 8080, "servicePort": 8081, "tags": {"kuma.io/service": "backend"}}],
+    }})
+}
+
 /// A zone control plane `name` (memory store, data in `dir/name`) linked to the global at `kds`
 /// whose data directory is `global_dir`, with the zone token `token`.
 pub async fn start_zone(

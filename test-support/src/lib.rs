@@ -10,6 +10,7 @@
 //! - feature `in-process`: [`in_process`], global and zone control planes inside the test
 //!   process;
 //! - feature `postgres`: [`postgres`], a throwaway PostgreSQL database per test;
+//! - feature `raw-grpc`: [`raw_grpc`], a gRPC codec for raw bytes (hostile frames);
 //! - feature `envoy-config`: [`golden`] files and validation of generated configuration by real
 //!   Envoy ([`envoy`]).
 //!
@@ -30,6 +31,8 @@ pub mod golden;
 pub mod in_process;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+#[cfg(feature = "raw-grpc")]
+pub mod raw_grpc;
 
 pub use corpus::kuma_docs_corpus;
 pub use ports::{free_port, try_free_port};
