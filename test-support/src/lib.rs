@@ -5,6 +5,7 @@
 //!   scales for slow machines;
 //! - [`skip`]: visible skips when Envoy, PostgreSQL or Kuma's documentation corpus is missing
 //!   (failures under CI);
+//! - [`quote_tag_scalars`]: a manifest as Atoll reads it back;
 //! - ports chosen at run time, control-plane binaries as child processes ([`CpProcess`]), and a
 //!   TCP [`Relay`] that can freeze a link;
 //! - feature `in-process`: [`in_process`], global and zone control planes inside the test
@@ -17,6 +18,7 @@
 //! How to run the tests and what they need: docs/TESTING.md.
 
 mod corpus;
+mod manifests;
 mod ports;
 mod process;
 mod relay;
@@ -35,6 +37,7 @@ pub mod postgres;
 pub mod raw_grpc;
 
 pub use corpus::kuma_docs_corpus;
+pub use manifests::quote_tag_scalars;
 pub use ports::{free_port, try_free_port};
 pub use process::{CpProcess, http_dataplane};
 pub use relay::Relay;
