@@ -485,7 +485,7 @@ impl Stores {
                     let (url_tx, url_rx) = oneshot::channel();
                     let mut done = done_rx.clone();
                     tasks.push(tokio::spawn(
-                        atoll_store::conformance::with_postgres_database(
+                        atoll_test_support::postgres::with_postgres_database(
                             "bench",
                             move |url| async move {
                                 let _ = url_tx.send(url);

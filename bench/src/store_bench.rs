@@ -47,7 +47,7 @@ pub async fn run(args: StoreBenchArgs) -> anyhow::Result<()> {
             let slot = outcome.clone();
             let args2 = args.clone();
             let data_dir = dir.path().to_path_buf();
-            atoll_store::conformance::with_postgres_database("bench", move |url| async move {
+            atoll_test_support::postgres::with_postgres_database("bench", move |url| async move {
                 let r = bench(&args2, &url, &data_dir)
                     .await
                     .map_err(|e| format!("{e:#}"));

@@ -106,6 +106,10 @@ pub struct ApiState {
     pub zone_inspector: Arc<std::sync::OnceLock<Arc<dyn crate::extension::ZoneInspector>>>,
     /// The global control plane a zone syncs with (`ATOLL_GLOBAL_ADDRESS`), for messages.
     pub global_address: Option<String>,
+    /// The wall clock tokens are issued and verified by.
+    pub clock: atoll_clock::SharedClock,
+    /// Clock skew allowed on tokens' expiry (`ATOLL_TOKEN_CLOCK_LEEWAY`).
+    pub token_leeway: chrono::TimeDelta,
 }
 
 /// The label KDS puts on synced resources: `global` or `zone`.
@@ -848,7 +852,7 @@ async fn dataplane_token(state: &ApiState, who: &Identity, body: &[u8]) -> ApiRe
         proxy_type,
         tags,
         valid_for,
-        chrono::Utc::now(),
+        state.clock.now(),
     )
     .await
     .map_err(|e| token_failure(e, "Token not issued"))?;
@@ -907,7 +911,7 @@ async fn user_token(state: &ApiState, who: &Identity, body: &[u8]) -> ApiResult 
         &name,
         groups.clone(),
         valid_for,
-        chrono::Utc::now(),
+        state.clock.now(),
     )
     .await
     .map_err(|e| token_failure(e, "Token not issued"))?;
@@ -928,7 +932,7 @@ async fn revoke_user_token(state: &ApiState, who: &Identity, body: &[u8]) -> Api
             let keys = crate::tokens::user_verification_keys(state.store.as_ref())
                 .await
                 .map_err(token_store_error)?;
-            atoll_identity::verify_user_token(token, &keys, chrono::Utc::now())
+            atoll_identity::verify_user_token(token, &keys, state.clock.now(), state.token_leeway)
                 .map_err(|e| {
                     let mut v = Violations::new();
                     v.add(
@@ -1011,7 +1015,7 @@ async fn zone_token(state: &ApiState, body: &[u8]) -> ApiResult {
         &zone,
         scope,
         valid_for,
-        chrono::Utc::now(),
+        state.clock.now(),
     )
     .await
     .map_err(|e| token_failure(e, "Token not issued"))?;
@@ -1219,11 +1223,12 @@ async fn authenticate(
         .await
         .map_err(token_store_error)?;
     let claims =
-        atoll_identity::verify_user_token(token, &keys, chrono::Utc::now()).map_err(|e| {
-            unauthorized(format!(
-                "the bearer token is neither the admin token nor a valid user token: {e}"
-            ))
-        })?;
+        atoll_identity::verify_user_token(token, &keys, state.clock.now(), state.token_leeway)
+            .map_err(|e| {
+                unauthorized(format!(
+                    "the bearer token is neither the admin token nor a valid user token: {e}"
+                ))
+            })?;
     let revoked = crate::tokens::revoked_user_tokens(store)
         .await
         .map_err(token_store_error)?;

@@ -40,6 +40,7 @@ pub const DEFAULT_MAX_BODY_SIZE: &str = "4MiB";
 pub const DEFAULT_STORE_TIMEOUT: &str = "5s";
 /// Kuma removes universal dataplanes that stayed offline this long (72h).
 pub const DEFAULT_DATAPLANE_OFFLINE_GRACE: &str = "72h";
+pub const DEFAULT_TOKEN_CLOCK_LEEWAY: &str = "30s";
 /// A connection that has not finished its TLS handshake (or, on the plain REST API, sent its
 /// request headers) by then is closed.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: &str = "10s";
@@ -165,6 +166,11 @@ pub struct ConfigArgs {
     #[arg(long, env = "ATOLL_DATAPLANE_OFFLINE_GRACE")]
     pub dataplane_offline_grace: Option<String>,
 
+    /// How far a token's expiry and not-before times may be off the control plane's clock (clock
+    /// skew between hosts) [default: 30s].
+    #[arg(long, env = "ATOLL_TOKEN_CLOCK_LEEWAY")]
+    pub token_clock_leeway: Option<String>,
+
     /// Global CP: address of the KDS server zones connect to (gRPC over TLS)
     /// [default: 0.0.0.0:5685].
     #[arg(long, env = "ATOLL_KDS_ADDRESS")]
@@ -277,6 +283,8 @@ struct ConfigFile {
     dp_auth: Option<DpAuth>,
     #[serde(alias = "dataplane-offline-grace")]
     dataplane_offline_grace: Option<String>,
+    #[serde(alias = "token-clock-leeway")]
+    token_clock_leeway: Option<String>,
     #[serde(alias = "kds-address")]
     kds_address: Option<SocketAddr>,
     #[serde(alias = "kds-tls-cert-file")]
@@ -336,6 +344,11 @@ pub struct Config {
     pub xds_tls_key_file: Option<PathBuf>,
     pub dp_auth: DpAuth,
     pub dataplane_offline_grace: Duration,
+    /// Clock skew allowed on tokens' expiry and not-before times.
+    pub token_clock_leeway: Duration,
+    /// The wall clock (token expiry, certificate validity, timestamps): the host's, unless a
+    /// test sets another after resolving.
+    pub clock: atoll_clock::SharedClock,
     pub kds_address: SocketAddr,
     pub kds_tls_cert_file: Option<PathBuf>,
     pub kds_tls_key_file: Option<PathBuf>,
@@ -382,6 +395,12 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// [`Config::token_clock_leeway`] as the token verifier takes it.
+    pub fn token_leeway(&self) -> chrono::TimeDelta {
+        chrono::TimeDelta::from_std(self.token_clock_leeway)
+            .unwrap_or(atoll_identity::token::LEEWAY)
+    }
+
     /// Resolves flags/environment over the config file over defaults.
     pub fn resolve(mode: Mode, args: &ConfigArgs) -> Result<Config, ConfigError> {
         let file = match &args.config {
@@ -494,6 +513,13 @@ impl Config {
                 file.dataplane_offline_grace,
                 DEFAULT_DATAPLANE_OFFLINE_GRACE,
             )?,
+            token_clock_leeway: duration(
+                "ATOLL_TOKEN_CLOCK_LEEWAY",
+                args.token_clock_leeway.clone(),
+                file.token_clock_leeway,
+                DEFAULT_TOKEN_CLOCK_LEEWAY,
+            )?,
+            clock: atoll_clock::system(),
             kds_address: args
                 .kds_address
                 .or(file.kds_address)

@@ -269,6 +269,8 @@ impl ControlPlane {
             inspector: inspector.clone(),
             zone_inspector: zone_inspector.clone(),
             global_address: config.global_address.clone(),
+            clock: config.clock.clone(),
+            token_leeway: config.token_leeway(),
         });
         let api_address = api.local_addr()?;
         let api_https_address = api_https.as_ref().map(|l| l.local_addr()).transpose()?;

@@ -474,11 +474,22 @@ mod tests {
         .await;
 
         let keys = verification_keys(&zone, "default").await.expect("keys");
-        let claims = atoll_identity::verify_dataplane_token(&token, &keys, now).expect("valid");
+        let claims = atoll_identity::verify_dataplane_token(
+            &token,
+            &keys,
+            now,
+            atoll_identity::token::LEEWAY,
+        )
+        .expect("valid");
         assert_eq!(claims.name, "web-1");
         let zone_keys = zone_verification_keys(&zone).await.expect("keys");
-        let claims =
-            atoll_identity::verify_zone_token(&zone_token, &zone_keys, now).expect("valid");
+        let claims = atoll_identity::verify_zone_token(
+            &zone_token,
+            &zone_keys,
+            now,
+            atoll_identity::token::LEEWAY,
+        )
+        .expect("valid");
         assert_eq!(claims.scope, Scope::Ingress);
         // The zone holds no private key: what it would mint with its own fresh key is not
         // accepted by global.
@@ -487,7 +498,15 @@ mod tests {
             .await
             .expect("zone mints with its own key");
         let global_keys = verification_keys(&global, "default").await.expect("keys");
-        assert!(atoll_identity::verify_dataplane_token(&forged, &global_keys, now).is_err());
+        assert!(
+            atoll_identity::verify_dataplane_token(
+                &forged,
+                &global_keys,
+                now,
+                atoll_identity::token::LEEWAY
+            )
+            .is_err()
+        );
 
         // Global drops its zone-token key: the published copy is withdrawn with it (global's
         // publisher does it on the delete event), and nothing verifies the old tokens any more.

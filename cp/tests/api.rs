@@ -30,6 +30,8 @@ fn app() -> (axum::Router, SharedStore) {
         inspector: Default::default(),
         zone_inspector: Default::default(),
         global_address: None,
+        clock: atoll_clock::system(),
+        token_leeway: atoll_identity::token::LEEWAY,
     });
     (router(state), store)
 }
@@ -228,7 +230,15 @@ async fn system_secrets_are_not_writable_and_signing_keys_rotate_explicitly() {
     let keys = atoll_cp::tokens::verification_keys(store.as_ref(), "m")
         .await
         .expect("keys");
-    assert!(atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_ok());
+    assert!(
+        atoll_identity::verify_dataplane_token(
+            &token,
+            &keys,
+            chrono::Utc::now(),
+            atoll_identity::token::LEEWAY
+        )
+        .is_ok()
+    );
 
     let bogus = json!({"type": "Secret", "mesh": "m", "name": "dataplane-token-signing-key", "data": "aGVsbG8="});
     for (path, doc) in [
@@ -265,7 +275,15 @@ async fn system_secrets_are_not_writable_and_signing_keys_rotate_explicitly() {
     let keys = atoll_cp::tokens::verification_keys(store.as_ref(), "m")
         .await
         .expect("keys");
-    assert!(atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_ok());
+    assert!(
+        atoll_identity::verify_dataplane_token(
+            &token,
+            &keys,
+            chrono::Utc::now(),
+            atoll_identity::token::LEEWAY
+        )
+        .is_ok()
+    );
 
     let (s, b) = call(
         &app,
@@ -280,7 +298,13 @@ async fn system_secrets_are_not_writable_and_signing_keys_rotate_explicitly() {
         .await
         .expect("keys");
     assert!(
-        atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_err(),
+        atoll_identity::verify_dataplane_token(
+            &token,
+            &keys,
+            chrono::Utc::now(),
+            atoll_identity::token::LEEWAY
+        )
+        .is_err(),
         "a token of the rotated key must stop verifying"
     );
 }
@@ -513,12 +537,25 @@ async fn global_issues_zone_tokens_that_verify_and_name_their_zone() {
     let keys = atoll_cp::tokens::zone_verification_keys(store.as_ref())
         .await
         .expect("keys");
-    let claims =
-        atoll_identity::verify_zone_token(&token, &keys, chrono::Utc::now()).expect("verifies");
+    let claims = atoll_identity::verify_zone_token(
+        &token,
+        &keys,
+        chrono::Utc::now(),
+        atoll_identity::token::LEEWAY,
+    )
+    .expect("verifies");
     assert_eq!(claims.zone, "zone-1");
     assert_eq!(claims.scope, atoll_identity::Scope::Cp);
     // A zone token is not a dataplane token.
-    assert!(atoll_identity::verify_dataplane_token(&token, &keys, chrono::Utc::now()).is_err());
+    assert!(
+        atoll_identity::verify_dataplane_token(
+            &token,
+            &keys,
+            chrono::Utc::now(),
+            atoll_identity::token::LEEWAY
+        )
+        .is_err()
+    );
 
     let bad = Request::post("/tokens/zone")
         .header("content-type", "application/json")
@@ -568,6 +605,8 @@ async fn synced_resources_are_changed_only_where_they_were_created() {
         inspector: Default::default(),
         zone_inspector: Default::default(),
         global_address: Some("grpcs://global.example:5685".into()),
+        clock: atoll_clock::system(),
+        token_leeway: atoll_identity::token::LEEWAY,
     }));
     // What KDS stored: a Mesh that came from global.
     let mut synced = atoll_core::Resource::new(atoll_core::Kind::Mesh, "", "default");
@@ -666,6 +705,8 @@ fn state(mode: Mode, store: SharedStore) -> ApiState {
         inspector: Default::default(),
         zone_inspector: Default::default(),
         global_address: Some("grpcs://global.example:5685".into()),
+        clock: atoll_clock::system(),
+        token_leeway: atoll_identity::token::LEEWAY,
     }
 }
 

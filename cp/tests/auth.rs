@@ -33,6 +33,8 @@ fn app_with(auth: AuthSettings) -> axum::Router {
         inspector: Default::default(),
         zone_inspector: Default::default(),
         global_address: None,
+        clock: atoll_clock::system(),
+        token_leeway: atoll_identity::token::LEEWAY,
     }))
 }
 

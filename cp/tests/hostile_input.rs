@@ -31,6 +31,8 @@ fn app() -> (axum::Router, SharedStore) {
         inspector: Default::default(),
         zone_inspector: Default::default(),
         global_address: None,
+        clock: atoll_clock::system(),
+        token_leeway: atoll_identity::token::LEEWAY,
     });
     (router_with_body_limit(state, LIMIT), store)
 }

@@ -17,8 +17,8 @@ use tower::ServiceExt;
 use atoll_cp::Mode;
 use atoll_cp::api::{ApiState, router};
 use atoll_cp::metrics::Metrics;
-use atoll_store::conformance::with_postgres_database;
 use atoll_store::{PostgresStore, SharedStore, StoreOptions};
+use atoll_test_support::postgres::with_postgres_database;
 
 /// Forwards connections from a local port to `target` until cut.
 struct Relay {
@@ -139,6 +139,8 @@ async fn writes_answer_503_with_retry_after_within_the_store_timeout_while_the_d
             inspector: Default::default(),
             zone_inspector: Default::default(),
             global_address: None,
+            clock: atoll_clock::system(),
+            token_leeway: atoll_identity::token::LEEWAY,
         }));
         let (status, retry_after, body) = call(&app, put_mesh("before")).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");

@@ -231,7 +231,7 @@ async fn acceptance_on_sqlite() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acceptance_on_postgres() {
-    atoll_store::conformance::with_postgres_database("ctl_acceptance", |url| async move {
+    atoll_test_support::postgres::with_postgres_database("ctl_acceptance", |url| async move {
         let dir = tempfile::tempdir().expect("tempdir");
         acceptance(&url, dir.path()).await;
     })

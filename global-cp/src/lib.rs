@@ -57,7 +57,11 @@ pub async fn start_on(
     }
     let handler = Arc::new(
         GlobalKds::new(ctx.store.clone(), ctx.shutdown.clone(), status)
-            .with_ack_timeout(ctx.config.kds_ack_timeout),
+            .with_ack_timeout(ctx.config.kds_ack_timeout)
+            .with_token_clock(server::TokenClock {
+                clock: ctx.config.clock.clone(),
+                leeway: ctx.config.token_leeway(),
+            }),
     );
     let app = tonic::service::Routes::new(KdsServer::new(handler)).into_axum_router();
     tracing::info!(address = %listener.local_addr()?, "KDS server listening (gRPC, TLS)");

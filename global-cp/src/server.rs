@@ -6,14 +6,15 @@
 //! carries it (the sender never sends a zone what came from that zone).
 //!
 //! Credentials are checked for as long as a stream is open, not only when it opens: at the
-//! token's expiry (plus the verifier's clock leeway), and whenever the zone-token signing key or
+//! token's expiry (plus the configured clock leeway), and whenever the zone-token signing key or
 //! the zone's Zone changes, the token is verified again and the Zone read again; if either no
 //! longer holds, the stream ends with `Unauthenticated` (token) or `PermissionDenied` (disabled
 //! zone) and the reason, which the zone logs.
 
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use atoll_clock::SharedClock;
+use chrono::{DateTime, TimeDelta, Utc};
 use serde_json::Value;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::{mpsc, watch};
@@ -24,7 +25,6 @@ use tonic::{Code, Request, Response, Status, Streaming};
 
 use atoll_core::{Kind, Resource, ResourceKey};
 use atoll_cp::tokens::{ZONE_SIGNING_KEY_SECRET, zone_verification_keys};
-use atoll_identity::token::LEEWAY;
 use atoll_identity::{Scope, ZoneClaims, verify_zone_token};
 use atoll_kds::Party;
 use atoll_kds::engine::{ReceiverConfig, SenderConfig};
@@ -41,6 +41,34 @@ use crate::insights::{OpenStream, ZoneStatus};
 /// How long to wait before checking again when the store could not be read during a re-check.
 const RECHECK_RETRY: Duration = Duration::from_secs(5);
 
+/// The wall clock zone tokens are checked by, and the clock skew they are allowed.
+#[derive(Debug, Clone)]
+pub struct TokenClock {
+    pub clock: SharedClock,
+    pub leeway: TimeDelta,
+}
+
+impl Default for TokenClock {
+    fn default() -> Self {
+        TokenClock {
+            clock: atoll_clock::system(),
+            leeway: atoll_identity::token::LEEWAY,
+        }
+    }
+}
+
+impl TokenClock {
+    /// When a stream must be re-checked: just after its token stops verifying.
+    fn recheck_at(&self, exp: DateTime<Utc>) -> DateTime<Utc> {
+        exp + self.leeway + TimeDelta::seconds(1)
+    }
+
+    /// How long from now until `t` (zero once past).
+    fn until(&self, t: DateTime<Utc>) -> Duration {
+        (t - self.clock.now()).to_std().unwrap_or(Duration::ZERO)
+    }
+}
+
 /// The handler behind `atoll.kds.v1.KdsSync` on global.
 #[derive(Clone)]
 pub struct GlobalKds {
@@ -48,6 +76,7 @@ pub struct GlobalKds {
     shutdown: watch::Receiver<bool>,
     status: ZoneStatus,
     ack_timeout: Duration,
+    time: TokenClock,
 }
 
 impl GlobalKds {
@@ -57,7 +86,15 @@ impl GlobalKds {
             shutdown,
             status,
             ack_timeout: atoll_kds::engine::DEFAULT_ACK_TIMEOUT,
+            time: TokenClock::default(),
         }
+    }
+
+    /// The clock and leeway zone tokens are checked with (the host's clock and
+    /// [`atoll_identity::token::LEEWAY`] unless set).
+    pub fn with_token_clock(mut self, time: TokenClock) -> Self {
+        self.time = time;
+        self
     }
 
     /// How long a zone may leave a response unanswered before its stream ends.
@@ -89,14 +126,14 @@ impl GlobalKds {
             status
         };
         let (zone, token) = credentials(request).map_err(|s| refuse("?", s))?;
-        let claims = check_credentials(&self.store, &zone, &token)
+        let claims = check_credentials(&self.store, &zone, &token, &self.time)
             .await
             .map_err(|s| refuse(&zone, s))?;
         // Registered before the Zone is written, so a deletion in progress (which holds off
         // new streams) never sees its Zone re-created under it.
         let open = self
             .status
-            .open_stream(&zone, &description(request), g2z, Utc::now())
+            .open_stream(&zone, &description(request), g2z, self.time.clock.now())
             .map_err(|e| refuse(&zone, Status::unavailable(e.to_string())))?;
         Ok((open, token, claims))
     }
@@ -115,6 +152,7 @@ impl GlobalKds {
     {
         let status = self.status.clone();
         let store = self.store.clone();
+        let time = self.time.clone();
         let mut shutdown = self.shutdown.clone();
         let zone = open.zone.clone();
         let (end_tx, end_rx) = mpsc::unbounded_channel();
@@ -138,7 +176,7 @@ impl GlobalKds {
                         Some(e.to_string())
                     }
                 },
-                refusal = credentials_lapse(store, zone.clone(), token, claims.exp) => {
+                refusal = credentials_lapse(store, zone.clone(), token, claims.exp, time.clone()) => {
                     tracing::warn!(zone, stream, reason = %refusal.message(), "ended a zone's KDS stream: its credentials no longer hold");
                     let reason = refusal.message().to_string();
                     let _ = end_tx.send(refusal);
@@ -146,7 +184,7 @@ impl GlobalKds {
                 }
                 _ = shutdown.wait_for(|s| *s) => Some("the global control plane stopped".to_string()),
             };
-            status.close_stream(open, reason, Utc::now());
+            status.close_stream(open, reason, time.clock.now());
         });
         end_rx
     }
@@ -159,11 +197,12 @@ pub async fn check_credentials(
     store: &SharedStore,
     zone: &str,
     token: &str,
+    time: &TokenClock,
 ) -> Result<ZoneClaims, Status> {
     let keys = zone_verification_keys(&**store)
         .await
         .map_err(|e| Status::internal(format!("reading the zone token keys: {e}")))?;
-    let claims = verify_zone_token(token, &keys, Utc::now())
+    let claims = verify_zone_token(token, &keys, time.clock.now(), time.leeway)
         .map_err(|e| Status::unauthenticated(format!("zone token refused: {e}")))?;
     if claims.zone != zone {
         return Err(Status::unauthenticated(format!(
@@ -189,15 +228,6 @@ pub async fn check_credentials(
     Ok(claims)
 }
 
-/// When the stream must be re-checked: just after the token stops verifying.
-fn recheck_at(exp: DateTime<Utc>) -> DateTime<Utc> {
-    exp + LEEWAY + chrono::Duration::seconds(1)
-}
-
-fn until(t: DateTime<Utc>) -> Duration {
-    (t - Utc::now()).to_std().unwrap_or(Duration::ZERO)
-}
-
 /// Resolves, with the status to end the stream with, once the zone's credentials no longer
 /// hold: re-checked at the token's expiry and on every change of the signing key or the Zone.
 async fn credentials_lapse(
@@ -205,15 +235,16 @@ async fn credentials_lapse(
     zone: String,
     token: String,
     exp: DateTime<Utc>,
+    time: TokenClock,
 ) -> Status {
     let signing_key = ResourceKey::global(Kind::GlobalSecret, ZONE_SIGNING_KEY_SECRET);
     let zone_key = ResourceKey::global(Kind::Zone, &zone);
     let mut events = store.watch();
     let mut watching = true;
-    let mut wake = recheck_at(exp);
+    let mut wake = time.recheck_at(exp);
     loop {
         tokio::select! {
-            () = tokio::time::sleep(until(wake)) => {}
+            () = tokio::time::sleep(time.until(wake)) => {}
             ev = events.recv(), if watching => match ev {
                 Ok(ev) if ev.key == signing_key || ev.key == zone_key => {}
                 Ok(_) => continue,
@@ -225,11 +256,11 @@ async fn credentials_lapse(
                 }
             },
         }
-        match check_credentials(&store, &zone, &token).await {
-            Ok(claims) => wake = recheck_at(claims.exp),
+        match check_credentials(&store, &zone, &token, &time).await {
+            Ok(claims) => wake = time.recheck_at(claims.exp),
             Err(s) if s.code() == Code::Internal => {
                 tracing::warn!(zone, error = %s.message(), "could not re-check a zone's credentials; trying again");
-                wake = Utc::now()
+                wake = time.clock.now()
                     + chrono::Duration::from_std(RECHECK_RETRY).unwrap_or(chrono::Duration::zero());
             }
             Err(s) => return s,
@@ -377,13 +408,15 @@ mod tests {
     async fn credentials_are_checked_against_the_zone_and_its_enabled_flag() {
         let store: SharedStore = Arc::new(MemoryStore::new());
         let t = token(&store, "east", Scope::Cp).await;
-        check_credentials(&store, "east", &t).await.expect("valid");
-        let s = check_credentials(&store, "west", &t)
+        check_credentials(&store, "east", &t, &TokenClock::default())
+            .await
+            .expect("valid");
+        let s = check_credentials(&store, "west", &t, &TokenClock::default())
             .await
             .expect_err("other zone");
         assert_eq!(s.code(), Code::Unauthenticated);
         let ingress = token(&store, "east", Scope::Ingress).await;
-        let s = check_credentials(&store, "east", &ingress)
+        let s = check_credentials(&store, "east", &ingress, &TokenClock::default())
             .await
             .expect_err("scope");
         assert!(s.message().contains("scope cp"), "{}", s.message());
@@ -391,7 +424,7 @@ mod tests {
         let mut z = Resource::new(Kind::Zone, "", "east");
         z.spec.insert("enabled".into(), Value::Bool(false));
         store.create(z).await.expect("zone");
-        let s = check_credentials(&store, "east", &t)
+        let s = check_credentials(&store, "east", &t, &TokenClock::default())
             .await
             .expect_err("disabled");
         assert_eq!(s.code(), Code::PermissionDenied);
@@ -407,6 +440,7 @@ mod tests {
             "east".into(),
             t,
             Utc::now() + chrono::Duration::hours(1),
+            TokenClock::default(),
         ));
         // Let the watch subscribe before the key changes.
         tokio::task::yield_now().await;
@@ -431,8 +465,43 @@ mod tests {
 
     #[test]
     fn the_recheck_follows_the_verifiers_leeway() {
+        let time = TokenClock::default();
         let exp = Utc::now();
-        assert!(recheck_at(exp) > exp + LEEWAY);
-        assert!(recheck_at(exp) <= exp + LEEWAY + chrono::Duration::seconds(2));
+        assert!(time.recheck_at(exp) > exp + time.leeway);
+        assert!(time.recheck_at(exp) <= exp + time.leeway + chrono::Duration::seconds(2));
+    }
+
+    /// A token that expires while its stream is open ends the stream just after the leeway has
+    /// passed, not before: shown in moved (paused) time, so a minute and a half takes no time.
+    #[tokio::test(start_paused = true)]
+    async fn an_expiring_token_ends_the_stream_just_after_the_leeway() {
+        let time = TokenClock {
+            clock: atoll_clock::TokioClock::new().shared(),
+            leeway: TimeDelta::seconds(30),
+        };
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        let t = atoll_cp::tokens::issue_zone_token(
+            &*store,
+            "east",
+            Scope::Cp,
+            StdDuration::from_secs(60),
+            time.clock.now(),
+        )
+        .await
+        .expect("token");
+        let exp = check_credentials(&store, "east", &t, &time)
+            .await
+            .expect("valid now")
+            .exp;
+        let started = tokio::time::Instant::now();
+        let status = credentials_lapse(store, "east".into(), t, exp, time.clone()).await;
+        let waited = started.elapsed();
+        assert_eq!(status.code(), Code::Unauthenticated);
+        assert!(status.message().contains("expired"), "{}", status.message());
+        // Valid for 60 s (whole seconds) plus 30 s of leeway; re-checked a second after that.
+        assert!(
+            waited >= StdDuration::from_secs(89) && waited <= StdDuration::from_secs(92),
+            "ended {waited:?} after issue"
+        );
     }
 }

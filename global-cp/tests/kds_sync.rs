@@ -5,202 +5,16 @@
 //! token for another zone gets nothing, a global restart loses and duplicates nothing, and a
 //! delete on global removes the zone's copy. Every wait is bounded; nothing sleeps to assert.
 
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::Utc;
-use serde_json::{Value, json};
-use tokio::net::TcpListener;
+use serde_json::Value;
 
-use atoll_cp::extension::StartHook;
-use atoll_cp::{Config, ConfigArgs, ControlPlane, Mode};
+use atoll_cp::ConfigArgs;
 use atoll_identity::Scope;
 use atoll_kds::naming::hashed_name;
-
-/// Every wait is bounded by this.
-const LIMIT: Duration = Duration::from_secs(30);
-
-struct Cp {
-    cp: Option<ControlPlane>,
-    api: String,
-    http: reqwest::Client,
-}
-
-impl Cp {
-    fn store(&self) -> &atoll_store::SharedStore {
-        &self.cp.as_ref().expect("running").store
-    }
-
-    async fn stop(&mut self) {
-        if let Some(cp) = self.cp.take() {
-            tokio::time::timeout(LIMIT, cp.stop())
-                .await
-                .expect("the control plane stops in time");
-        }
-    }
-
-    async fn put(&self, path: &str, doc: Value) {
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.api))
-            .json(&doc)
-            .send()
-            .await
-            .expect("PUT");
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        assert!(status.is_success(), "PUT {path}: {status} {body}");
-    }
-
-    async fn delete(&self, path: &str) {
-        let resp = self
-            .http
-            .delete(format!("{}{path}", self.api))
-            .send()
-            .await
-            .expect("DELETE");
-        assert!(
-            resp.status().is_success(),
-            "DELETE {path}: {}",
-            resp.status()
-        );
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.api))
-            .send()
-            .await
-            .expect("GET");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn items(&self, path: &str) -> Vec<Value> {
-        let (status, body) = self.get(path).await;
-        assert_eq!(status, 200, "GET {path}: {body}");
-        body["items"].as_array().cloned().unwrap_or_default()
-    }
-}
-
-fn client() -> reqwest::Client {
-    reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client")
-}
-
-async fn listeners() -> (TcpListener, TcpListener) {
-    (
-        TcpListener::bind("127.0.0.1:0").await.expect("bind API"),
-        TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind diagnostics"),
-    )
-}
-
-/// A global control plane on SQLite in `data_dir`, serving KDS on `kds` (or a fresh port).
-async fn start_global(data_dir: &Path, kds: Option<SocketAddr>) -> (Cp, SocketAddr) {
-    let listener = TcpListener::bind(kds.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")))
-        .await
-        .expect("bind KDS");
-    let kds = listener.local_addr().expect("KDS address");
-    let args = ConfigArgs {
-        data_dir: Some(data_dir.to_path_buf()),
-        kds_address: Some(kds),
-        log_level: Some("warn".into()),
-        ..Default::default()
-    };
-    let config = Config::resolve(Mode::Global, &args).expect("config resolves");
-    let (api, diag) = listeners().await;
-    let hook: StartHook = Box::new(move |ctx| Box::pin(atoll_global_cp::start_on(ctx, listener)));
-    let cp = ControlPlane::start_with(config, api, diag, Some(hook))
-        .await
-        .expect("global starts");
-    let g = Cp {
-        api: format!("http://{}", cp.api_address),
-        cp: Some(cp),
-        http: client(),
-    };
-    (g, kds)
-}
-
-/// A zone control plane (memory store) linked to the global at `kds`.
-async fn start_zone(dir: &Path, name: &str, kds: SocketAddr, global_dir: &Path, token: &str) -> Cp {
-    let data_dir = dir.join(name);
-    std::fs::create_dir_all(&data_dir).expect("zone dir");
-    let token_file = data_dir.join("zone-token");
-    std::fs::write(&token_file, token).expect("token file");
-    let ca_file: PathBuf = global_dir.join("kds-tls").join("ca.pem");
-    assert!(ca_file.exists(), "global wrote DATA_DIR/kds-tls/ca.pem");
-    let xds = TcpListener::bind("127.0.0.1:0").await.expect("bind xDS");
-    let args = ConfigArgs {
-        data_dir: Some(data_dir),
-        store: Some("memory".into()),
-        zone: Some(name.into()),
-        xds_address: Some(xds.local_addr().expect("xDS address")),
-        global_address: Some(format!("grpcs://127.0.0.1:{}", kds.port())),
-        global_ca_file: Some(ca_file),
-        zone_token_file: Some(token_file),
-        log_level: Some("warn".into()),
-        ..Default::default()
-    };
-    let config = Config::resolve(Mode::Zone, &args).expect("config resolves");
-    let (api, diag) = listeners().await;
-    let hook: StartHook = Box::new(move |ctx| Box::pin(atoll_zone_cp::start_on(ctx, xds)));
-    let cp = ControlPlane::start_with(config, api, diag, Some(hook))
-        .await
-        .expect("zone starts");
-    Cp {
-        api: format!("http://{}", cp.api_address),
-        cp: Some(cp),
-        http: client(),
-    }
-}
-
-async fn zone_token(global: &Cp, zone: &str) -> String {
-    atoll_cp::tokens::issue_zone_token(
-        &**global.store(),
-        zone,
-        Scope::Cp,
-        Duration::from_secs(3600),
-        Utc::now(),
-    )
-    .await
-    .expect("zone token")
-}
-
-/// Polls `check` until it returns `Some`, for at most `LIMIT`.
-async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + LIMIT;
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-fn mtp(name: &str) -> Value {
-    json!({"type": "MeshTrafficPermission", "name": name, "mesh": "default", "spec": {
-        "targetRef": {"kind": "Mesh"},
-        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]
-    }})
-}
-
-fn dataplane(name: &str, address: &str) -> Value {
-    json!({"type": "Dataplane", "mesh": "default", "name": name, "networking": {
-        "address": address,
-        "inbound": [{"port": 8080, "servicePort": 8081, "tags": {"kuma.io/service": "backend"}}],
-    }})
-}
+use atoll_test_support::in_process::*;
+use atoll_test_support::{PATIENCE, eventually};
 
 /// The dataplanes global holds from `zone`, by display name.
 async fn zone_dataplanes(global: &Cp, zone: &str) -> Vec<(String, Value)> {
@@ -225,31 +39,25 @@ async fn zone_dataplanes(global: &Cp, zone: &str) -> Vec<(String, Value)> {
 async fn policies_flow_down_dataplanes_flow_up_and_deletes_follow() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = start_global(&gdir, None).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/allow-all",
-            mtp("allow-all"),
+            allow_all_permission("allow-all"),
         )
         .await;
     let token = zone_token(&global, "east").await;
     let mut zone = start_zone(dir.path(), "east", kds, &gdir, &token).await;
 
     // (a) The Mesh keeps its name; the policy gets the hashed name and the KDS labels.
-    let mesh = eventually("the Mesh on the zone", || async {
+    let mesh = eventually("the Mesh on the zone", PATIENCE, || async {
         let (s, b) = zone.get("/meshes/default").await;
         (s == 200).then_some(b)
     })
     .await;
     assert_eq!(mesh["labels"]["kuma.io/origin"], "global", "{mesh}");
     let synced = hashed_name("default", "allow-all", &[]);
-    let policy = eventually("the policy on the zone", || async {
+    let policy = eventually("the policy on the zone", PATIENCE, || async {
         let (s, b) = zone
             .get(&format!("/meshes/default/meshtrafficpermissions/{synced}"))
             .await;
@@ -266,10 +74,10 @@ async fn policies_flow_down_dataplanes_flow_up_and_deletes_follow() {
     // (b) A dataplane registered on the zone reaches global, and the zone is listed.
     zone.put(
         "/meshes/default/dataplanes/dp-1",
-        dataplane("dp-1", "10.0.0.1"),
+        backend_dataplane("dp-1", "10.0.0.1"),
     )
     .await;
-    let on_global = eventually("the dataplane on global", || async {
+    let on_global = eventually("the dataplane on global", PATIENCE, || async {
         zone_dataplanes(&global, "east").await.into_iter().next()
     })
     .await;
@@ -293,7 +101,7 @@ async fn policies_flow_down_dataplanes_flow_up_and_deletes_follow() {
     global
         .delete("/meshes/default/meshtrafficpermissions/allow-all")
         .await;
-    eventually("the policy gone from the zone", || async {
+    eventually("the policy gone from the zone", PATIENCE, || async {
         let (s, _) = zone
             .get(&format!("/meshes/default/meshtrafficpermissions/{synced}"))
             .await;
@@ -312,13 +120,7 @@ async fn policies_flow_down_dataplanes_flow_up_and_deletes_follow() {
 async fn zones_with_bad_tokens_are_refused_and_nothing_syncs() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = start_global(&gdir, None).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     // A valid token, but for zone "west", presented by zone "east".
     let other_zone = zone_token(&global, "west").await;
     // A token for "south" whose signature is broken.
@@ -342,9 +144,11 @@ async fn zones_with_bad_tokens_are_refused_and_nothing_syncs() {
     // A well-behaved zone started last shows what "enough time to sync" means.
     let good = zone_token(&global, "north").await;
     let mut north = start_zone(dir.path(), "north", kds, &gdir, &good).await;
-    eventually("the Mesh on the zone with a good token", || async {
-        (north.get("/meshes/default").await.0 == 200).then_some(())
-    })
+    eventually(
+        "the Mesh on the zone with a good token",
+        PATIENCE,
+        || async { (north.get("/meshes/default").await.0 == 200).then_some(()) },
+    )
     .await;
     for zone in &refused {
         let (s, _) = zone.get("/meshes/default").await;
@@ -365,31 +169,25 @@ async fn zones_with_bad_tokens_are_refused_and_nothing_syncs() {
 async fn zone_and_global_converge_after_a_global_restart() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = start_global(&gdir, None).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/allow-all",
-            mtp("allow-all"),
+            allow_all_permission("allow-all"),
         )
         .await;
     let token = zone_token(&global, "east").await;
     let mut zone = start_zone(dir.path(), "east", kds, &gdir, &token).await;
-    eventually("the Mesh on the zone", || async {
+    eventually("the Mesh on the zone", PATIENCE, || async {
         (zone.get("/meshes/default").await.0 == 200).then_some(())
     })
     .await;
     zone.put(
         "/meshes/default/dataplanes/dp-1",
-        dataplane("dp-1", "10.0.0.1"),
+        backend_dataplane("dp-1", "10.0.0.1"),
     )
     .await;
-    eventually("dp-1 on global", || async {
+    eventually("dp-1 on global", PATIENCE, || async {
         (zone_dataplanes(&global, "east").await.len() == 1).then_some(())
     })
     .await;
@@ -398,12 +196,12 @@ async fn zone_and_global_converge_after_a_global_restart() {
     global.stop().await;
     zone.put(
         "/meshes/default/dataplanes/dp-1",
-        dataplane("dp-1", "10.0.0.9"),
+        backend_dataplane("dp-1", "10.0.0.9"),
     )
     .await;
     zone.put(
         "/meshes/default/dataplanes/dp-2",
-        dataplane("dp-2", "10.0.0.2"),
+        backend_dataplane("dp-2", "10.0.0.2"),
     )
     .await;
     let synced = hashed_name("default", "allow-all", &[]);
@@ -416,8 +214,15 @@ async fn zone_and_global_converge_after_a_global_restart() {
     );
 
     // Global comes back on the same data directory and port.
-    let (global, _) = start_global(&gdir, Some(kds)).await;
-    let dps = eventually("dp-1 updated and dp-2 on global", || async {
+    let (global, _) = start_global_with(
+        &gdir,
+        ConfigArgs {
+            kds_address: Some(kds),
+            ..Default::default()
+        },
+    )
+    .await;
+    let dps = eventually("dp-1 updated and dp-2 on global", PATIENCE, || async {
         let dps = zone_dataplanes(&global, "east").await;
         let dp1 = dps.iter().find(|(n, _)| n == "dp-1")?;
         (dp1.1["networking"]["address"] == "10.0.0.9" && dps.iter().any(|(n, _)| n == "dp-2"))

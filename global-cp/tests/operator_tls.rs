@@ -4,13 +4,11 @@
 //! refused when global starts, with the problem and the fix, instead of leaving every zone with
 //! rustls's bare `CaUsedAsEndEntity`.
 
-mod support;
-
 use std::time::Duration;
 
 use atoll_cp::{Config, ConfigArgs, ControlPlane, Mode};
 use atoll_identity::TlsUsage;
-use support::*;
+use atoll_test_support::in_process::*;
 use tokio::net::TcpListener;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -70,7 +70,7 @@ async fn starts_on_sqlite_with_only_address_and_data_dir() {
 
 #[tokio::test]
 async fn starts_on_postgres() {
-    atoll_store::conformance::with_postgres_database("global_cp_process", |url| async move {
+    atoll_test_support::postgres::with_postgres_database("global_cp_process", |url| async move {
         let dir = tempfile::tempdir().expect("tempdir");
         survives_restart(dir.path(), Some(&url)).await;
     })

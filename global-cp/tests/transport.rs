@@ -4,17 +4,18 @@
 //! link thaws; a call with a valid zone token and a frame that is not a protobuf message is
 //! refused with the reason and registers no Zone.
 
-mod support;
-
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
+use atoll_test_support::raw_grpc::RawCodec;
+
 use atoll_cp::ConfigArgs;
 use atoll_test_support::Relay;
-use support::*;
+use atoll_test_support::in_process::*;
+use atoll_test_support::{PATIENCE, eventually, scaled, until};
 
 fn subscriptions(overview: &serde_json::Value) -> usize {
     overview["zoneInsight"]["subscriptions"]
@@ -22,20 +23,17 @@ fn subscriptions(overview: &serde_json::Value) -> usize {
         .map_or(0, Vec::len)
 }
 
-/// Polls `check` until it holds, for at most `limit`; answers how long that took.
-async fn within<F, Fut>(what: &str, limit: Duration, mut check: F) -> Duration
+/// Waits (patiently) until `check` holds and asserts that it took less than `bound`, the
+/// behaviour under test.
+async fn within<F, Fut>(what: &str, bound: Duration, check: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let started = Instant::now();
-    loop {
-        if check().await {
-            return started.elapsed();
-        }
-        assert!(started.elapsed() < limit, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let took = until(PATIENCE, check)
+        .await
+        .unwrap_or_else(|| panic!("never: {what}"));
+    assert!(took < bound, "{what} took {took:?}, not within {bound:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,61 +75,18 @@ async fn a_frozen_zone_link_shows_offline_within_seconds_and_reconnects_after() 
     .await;
 
     relay.freeze(false);
-    let o = eventually("the zone back online on a new connection", || async {
-        let o = overview(&global, "frozen").await;
-        (o["zoneInsight"]["online"] == true && subscriptions(&o) >= 2).then_some(o)
-    })
+    let o = eventually(
+        "the zone back online on a new connection",
+        PATIENCE,
+        || async {
+            let o = overview(&global, "frozen").await;
+            (o["zoneInsight"]["online"] == true && subscriptions(&o) >= 2).then_some(o)
+        },
+    )
     .await;
     assert!(subscriptions(&o) >= 2, "{o}");
     zone.stop().await;
     global.stop().await;
-}
-
-/// A codec that sends message bytes as they are and reads whatever comes back as bytes.
-#[derive(Debug, Clone, Copy, Default)]
-struct RawCodec;
-
-impl tonic::codec::Codec for RawCodec {
-    type Encode = Vec<u8>;
-    type Decode = Vec<u8>;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl tonic::codec::Encoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn encode(
-        &mut self,
-        item: Vec<u8>,
-        dst: &mut tonic::codec::EncodeBuf<'_>,
-    ) -> Result<(), tonic::Status> {
-        use bytes::BufMut;
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for RawCodec {
-    type Item = Vec<u8>;
-    type Error = tonic::Status;
-
-    fn decode(
-        &mut self,
-        src: &mut tonic::codec::DecodeBuf<'_>,
-    ) -> Result<Option<Vec<u8>>, tonic::Status> {
-        use bytes::Buf;
-        Ok(Some(src.copy_to_bytes(src.remaining()).to_vec()))
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -159,7 +114,7 @@ async fn a_garbage_kds_frame_is_refused_with_the_reason_and_registers_no_zone() 
         tx.send(vec![0xff, 0xff, 0xff]).await.expect("queue");
         let mut request = tonic::Request::new(ReceiverStream::new(rx));
         atoll_kds::transport::authenticate(&mut request, "garbage", &token).expect("credentials");
-        let ended = tokio::time::timeout(LIMIT, async {
+        let ended = tokio::time::timeout(scaled(PATIENCE), async {
             let mut stream = grpc
                 .streaming(
                     request,

@@ -5,40 +5,14 @@
 //! and credentials that stop holding while connected (an expiring token, a new signing key, a
 //! disabled Zone) ending the zone's streams with a reason both sides log. Every wait is bounded.
 
-mod support;
-
 use std::time::Duration;
 
 use chrono::Utc;
 use serde_json::{Value, json};
 
 use atoll_kds::naming::hashed_name;
-use support::*;
-
-fn mtp(name: &str) -> Value {
-    json!({"type": "MeshTrafficPermission", "name": name, "mesh": "default", "spec": {
-        "targetRef": {"kind": "Mesh"},
-        "from": [{"targetRef": {"kind": "Mesh"}, "default": {"action": "Allow"}}]
-    }})
-}
-
-fn dataplane(name: &str) -> Value {
-    json!({"type": "Dataplane", "mesh": "default", "name": name, "networking": {
-        "address": "10.0.0.1",
-        "inbound": [{"port": 8080, "servicePort": 8081, "tags": {"kuma.io/service": "backend"}}],
-    }})
-}
-
-async fn global_with_mesh(dir: &std::path::Path) -> (Cp, std::net::SocketAddr) {
-    let (global, kds) = start_global(dir).await;
-    global
-        .put(
-            "/meshes/default",
-            json!({"type": "Mesh", "name": "default"}),
-        )
-        .await;
-    (global, kds)
-}
+use atoll_test_support::in_process::*;
+use atoll_test_support::{PATIENCE, eventually};
 
 fn subscription(overview: &Value) -> Value {
     overview["zoneInsight"]["subscriptions"]
@@ -52,11 +26,11 @@ fn subscription(overview: &Value) -> Value {
 async fn zone_overview_shows_connection_instance_version_and_counters() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/allow-all",
-            mtp("allow-all"),
+            allow_all_permission("allow-all"),
         )
         .await;
     let token = zone_token(&global, "east").await;
@@ -80,7 +54,7 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     assert!(s.get("disconnectTime").is_none(), "{s}");
 
     // Global -> zone: the Mesh and the policy were sent and acknowledged.
-    let s = eventually("the policy acknowledged by the zone", || async {
+    let s = eventually("the policy acknowledged by the zone", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         let p = &s["status"]["stat"]["MeshTrafficPermission"];
         (p["resourcesAcknowledged"] == 1
@@ -95,9 +69,12 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     assert_eq!(s["status"]["total"]["resourcesRejected"], 0, "{s}");
 
     // Zone -> global: a dataplane registered on the zone is counted on global.
-    zone.put("/meshes/default/dataplanes/dp-1", dataplane("dp-1"))
-        .await;
-    eventually("the dataplane acknowledged by global", || async {
+    zone.put(
+        "/meshes/default/dataplanes/dp-1",
+        backend_dataplane("dp-1", "10.0.0.1"),
+    )
+    .await;
+    eventually("the dataplane acknowledged by global", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         (s["zoneToGlobalStatus"]["stat"]["Dataplane"]["resourcesAcknowledged"] == 1).then_some(())
     })
@@ -108,16 +85,16 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     let clash = hashed_name("default", "deny-all", &[]);
     zone.put(
         &format!("/meshes/default/meshtrafficpermissions/{clash}"),
-        mtp(&clash),
+        allow_all_permission(&clash),
     )
     .await;
     global
         .put(
             "/meshes/default/meshtrafficpermissions/deny-all",
-            mtp("deny-all"),
+            allow_all_permission("deny-all"),
         )
         .await;
-    let stat = eventually("the refused policy counted", || async {
+    let stat = eventually("the refused policy counted", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         let stat = s["status"]["stat"]["MeshTrafficPermission"].clone();
         (stat["resourcesRejected"] == 1).then_some(stat)
@@ -149,7 +126,7 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
     // The zone goes away: offline, with the time it left.
     zone.stop().await;
     wait_online(&global, "east", false).await;
-    let s = eventually("the connection's end recorded", || async {
+    let s = eventually("the connection's end recorded", PATIENCE, || async {
         let s = subscription(&overview(&global, "east").await);
         s["disconnectTime"].is_string().then_some(s)
     })
@@ -166,17 +143,20 @@ async fn zone_overview_shows_connection_instance_version_and_counters() {
 async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_offline() {
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     let east_token = zone_token(&global, "east").await;
     let west_token = zone_token(&global, "west").await;
     let mut east = start_zone(dir.path(), "east", kds, &gdir, &east_token).await;
     let mut west = start_zone(dir.path(), "west", kds, &gdir, &west_token).await;
-    eventually("the Mesh in east", || async {
+    eventually("the Mesh in east", PATIENCE, || async {
         (east.get("/meshes/default").await.0 == 200).then_some(())
     })
     .await;
-    east.put("/meshes/default/dataplanes/dp-1", dataplane("dp-1"))
-        .await;
+    east.put(
+        "/meshes/default/dataplanes/dp-1",
+        backend_dataplane("dp-1", "10.0.0.1"),
+    )
+    .await;
     east.put(
         "/zoneingresses/ingress",
         json!({"type": "ZoneIngress", "name": "ingress", "networking": {
@@ -193,26 +173,30 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
     .await;
     let relayed_ingress = hashed_name("", "ingress", &["east"]);
     let relayed_service = hashed_name("default", "backend", &["east"]);
-    eventually("east's ingress and service relayed to west", || async {
-        let ingress = west
-            .get(&format!("/zoneingresses/{relayed_ingress}"))
-            .await
-            .0;
-        let service = west
-            .get(&format!("/meshes/default/meshservices/{relayed_service}"))
-            .await
-            .0;
-        (ingress == 200 && service == 200).then_some(())
-    })
+    eventually(
+        "east's ingress and service relayed to west",
+        PATIENCE,
+        || async {
+            let ingress = west
+                .get(&format!("/zoneingresses/{relayed_ingress}"))
+                .await
+                .0;
+            let service = west
+                .get(&format!("/meshes/default/meshservices/{relayed_service}"))
+                .await
+                .0;
+            (ingress == 200 && service == 200).then_some(())
+        },
+    )
     .await;
-    eventually("east's dataplane on global", || async {
+    eventually("east's dataplane on global", PATIENCE, || async {
         (global.items("/meshes/default/dataplanes").await.len() == 1).then_some(())
     })
     .await;
     wait_online(&global, "east", true).await;
 
     // Online: refused, naming the zone; nothing removed.
-    let (status, body) = global.delete("/zones/east").await;
+    let (status, body) = global.try_delete("/zones/east").await;
     assert_eq!(status, 409, "{body}");
     let details = body["details"].as_str().unwrap_or_default();
     assert!(details.contains("\"east\" is online"), "{body}");
@@ -221,7 +205,7 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
     // Offline: the zone and everything it owned go, on global and in west.
     east.stop().await;
     wait_online(&global, "east", false).await;
-    let (status, body) = global.delete("/zones/east").await;
+    let (status, body) = global.try_delete("/zones/east").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["resourcesRemoved"], 3, "{body}");
     assert!(global.items("/meshes/default/dataplanes").await.is_empty());
@@ -235,17 +219,21 @@ async fn deleting_a_zone_is_refused_while_online_and_takes_its_resources_when_of
     let zones: Vec<Value> = global.items("/zones").await;
     let names: Vec<&str> = zones.iter().filter_map(|z| z["name"].as_str()).collect();
     assert_eq!(names, ["west"]);
-    eventually("east's relayed resources gone from west", || async {
-        let ingress = west
-            .get(&format!("/zoneingresses/{relayed_ingress}"))
-            .await
-            .0;
-        let service = west
-            .get(&format!("/meshes/default/meshservices/{relayed_service}"))
-            .await
-            .0;
-        (ingress == 404 && service == 404).then_some(())
-    })
+    eventually(
+        "east's relayed resources gone from west",
+        PATIENCE,
+        || async {
+            let ingress = west
+                .get(&format!("/zoneingresses/{relayed_ingress}"))
+                .await
+                .0;
+            let service = west
+                .get(&format!("/meshes/default/meshservices/{relayed_service}"))
+                .await
+                .0;
+            (ingress == 404 && service == 404).then_some(())
+        },
+    )
     .await;
     // West is untouched otherwise and still online.
     assert_eq!(west.get("/meshes/default").await.0, 200);
@@ -263,7 +251,7 @@ async fn an_expiring_token_ends_the_streams_and_the_same_token_is_refused_again(
     let logs = capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     // Valid (with the verifier's 30 s leeway) for about four more seconds.
     let valid_for = Duration::from_secs(3600);
     let issued = Utc::now() - chrono::Duration::seconds(3600 + 30 - 4);
@@ -278,7 +266,7 @@ async fn an_expiring_token_ends_the_streams_and_the_same_token_is_refused_again(
         .to_string();
     assert!(reason.contains("token expired"), "{o}");
     // Both sides said so, and the zone's next attempt with the same token was refused too.
-    eventually("global's and the zone's log lines", || async {
+    eventually("global's and the zone's log lines", PATIENCE, || async {
         let ended = logs.lines_with(&["ended a zone's KDS stream", "expiring", "token expired"]);
         let refused = logs.lines_with(&["global refused the zone token", "token expired"]);
         let again = logs.lines_with(&[
@@ -304,7 +292,7 @@ async fn a_new_zone_token_signing_key_ends_the_streams() {
     let logs = capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
     let token = zone_token(&global, "rotated").await;
     let mut zone = start_zone(dir.path(), "rotated", kds, &gdir, &token).await;
     wait_online(&global, "rotated", true).await;
@@ -312,7 +300,7 @@ async fn a_new_zone_token_signing_key_ends_the_streams() {
     // The key cannot be deleted or overwritten through the generic API (that locked zones
     // out); the operator rotates it explicitly.
     let (status, body) = global
-        .delete("/global-secrets/zone-token-signing-key")
+        .try_delete("/global-secrets/zone-token-signing-key")
         .await;
     assert_eq!(status, 403, "{body}");
     let (status, body) = global
@@ -327,7 +315,7 @@ async fn a_new_zone_token_signing_key_ends_the_streams() {
         .unwrap_or_default()
         .to_string();
     assert!(reason.contains("zone token refused"), "{o}");
-    eventually("the zone's log line", || async {
+    eventually("the zone's log line", PATIENCE, || async {
         (!logs
             .lines_with(&["global refused the zone token", "rotated"])
             .is_empty())
@@ -344,7 +332,7 @@ async fn a_disabled_zone_is_refused_and_disabling_a_connected_zone_disconnects_i
     let logs = capture_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let gdir = dir.path().join("global");
-    let (mut global, kds) = global_with_mesh(&gdir).await;
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
 
     // Disabled before it ever connects: refused, and nothing syncs.
     global
@@ -355,7 +343,7 @@ async fn a_disabled_zone_is_refused_and_disabling_a_connected_zone_disconnects_i
         .await;
     let token = zone_token(&global, "north").await;
     let mut north = start_zone(dir.path(), "north", kds, &gdir, &token).await;
-    eventually("the zone's log line", || async {
+    eventually("the zone's log line", PATIENCE, || async {
         (!logs
             .lines_with(&["global refused this zone", "\\\"north\\\" is disabled"])
             .is_empty()
@@ -391,7 +379,7 @@ async fn a_disabled_zone_is_refused_and_disabling_a_connected_zone_disconnects_i
         .to_string();
     assert!(reason.contains("disabled"), "{o}");
     // Offline and disabled, it can be deleted.
-    let (status, body) = global.delete("/zones/north").await;
+    let (status, body) = global.try_delete("/zones/north").await;
     assert_eq!(status, 200, "{body}");
 
     north.stop().await;

@@ -31,7 +31,7 @@ use serde_json::{Map, Value};
 
 use crate::{IdentityError, Result, pem};
 
-/// Clock leeway applied to `exp` and `nbf`.
+/// The default clock leeway applied to `exp` and `nbf` (control planes make it a setting).
 pub const LEEWAY: TimeDelta = TimeDelta::seconds(30);
 
 /// Longest token accepted for verification, in bytes; longer input is refused unread.
@@ -62,13 +62,13 @@ pub enum TokenError {
     /// The signature does not verify under the key named by `kid`.
     #[error("token signature does not verify")]
     BadSignature,
-    /// `exp` (plus [`LEEWAY`]) is before `now`.
+    /// `exp` (plus the leeway) is before `now`.
     #[error("token expired at {at}")]
     Expired {
         /// The token's `exp`.
         at: DateTime<Utc>,
     },
-    /// `nbf` is after `now` (plus [`LEEWAY`]).
+    /// `nbf` is after `now` (plus the leeway).
     #[error("token not valid before {nbf}")]
     NotYetValid {
         /// The token's `nbf`.
@@ -375,19 +375,21 @@ pub fn sign_dataplane_token(key: &SigningKey, claims: &DataplaneClaims) -> Resul
     sign(key, KIND_DATAPLANE, claims)
 }
 
-/// Verifies a dataplane token against the trusted `keys` at `now` and returns its claims.
+/// Verifies a dataplane token against the trusted `keys` at `now` (with `leeway`) and returns
+/// its claims.
 /// Comparing them with the Dataplane presented is the caller's job.
 ///
 /// Checks, in order: size (at most [`MAX_TOKEN_BYTES`]; surrounding whitespace is ignored), three
 /// base64url segments, a JSON header with `alg` ES256, `typ` JWT if present, no `crit`, and a
 /// `kid` naming one of `keys`; the signature; then (authenticated) `kind`, `exp` and `nbf` with
-/// [`LEEWAY`], and the claims' shape.
+/// `leeway` for clock skew (usually [`LEEWAY`]), and the claims' shape.
 pub fn verify_dataplane_token(
     token: &str,
     keys: &[PublicKey],
     now: DateTime<Utc>,
+    leeway: TimeDelta,
 ) -> Result<DataplaneClaims, TokenError> {
-    verify(token, keys, now, KIND_DATAPLANE)
+    verify(token, keys, now, leeway, KIND_DATAPLANE)
 }
 
 /// Mints a zone token.
@@ -395,13 +397,15 @@ pub fn sign_zone_token(key: &SigningKey, claims: &ZoneClaims) -> Result<String> 
     sign(key, KIND_ZONE, claims)
 }
 
-/// Verifies a zone token against the trusted `keys` at `now` and returns its claims.
+/// Verifies a zone token against the trusted `keys` at `now` (with `leeway`) and returns its
+/// claims.
 pub fn verify_zone_token(
     token: &str,
     keys: &[PublicKey],
     now: DateTime<Utc>,
+    leeway: TimeDelta,
 ) -> Result<ZoneClaims, TokenError> {
-    verify(token, keys, now, KIND_ZONE)
+    verify(token, keys, now, leeway, KIND_ZONE)
 }
 
 /// Mints a user token.
@@ -409,14 +413,16 @@ pub fn sign_user_token(key: &SigningKey, claims: &UserClaims) -> Result<String> 
     sign(key, KIND_USER, claims)
 }
 
-/// Verifies a user token against the trusted `keys` at `now` and returns its claims. Checking
+/// Verifies a user token against the trusted `keys` at `now` (with `leeway`) and returns its
+/// claims. Checking
 /// the revocation list is the caller's job.
 pub fn verify_user_token(
     token: &str,
     keys: &[PublicKey],
     now: DateTime<Utc>,
+    leeway: TimeDelta,
 ) -> Result<UserClaims, TokenError> {
-    verify(token, keys, now, KIND_USER)
+    verify(token, keys, now, leeway, KIND_USER)
 }
 
 #[derive(Serialize)]
@@ -470,6 +476,7 @@ fn verify<C: DeserializeOwned>(
     token: &str,
     keys: &[PublicKey],
     now: DateTime<Utc>,
+    leeway: TimeDelta,
     expected: &'static str,
 ) -> Result<C, TokenError> {
     if token.len() > MAX_TOKEN_BYTES {
@@ -556,14 +563,14 @@ fn verify<C: DeserializeOwned>(
         numeric_date(&payload, "exp")?.ok_or_else(|| malformed("payload has no exp claim"))?;
     if now
         > exp
-            .checked_add_signed(LEEWAY)
+            .checked_add_signed(leeway)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
     {
         return Err(TokenError::Expired { at: exp });
     }
     if let Some(nbf) = numeric_date(&payload, "nbf")?
         && now
-            .checked_add_signed(LEEWAY)
+            .checked_add_signed(leeway)
             .unwrap_or(DateTime::<Utc>::MAX_UTC)
             < nbf
     {

@@ -57,7 +57,7 @@ fn dataplane_token_round_trip_carries_the_claims() {
     let key = SigningKey::generate().unwrap();
     let claims = dp_claims();
     let token = sign_dataplane_token(&key, &claims).unwrap();
-    let got = verify_dataplane_token(&token, &[key.public_key()], now()).unwrap();
+    let got = verify_dataplane_token(&token, &[key.public_key()], now(), LEEWAY).unwrap();
     assert_eq!(got, claims);
     assert_eq!(got.mesh, "default");
     assert_eq!(got.name, "backend-1");
@@ -70,7 +70,7 @@ fn dataplane_token_round_trip_carries_the_claims() {
     };
     let token = sign_dataplane_token(&key, &minimal).unwrap();
     assert_eq!(
-        verify_dataplane_token(&token, &[key.public_key()], now()).unwrap(),
+        verify_dataplane_token(&token, &[key.public_key()], now(), LEEWAY).unwrap(),
         minimal
     );
 }
@@ -104,12 +104,30 @@ fn zone_token_round_trip_for_every_scope() {
         let claims = zone_claims(scope);
         let token = sign_zone_token(&key, &claims).unwrap();
         assert_eq!(
-            verify_zone_token(&token, &[key.public_key()], now()).unwrap(),
+            verify_zone_token(&token, &[key.public_key()], now(), LEEWAY).unwrap(),
             claims
         );
     }
     let token = sign_zone_token(&key, &zone_claims(Scope::Ingress)).unwrap();
     assert_eq!(decode_segment(&token, 1)["scope"], "ingress");
+}
+
+/// The leeway is the caller's: with none, a token is refused the second after its `exp`; with
+/// a longer one, accepted for that long.
+#[test]
+fn the_leeway_is_the_callers_setting() {
+    let key = SigningKey::generate().unwrap();
+    let claims = dp_claims();
+    let token = sign_dataplane_token(&key, &claims).unwrap();
+    let keys = [key.public_key()];
+    let after = claims.exp + TimeDelta::seconds(1);
+    assert_eq!(
+        verify_dataplane_token(&token, &keys, after, TimeDelta::zero()),
+        Err(TokenError::Expired { at: claims.exp })
+    );
+    verify_dataplane_token(&token, &keys, claims.exp, TimeDelta::zero()).unwrap();
+    let long = TimeDelta::minutes(5);
+    verify_dataplane_token(&token, &keys, claims.exp + long, long).unwrap();
 }
 
 #[test]
@@ -118,10 +136,10 @@ fn expired_token_is_refused_after_the_leeway() {
     let claims = dp_claims();
     let token = sign_dataplane_token(&key, &claims).unwrap();
     let keys = [key.public_key()];
-    verify_dataplane_token(&token, &keys, claims.exp).unwrap();
-    verify_dataplane_token(&token, &keys, claims.exp + TimeDelta::seconds(30)).unwrap();
+    verify_dataplane_token(&token, &keys, claims.exp, LEEWAY).unwrap();
+    verify_dataplane_token(&token, &keys, claims.exp + TimeDelta::seconds(30), LEEWAY).unwrap();
     assert_eq!(
-        verify_dataplane_token(&token, &keys, claims.exp + TimeDelta::seconds(31)),
+        verify_dataplane_token(&token, &keys, claims.exp + TimeDelta::seconds(31), LEEWAY),
         Err(TokenError::Expired { at: claims.exp })
     );
 }
@@ -137,10 +155,10 @@ fn nbf_is_honoured_with_leeway() {
     let token = raw_token(&key, &header, &payload);
     let keys = [key.public_key()];
     assert_eq!(
-        verify_dataplane_token(&token, &keys, now()),
+        verify_dataplane_token(&token, &keys, now(), LEEWAY),
         Err(TokenError::NotYetValid { nbf })
     );
-    verify_dataplane_token(&token, &keys, nbf - TimeDelta::seconds(30)).unwrap();
+    verify_dataplane_token(&token, &keys, nbf - TimeDelta::seconds(30), LEEWAY).unwrap();
 }
 
 #[test]
@@ -152,7 +170,7 @@ fn token_signed_by_another_key_with_the_same_kid_is_refused() {
     let header = json!({"alg": "ES256", "typ": "JWT", "kid": trusted.kid()});
     let forged = raw_token(&attacker, &header, &payload);
     assert_eq!(
-        verify_dataplane_token(&forged, &[trusted.public_key()], now()),
+        verify_dataplane_token(&forged, &[trusted.public_key()], now(), LEEWAY),
         Err(TokenError::BadSignature)
     );
 }
@@ -172,7 +190,7 @@ fn edited_payload_is_refused() {
         parts[2]
     );
     assert_eq!(
-        verify_dataplane_token(&edited, &[key.public_key()], now()),
+        verify_dataplane_token(&edited, &[key.public_key()], now(), LEEWAY),
         Err(TokenError::BadSignature)
     );
 }
@@ -183,7 +201,7 @@ fn a_token_of_one_kind_is_refused_as_the_other() {
     let keys = [key.public_key()];
     let zone = sign_zone_token(&key, &zone_claims(Scope::Cp)).unwrap();
     assert_eq!(
-        verify_dataplane_token(&zone, &keys, now()),
+        verify_dataplane_token(&zone, &keys, now(), LEEWAY),
         Err(TokenError::WrongKind {
             expected: "dataplane",
             found: "zone".into()
@@ -191,7 +209,7 @@ fn a_token_of_one_kind_is_refused_as_the_other() {
     );
     let dp = sign_dataplane_token(&key, &dp_claims()).unwrap();
     assert_eq!(
-        verify_zone_token(&dp, &keys, now()),
+        verify_zone_token(&dp, &keys, now(), LEEWAY),
         Err(TokenError::WrongKind {
             expected: "zone",
             found: "dataplane".into()
@@ -203,7 +221,7 @@ fn a_token_of_one_kind_is_refused_as_the_other() {
     let header = json!({"alg": "ES256", "typ": "JWT", "kid": key.kid()});
     let kindless = raw_token(&key, &header, &payload);
     assert!(matches!(
-        verify_dataplane_token(&kindless, &keys, now()),
+        verify_dataplane_token(&kindless, &keys, now(), LEEWAY),
         Err(TokenError::WrongKind { .. })
     ));
 }
@@ -215,16 +233,16 @@ fn unknown_kid_and_key_rotation() {
     let token_old = sign_zone_token(&old, &zone_claims(Scope::Cp)).unwrap();
     let token_new = sign_zone_token(&new, &zone_claims(Scope::Cp)).unwrap();
     assert_eq!(
-        verify_zone_token(&token_old, &[new.public_key()], now()),
+        verify_zone_token(&token_old, &[new.public_key()], now(), LEEWAY),
         Err(TokenError::UnknownKey(old.kid().to_string()))
     );
     assert!(matches!(
-        verify_zone_token(&token_old, &[], now()),
+        verify_zone_token(&token_old, &[], now(), LEEWAY),
         Err(TokenError::UnknownKey(_))
     ));
     let both = [new.public_key(), old.public_key()];
-    verify_zone_token(&token_old, &both, now()).unwrap();
-    verify_zone_token(&token_new, &both, now()).unwrap();
+    verify_zone_token(&token_old, &both, now(), LEEWAY).unwrap();
+    verify_zone_token(&token_new, &both, now(), LEEWAY).unwrap();
 }
 
 #[test]
@@ -239,13 +257,13 @@ fn other_algorithms_are_refused() {
         // Unsigned, as an `alg: none` token would be.
         let unsigned = format!("{}.{}.", b64(&header), b64(&payload));
         assert_eq!(
-            verify_dataplane_token(&unsigned, &keys, now()),
+            verify_dataplane_token(&unsigned, &keys, now(), LEEWAY),
             Err(TokenError::UnsupportedAlgorithm(alg.to_string()))
         );
         // Even when carrying a valid ES256 signature.
         let signed = raw_token(&key, &header, &payload);
         assert_eq!(
-            verify_dataplane_token(&signed, &keys, now()),
+            verify_dataplane_token(&signed, &keys, now(), LEEWAY),
             Err(TokenError::UnsupportedAlgorithm(alg.to_string()))
         );
     }
@@ -304,7 +322,7 @@ fn malformed_headers_and_payloads_are_refused() {
     ];
     for (header, payload) in cases {
         let token = raw_token(&key, &header, &payload);
-        let err = verify_dataplane_token(&token, &keys, now()).unwrap_err();
+        let err = verify_dataplane_token(&token, &keys, now(), LEEWAY).unwrap_err();
         assert!(
             matches!(err, TokenError::Malformed(_)),
             "{header} {payload}: {err:?}"
@@ -316,7 +334,7 @@ fn malformed_headers_and_payloads_are_refused() {
         &json!({"alg": "ES256", "kid": key.kid()}),
         &good_payload,
     );
-    verify_dataplane_token(&token, &keys, now()).unwrap();
+    verify_dataplane_token(&token, &keys, now(), LEEWAY).unwrap();
 }
 
 #[test]
@@ -342,7 +360,7 @@ fn garbage_never_panics_and_is_malformed() {
         huge.as_str(),
         huge_token.as_str(),
     ] {
-        let err = verify_dataplane_token(input, &keys, now()).unwrap_err();
+        let err = verify_dataplane_token(input, &keys, now(), LEEWAY).unwrap_err();
         assert!(
             matches!(err, TokenError::Malformed(_)),
             "{:?}: {err:?}",
@@ -359,7 +377,7 @@ fn garbage_never_panics_and_is_malformed() {
     ] {
         assert!(
             matches!(
-                verify_dataplane_token(&bad, &keys, now()),
+                verify_dataplane_token(&bad, &keys, now(), LEEWAY),
                 Err(TokenError::Malformed(_))
             ),
             "{bad}"
@@ -373,7 +391,7 @@ fn every_truncation_and_single_character_edit_is_refused() {
     let keys = [key.public_key()];
     let token = sign_dataplane_token(&key, &dp_claims()).unwrap();
     for end in 0..token.len() {
-        assert!(verify_dataplane_token(&token[..end], &keys, now()).is_err());
+        assert!(verify_dataplane_token(&token[..end], &keys, now(), LEEWAY).is_err());
     }
     let bytes = token.as_bytes();
     for i in 0..bytes.len() {
@@ -385,7 +403,7 @@ fn every_truncation_and_single_character_edit_is_refused() {
             edited[i] = replacement;
             let edited = String::from_utf8(edited).unwrap();
             assert!(
-                verify_dataplane_token(&edited, &keys, now()).is_err(),
+                verify_dataplane_token(&edited, &keys, now(), LEEWAY).is_err(),
                 "edit at {i} accepted"
             );
         }
@@ -403,14 +421,14 @@ fn keys_round_trip_through_pem() {
     let reloaded = SigningKey::from_pkcs8_pem(&pem_str).unwrap();
     assert_eq!(reloaded.kid(), key.kid());
     let token = sign_dataplane_token(&reloaded, &dp_claims()).unwrap();
-    verify_dataplane_token(&token, &[key.public_key()], now()).unwrap();
+    verify_dataplane_token(&token, &[key.public_key()], now(), LEEWAY).unwrap();
 
     let public_pem = key.public_key().to_pem();
     assert!(public_pem.starts_with("-----BEGIN PUBLIC KEY-----\n"));
     let public = PublicKey::from_pem(&public_pem).unwrap();
     assert_eq!(public, key.public_key());
     assert_eq!(public.kid(), key.kid());
-    verify_dataplane_token(&token, std::slice::from_ref(&public), now()).unwrap();
+    verify_dataplane_token(&token, std::slice::from_ref(&public), now(), LEEWAY).unwrap();
 
     // Serde form is the PEM, so the CP can store and sync it.
     let json = serde_json::to_string(&public).unwrap();
@@ -516,31 +534,34 @@ fn user_tokens_round_trip_and_are_never_taken_for_another_kind() {
         jti: new_jti().unwrap(),
     };
     let token = sign_user_token(&key, &claims).unwrap();
-    assert_eq!(verify_user_token(&token, &keys, now()).unwrap(), claims);
+    assert_eq!(
+        verify_user_token(&token, &keys, now(), LEEWAY).unwrap(),
+        claims
+    );
     assert_eq!(decode_segment(&token, 1)["kind"], "user");
     // A dataplane or zone token signed by the same key is not a user token, nor the reverse.
     let dp = sign_dataplane_token(&key, &dp_claims()).unwrap();
     assert!(matches!(
-        verify_user_token(&dp, &keys, now()),
+        verify_user_token(&dp, &keys, now(), LEEWAY),
         Err(TokenError::WrongKind {
             expected: "user",
             ..
         })
     ));
     assert!(matches!(
-        verify_zone_token(&token, &keys, now()),
+        verify_zone_token(&token, &keys, now(), LEEWAY),
         Err(TokenError::WrongKind {
             expected: "zone",
             ..
         })
     ));
     assert!(matches!(
-        verify_user_token(&token, &keys, now() + TimeDelta::hours(25)),
+        verify_user_token(&token, &keys, now() + TimeDelta::hours(25), LEEWAY),
         Err(TokenError::Expired { .. })
     ));
     let other = SigningKey::generate().unwrap();
     assert!(matches!(
-        verify_user_token(&token, &[other.public_key()], now()),
+        verify_user_token(&token, &[other.public_key()], now(), LEEWAY),
         Err(TokenError::UnknownKey(_))
     ));
 }

@@ -1,13 +1,10 @@
-//! The conformance suite every `Store` backend must pass, plus test helpers (a throwaway
-//! PostgreSQL database per test). Each case takes a fresh, empty store and panics on a
-//! violation; `store/tests/conformance.rs` runs them against every backend.
+//! The conformance suite every `Store` backend must pass. Each case takes a fresh, empty store
+//! and panics on a violation; `store/tests/conformance.rs` runs them against every backend.
 //!
-//! Not part of the supported API: public so that other crates' tests (and future backends) can
-//! run the same cases.
+//! Test code, not part of the supported API: compiled only with the `conformance` feature
+//! (which test builds turn on), so production binaries do not carry it.
 
 use std::collections::BTreeSet;
-use std::future::Future;
-use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -850,127 +847,9 @@ pub async fn ping_answers(store: SharedStore) {
     assert!(!store.backend_name().is_empty());
 }
 
-/// The variable holding the admin URL of a PostgreSQL server for tests.
-pub const POSTGRES_URL_VAR: &str = "ATOLL_TEST_POSTGRES_URL";
-
-/// The PostgreSQL admin URL for tests, or `None` (with a notice on stderr) to skip. With `CI`
-/// set, a missing URL fails the test instead: CI must run the PostgreSQL tests.
-pub fn postgres_url_or_skip(test: &str) -> Option<String> {
-    match std::env::var(POSTGRES_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            let how = format!(
-                "start PostgreSQL with `eval \"$(.ci/pg-setup.sh)\"` (from the workspace root, as \
-                 root), which exports {POSTGRES_URL_VAR}=postgres://atoll:atoll@127.0.0.1:5432/atoll_test"
-            );
-            if std::env::var_os("CI").is_some_and(|v| !v.is_empty()) {
-                panic!("{POSTGRES_URL_VAR} is not set and CI is: {how}");
-            }
-            // Straight to stderr, past the test harness's output capture.
-            let _ = writeln!(
-                std::io::stderr(),
-                "note: skipping PostgreSQL test {test}: {POSTGRES_URL_VAR} is not set; {how}"
-            );
-            None
-        }
-    }
-}
-
-/// `url` with its database replaced by `database`.
-pub fn with_database(url: &str, database: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (url, None),
-    };
-    let authority_start = base.find("://").map(|i| i + 3).unwrap_or(0);
-    let host_end = base[authority_start..]
-        .find('/')
-        .map(|i| authority_start + i)
-        .unwrap_or(base.len());
-    let mut out = format!("{}/{database}", &base[..host_end]);
-    if let Some(q) = query {
-        out.push('?');
-        out.push_str(q);
-    }
-    out
-}
-
-static DB_COUNTER: AtomicU64 = AtomicU64::new(0);
-
-/// Runs `test` with the URL of a fresh, empty PostgreSQL database, created through the admin URL
-/// (`ATOLL_TEST_POSTGRES_URL`; its role needs CREATEDB) and dropped afterwards, even if the test
-/// panics. Skipped (or failed under CI) when the variable is unset. Tests running in parallel,
-/// in one process or many, each get their own database.
-pub async fn with_postgres_database<F, Fut>(test: &str, body: F)
-where
-    F: FnOnce(String) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    use sqlx::Connection;
-    let Some(admin_url) = postgres_url_or_skip(test) else {
-        return;
-    };
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let name = format!(
-        "atoll_t_{}_{}_{}",
-        std::process::id(),
-        DB_COUNTER.fetch_add(1, Ordering::Relaxed),
-        nanos
-    );
-    let mut admin = sqlx::PgConnection::connect(&admin_url)
-        .await
-        .unwrap_or_else(|e| panic!("cannot connect to {POSTGRES_URL_VAR}: {e}"));
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-        .execute(&mut admin)
-        .await
-        .unwrap_or_else(|e| panic!("cannot create test database {name}: {e}"));
-    // Durability is irrelevant for a throwaway database; commits get much faster.
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "ALTER DATABASE {name} SET synchronous_commit = off"
-    )))
-    .execute(&mut admin)
-    .await
-    .unwrap_or_else(|e| panic!("cannot configure test database {name}: {e}"));
-    let outcome = tokio::spawn(body(with_database(&admin_url, &name))).await;
-    if let Err(e) = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await
-    {
-        let _ = writeln!(
-            std::io::stderr(),
-            "warning: cannot drop test database {name}: {e}"
-        );
-    }
-    let _ = admin.close().await;
-    if let Err(e) = outcome {
-        match e.try_into_panic() {
-            Ok(panic) => std::panic::resume_unwind(panic),
-            Err(e) => panic!("test task failed: {e}"),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn replaces_the_database_of_a_url() {
-        assert_eq!(
-            with_database("postgres://a:b@127.0.0.1:5432/atoll_test", "x"),
-            "postgres://a:b@127.0.0.1:5432/x"
-        );
-        assert_eq!(
-            with_database("postgresql://h/db?sslmode=disable", "x"),
-            "postgresql://h/x?sslmode=disable"
-        );
-        assert_eq!(with_database("postgres://h:1", "x"), "postgres://h:1/x");
-    }
 
     #[tokio::test]
     async fn memory_store_passes_every_case() {

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::broadcast;
 
 #[doc(hidden)]
+#[cfg(any(test, feature = "conformance"))]
 pub mod conformance;
 mod list_sql;
 pub mod memory;

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use atoll_core::{Kind, Resource, ResourceKey};
-use atoll_store::conformance::{EVENT_TIMEOUT, with_postgres_database};
+use atoll_store::conformance::EVENT_TIMEOUT;
 use atoll_store::{
     ChangeEvent, ChangeOp, ListFilter, PostgresStore, SharedStore, SqliteStore, Store, StoreError,
 };
+use atoll_test_support::postgres::with_postgres_database;
 use tokio::sync::broadcast;
 
 /// One test per (case, backend). Each test gets a fresh store.
@@ -42,7 +43,7 @@ macro_rules! conformance_tests {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    atoll_store::conformance::with_postgres_database(
+                    atoll_test_support::postgres::with_postgres_database(
                         concat!("postgres::", stringify!($case)),
                         |url| async move {
                             let store = atoll_store::PostgresStore::connect(&url)
@@ -307,7 +308,7 @@ async fn postgres_watchers_get_every_change_made_while_the_listener_was_down() {
         // while the writes below go through connections already open. (PostgreSQL takes that
         // setting only from a session in another database.)
         let mut outside = sqlx::PgConnection::connect(
-            &std::env::var(atoll_store::conformance::POSTGRES_URL_VAR).expect("admin URL"),
+            &std::env::var(atoll_test_support::postgres::POSTGRES_URL_VAR).expect("admin URL"),
         )
         .await
         .expect("connect outside the test database");

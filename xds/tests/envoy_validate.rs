@@ -6,10 +6,8 @@
 //! (`sds_config: {ads: {}}`) becomes a reference to a static secret, holding certificates made
 //! here with rcgen (a mesh CA and an identity with a SPIFFE URI SAN).
 //!
-//! Without `envoy` on PATH the tests print a notice and pass, unless `CI` is set (then fail).
-
-use std::fs;
-use std::path::Path;
+//! Without `envoy` on PATH the tests record a visible skip and pass, unless `CI` is set (then
+//! fail).
 
 use atoll_xds::bootstrap::bootstrap;
 use atoll_xds::context::ProxyContext;
@@ -17,10 +15,8 @@ use atoll_xds::generate::{generate, secrets};
 use serde_json::{Value, json};
 
 mod common;
-#[path = "support/envoy.rs"]
-mod envoy_support;
 
-use envoy_support::{
+use atoll_test_support::envoy::{
     TestCerts, envoy, proto_bootstrap, static_config, test_certs, validate, validate_both,
     validate_proto,
 };
@@ -33,28 +29,14 @@ fn static_bootstrap(ctx: &ProxyContext, certs: &TestCerts) -> Value {
 }
 
 fn cases() -> Vec<(String, ProxyContext)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata");
-    let mut cases: Vec<_> = fs::read_dir(&dir)
-        .expect("testdata directory")
-        .filter_map(|e| {
-            let path = e.expect("dir entry").path();
-            let case = path
-                .file_name()?
-                .to_str()?
-                .strip_suffix(".input.yaml")?
-                .to_string();
-            let text = fs::read_to_string(&path).expect("read input");
-            let ctx: ProxyContext = serde_saphyr::from_str(&text).expect("parses input");
-            Some((case, ctx))
-        })
-        .collect();
-    cases.sort_by(|a, b| a.0.cmp(&b.0));
-    cases
+    atoll_test_support::golden::Testdata::of(env!("CARGO_MANIFEST_DIR")).read_cases()
 }
 
 #[test]
 fn envoy_accepts_every_golden_case() {
-    let Some(envoy) = envoy() else { return };
+    let Some(envoy) = envoy("envoy_accepts_every_golden_case") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let cases = cases();
     assert!(!cases.is_empty());
@@ -73,7 +55,9 @@ fn envoy_accepts_every_golden_case() {
 
 #[test]
 fn envoy_accepts_the_bootstraps() {
-    let Some(envoy) = envoy() else { return };
+    let Some(envoy) = envoy("envoy_accepts_the_bootstraps") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let certs = test_certs("default", "control-plane");
     let mut failures = Vec::new();
@@ -92,7 +76,9 @@ fn envoy_accepts_the_bootstraps() {
 /// The harness is not vacuous: Envoy rejects a broken configuration.
 #[test]
 fn envoy_rejects_a_broken_config() {
-    let Some(envoy) = envoy() else { return };
+    let Some(envoy) = envoy("envoy_rejects_a_broken_config") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, ctx) = cases().into_iter().next().expect("a case");
     let certs = test_certs(&ctx.mesh, "x");

@@ -9,24 +9,23 @@ use atoll_xds::bootstrap::bootstrap;
 use atoll_xds::context::ProxyContext;
 use atoll_xds::generate::generate;
 
+use atoll_test_support::golden::{Testdata, check, to_yaml};
+
 mod common;
-#[path = "support/golden.rs"]
-mod golden_support;
 
-use golden_support::{assert_cases_match_golden_files, check, testdata, to_yaml};
-
-fn input_cases() -> Vec<(String, std::path::PathBuf)> {
-    golden_support::input_cases(&testdata())
+fn testdata() -> Testdata {
+    Testdata::of(env!("CARGO_MANIFEST_DIR"))
 }
 
 /// The golden YAML of one context.
 fn render(ctx: &ProxyContext) -> String {
-    golden_support::render(&generate(ctx).expect("generates"))
+    atoll_test_support::golden::render(&generate(ctx).expect("generates"))
 }
 
 #[test]
 fn generated_resources_match_golden_files() {
-    assert_cases_match_golden_files(6, |ctx: &ProxyContext| generate(ctx).expect("generates"));
+    testdata()
+        .assert_cases_match_golden_files(6, |ctx: &ProxyContext| generate(ctx).expect("generates"));
 }
 
 #[test]
@@ -34,17 +33,14 @@ fn bootstrap_matches_golden_files() {
     let mut failures = Vec::new();
     for (case, params) in common::bootstrap_cases() {
         let yaml = to_yaml(&bootstrap(&params));
-        failures.extend(check(
-            &testdata().join(format!("{case}.golden.yaml")),
-            &yaml,
-        ));
+        failures.extend(check(&testdata().golden_file(case), &yaml));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
 #[test]
 fn golden_inputs_generate_the_same_twice() {
-    for (_, input) in input_cases() {
+    for (_, input) in testdata().input_cases() {
         let text = fs::read_to_string(&input).expect("read input");
         let ctx: ProxyContext = serde_saphyr::from_str(&text).expect("parses");
         assert_eq!(render(&ctx), render(&ctx), "{}", input.display());

@@ -278,8 +278,13 @@ impl ZoneDirectory {
                 "mesh {mesh:?} has issued no dataplane tokens; generate one with `atollctl generate dataplane-token`"
             )));
         }
-        let claims = atoll_identity::verify_dataplane_token(token.trim(), &keys, Utc::now())
-            .map_err(|e| ConnectError::Unauthenticated(format!("invalid dataplane token: {e}")))?;
+        let claims = atoll_identity::verify_dataplane_token(
+            token.trim(),
+            &keys,
+            Utc::now(),
+            atoll_identity::token::LEEWAY,
+        )
+        .map_err(|e| ConnectError::Unauthenticated(format!("invalid dataplane token: {e}")))?;
         if claims.mesh != mesh || claims.name != name {
             return Err(ConnectError::Unauthenticated(format!(
                 "the dataplane token was issued for dataplane {:?} in mesh {:?}, not {name:?} in mesh {mesh:?}",
@@ -361,8 +366,13 @@ impl ZoneDirectory {
                 "this zone has no zone-token public key yet: it arrives from the global control plane once the zone is connected".to_string(),
             ));
         }
-        let claims = atoll_identity::verify_zone_token(token.trim(), &keys, Utc::now())
-            .map_err(|e| ConnectError::Unauthenticated(format!("invalid zone token: {e}")))?;
+        let claims = atoll_identity::verify_zone_token(
+            token.trim(),
+            &keys,
+            Utc::now(),
+            atoll_identity::token::LEEWAY,
+        )
+        .map_err(|e| ConnectError::Unauthenticated(format!("invalid zone token: {e}")))?;
         if claims.zone != self.zone {
             return Err(ConnectError::Unauthenticated(format!(
                 "the zone token was issued for zone {:?}, but this is zone {:?}",

@@ -20,15 +20,15 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::{Struct, Value as PbValue, value::Kind as PbKind};
 use prost::Message;
 use serde_json::{Value, json};
-use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
+use atoll_cp::ConfigArgs;
 use atoll_cp::config::DpAuth;
-use atoll_cp::extension::StartHook;
-use atoll_cp::{Config, ConfigArgs, ControlPlane, Mode};
+use atoll_test_support::in_process::{Cp, start_standalone_zone};
+use atoll_test_support::{scaled, until};
 
 const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
 const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
@@ -38,14 +38,20 @@ const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls
 /// Every wait in these tests is bounded by this unless stated otherwise.
 const LIMIT: Duration = Duration::from_secs(10);
 
-/// A zone control plane running in this process on loopback ports chosen at run time.
+/// A standalone zone control plane running in this process (the shared harness), and the CA
+/// its fake Envoys trust.
 struct Zone {
-    cp: Option<ControlPlane>,
-    api: String,
-    xds: SocketAddr,
+    cp: Cp,
     ca_pem: String,
-    http: reqwest::Client,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for Zone {
+    type Target = Cp;
+
+    fn deref(&self) -> &Cp {
+        &self.cp
+    }
 }
 
 impl Zone {
@@ -57,105 +63,39 @@ impl Zone {
     async fn start_with(dp_auth: DpAuth, args: ConfigArgs) -> Zone {
         let dir = tempfile::tempdir().expect("tempdir");
         let data_dir = dir.path().join("data");
-        // The test binds the xDS listener itself (no window in which another process could take
-        // the port) and hands it to the runtime through the same entry point the hook uses.
-        let xds_listener = TcpListener::bind("127.0.0.1:0").await.expect("bind xDS");
-        let xds = xds_listener.local_addr().expect("xDS address");
         let args = ConfigArgs {
-            xds_address: Some(xds),
-            data_dir: Some(data_dir.clone()),
-            store: Some("memory".into()),
             dataplane_offline_grace: args.dataplane_offline_grace.clone().or(Some("1s".into())),
             dp_auth: Some(dp_auth),
             log_level: Some("warn".into()),
             ..args
         };
-        let config = Config::resolve(Mode::Zone, &args).expect("config resolves");
-        let api = TcpListener::bind("127.0.0.1:0").await.expect("bind API");
-        let diag = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind diagnostics");
-        let hook: StartHook =
-            Box::new(move |ctx| Box::pin(atoll_zone_cp::start_on(ctx, xds_listener)));
-        let cp = ControlPlane::start_with(config, api, diag, Some(hook))
-            .await
-            .expect("zone control plane starts");
+        let cp = start_standalone_zone(&data_dir, args).await;
         let ca_pem = std::fs::read_to_string(data_dir.join("xds-tls").join("ca.pem"))
             .expect("the zone wrote DATA_DIR/xds-tls/ca.pem");
         Zone {
-            api: format!("http://{}", cp.api_address),
-            cp: Some(cp),
-            xds,
+            cp,
             ca_pem,
-            http: reqwest::Client::builder()
-                .timeout(LIMIT)
-                .build()
-                .expect("client"),
             _dir: dir,
         }
     }
 
     async fn stop(mut self) {
-        if let Some(cp) = self.cp.take() {
-            tokio::time::timeout(LIMIT, cp.stop())
-                .await
-                .expect("the zone stops within 10 s");
-        }
+        self.cp.stop().await;
     }
 
-    fn store(&self) -> &atoll_store::SharedStore {
-        &self.cp.as_ref().expect("running").store
-    }
-
-    async fn put(&self, path: &str, doc: Value) {
-        let resp = self
-            .http
-            .put(format!("{}{path}", self.api))
-            .json(&doc)
-            .send()
-            .await
-            .expect("PUT");
-        let status = resp.status();
-        let body = resp.text().await.unwrap_or_default();
-        assert!(status.is_success(), "PUT {path}: {status} {body}");
-    }
-
-    async fn delete(&self, path: &str) {
-        let resp = self
-            .http
-            .delete(format!("{}{path}", self.api))
-            .send()
-            .await
-            .expect("DELETE");
-        assert!(
-            resp.status().is_success(),
-            "DELETE {path}: {}",
-            resp.status()
-        );
-    }
-
-    /// Status code and JSON body (Null if none).
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.api))
-            .send()
-            .await
-            .expect("GET");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
+    fn xds(&self) -> SocketAddr {
+        self.cp.xds.expect("a zone has an xDS address")
     }
 
     async fn token(&self, name: &str, valid_for: &str) -> String {
-        let resp = self
-            .http
-            .post(format!("{}/tokens/dataplane", self.api))
-            .json(&json!({"mesh": "default", "name": name, "validFor": valid_for}))
-            .send()
-            .await
-            .expect("POST /tokens/dataplane");
-        assert!(resp.status().is_success(), "token: {}", resp.status());
-        resp.text().await.expect("token text").trim().to_string()
+        let (status, body) = self
+            .post_text(
+                "/tokens/dataplane",
+                json!({"mesh": "default", "name": name, "validFor": valid_for}),
+            )
+            .await;
+        assert_eq!(status, 200, "token: {body}");
+        body.trim().to_string()
     }
 
     /// The `_overview` status of one dataplane, if listed.
@@ -175,7 +115,7 @@ impl Zone {
         token: Option<&str>,
         first: DeltaDiscoveryRequest,
     ) -> Result<FakeEnvoy, tonic::Status> {
-        self.envoy_at(self.xds, name, token, first).await
+        self.envoy_at(self.xds(), name, token, first).await
     }
 
     /// Like `envoy`, dialing `xds` (a relay in front of the zone's xDS port).
@@ -253,9 +193,9 @@ impl FakeEnvoy {
     }
 
     async fn expect(&mut self, what: &str) -> DeltaDiscoveryResponse {
-        self.recv(LIMIT)
+        self.recv(scaled(LIMIT))
             .await
-            .unwrap_or_else(|| panic!("no {what} response within 10 s"))
+            .unwrap_or_else(|| panic!("no {what} response within {:?}", scaled(LIMIT)))
     }
 
     async fn send(&self, req: DeltaDiscoveryRequest) {
@@ -313,21 +253,6 @@ fn dataplane(name: &str, service: &str, port: u16, outbound: Option<(u16, &str)>
 async fn put_dataplane(zone: &Zone, name: &str, doc: Value) {
     zone.put(&format!("/meshes/default/dataplanes/{name}"), doc)
         .await;
-}
-
-async fn until<F, Fut>(limit: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let started = Instant::now();
-    while started.elapsed() < limit {
-        if check().await {
-            return Some(started.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    None
 }
 
 /// notBefore and notAfter of the first certificate in `pem`: the first two UTCTime values of the
@@ -578,7 +503,7 @@ async fn a_frozen_proxy_shows_offline_within_seconds() {
     .await;
     put_dataplane(&zone, "web-1", dataplane("web-1", "web", 20001, None)).await;
     let token = zone.token("web-1", "1h").await;
-    let relay = atoll_test_support::Relay::start(zone.xds).await;
+    let relay = atoll_test_support::Relay::start(zone.xds()).await;
     let mut envoy = zone
         .envoy_at(relay.addr, "web-1", Some(&token), request(CLUSTER, &[]))
         .await
@@ -742,11 +667,19 @@ async fn streams_without_a_valid_token_are_refused_with_a_reason() {
     zone.stop().await;
 }
 
-/// A token minted with `validFor: 1s` through the REST API stops being accepted once it expired
-/// (the verifier allows 30 s of clock leeway, so this waits for up to ~40 s).
+/// A token minted with `validFor: 1s` through the REST API stops being accepted once it expired.
+/// The zone runs without clock leeway (`ATOLL_TOKEN_CLOCK_LEEWAY=0s`), so that is about a second
+/// after issue; with the default 30 s leeway it would be half a minute.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_short_lived_token_is_refused_once_expired() {
-    let zone = Zone::start(DpAuth::Token).await;
+    let zone = Zone::start_with(
+        DpAuth::Token,
+        ConfigArgs {
+            token_clock_leeway: Some("0s".into()),
+            ..Default::default()
+        },
+    )
+    .await;
     zone.put(
         "/meshes/default",
         json!({"type": "Mesh", "name": "default"}),
@@ -765,8 +698,9 @@ async fn a_short_lived_token_is_refused_once_expired() {
     // fail as "not registered" instead of exercising the token's expiry).
     let _online = envoy;
     let mut last = None;
-    while issued.elapsed() < Duration::from_secs(45) {
-        tokio::time::sleep(Duration::from_secs(1)).await;
+    // Bounded by the default leeway too, until the zone's verifier reads the setting.
+    while issued.elapsed() < scaled(Duration::from_secs(45)) {
+        tokio::time::sleep(Duration::from_millis(250)).await;
         match zone
             .envoy("web-1", Some(&token), request(CLUSTER, &[]))
             .await

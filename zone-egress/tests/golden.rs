@@ -2,8 +2,7 @@
 //! `ZoneEgressContext`) must generate exactly its `<case>.golden.yaml`
 //! (`UPDATE_GOLDEN_FILES=true` rewrites them), and real Envoy must accept every case as a static
 //! bootstrap, in JSON and in protobuf form, with the egress's secrets (`envoy --mode validate`;
-//! skipped with a notice when `envoy` is not on PATH, unless `CI`). The helpers are shared with
-//! atoll-xds's own tests.
+//! a visible skip when `envoy` is not on PATH, unless `CI`).
 
 use std::path::Path;
 
@@ -13,26 +12,27 @@ use atoll_xds::zone_proxy::{EGRESS_SERVICE, SYSTEM_CA_BUNDLE};
 use atoll_zone_egress::{egress_secrets, generate_egress, meshes_with_external_services};
 use serde_json::json;
 
-#[path = "../../xds/tests/support/envoy.rs"]
-mod envoy_support;
-#[path = "../../xds/tests/support/golden.rs"]
-mod golden_support;
-
-use envoy_support::{envoy, static_config, test_certs, validate, validate_both};
-use golden_support::{assert_cases_match_golden_files, read_cases};
+use atoll_test_support::envoy::{envoy, static_config, test_certs, validate, validate_both};
+use atoll_test_support::golden::Testdata;
 
 fn cases() -> Vec<(String, ZoneEgressContext)> {
-    read_cases()
+    testdata().read_cases()
+}
+
+fn testdata() -> Testdata {
+    Testdata::of(env!("CARGO_MANIFEST_DIR"))
 }
 
 #[test]
 fn zone_egress_matches_golden_files() {
-    assert_cases_match_golden_files(3, |ctx| generate_egress(ctx).expect("generates"));
+    testdata().assert_cases_match_golden_files(3, |ctx| generate_egress(ctx).expect("generates"));
 }
 
 #[test]
 fn envoy_accepts_every_zone_egress_case() {
-    let Some(envoy) = envoy() else { return };
+    let Some(envoy) = envoy("envoy_accepts_every_zone_egress_case") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     // A real CA in place of the inputs' placeholder; the system bundle only where it exists.
     let external_ca = test_certs("external", "unused").ca_pem;
@@ -71,7 +71,9 @@ fn envoy_accepts_every_zone_egress_case() {
 /// refuses the configuration.
 #[test]
 fn envoy_rejects_an_egress_without_its_secrets() {
-    let Some(envoy) = envoy() else { return };
+    let Some(envoy) = envoy("envoy_rejects_an_egress_without_its_secrets") else {
+        return;
+    };
     let dir = tempfile::tempdir().expect("tempdir");
     let (_, ctx) = cases()
         .into_iter()

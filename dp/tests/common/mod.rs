@@ -27,19 +27,8 @@ pub fn atoll_dp() -> &'static str {
     env!("CARGO_BIN_EXE_atoll-dp")
 }
 
-/// Polls `f` every 20 ms for at most `limit`.
-pub fn wait_for(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// Polls `f` for at most `limit` (scaled by `ATOLL_TEST_PATIENCE`).
+pub use atoll_test_support::until_blocking as wait_for;
 
 /// True while a process exists and is not a zombie.
 pub fn alive(pid: u32) -> bool {

@@ -1,12 +1,13 @@
-//! Running real Envoy on generated configuration, shared by the sidecar and the zone proxy
-//! validation tests (included with `#[path]`, so each test crate compiles its own copy).
+//! Running real Envoy (`envoy --mode validate`) on generated configuration, for the sidecar and
+//! the zone proxy tests.
 //!
 //! ADS references are replaced by what Envoy can check offline: each EDS cluster becomes a
 //! STATIC cluster with the generated ClusterLoadAssignment inline, and each SDS reference
 //! (`sds_config: {ads: {}}`) becomes a reference to a static secret, holding certificates made
 //! here with rcgen (a mesh CA and an identity with a SPIFFE URI SAN).
 //!
-//! Without `envoy` on PATH the tests print a notice and pass, unless `CI` is set (then fail).
+//! Without `envoy` on PATH the tests record a visible skip and pass, unless `CI` is set (then
+//! fail): see [`crate::skip`].
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -23,19 +24,9 @@ use rcgen::{
 };
 use serde_json::{Value, json};
 
-pub fn envoy() -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    let found = std::env::split_paths(&path)
-        .map(|dir| dir.join("envoy"))
-        .find(|p| p.is_file());
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "envoy is not on PATH and CI is set: cannot validate the generated configuration"
-        );
-        eprintln!("NOTICE: envoy is not on PATH; skipping validation by real Envoy");
-    }
-    found
+/// The `envoy` binary, or `None` after recording that `test` skipped its Envoy validation.
+pub fn envoy(test: &str) -> Option<PathBuf> {
+    crate::envoy_or_skip(&format!("{test} (validation by real Envoy)"))
 }
 
 /// Runs `envoy --mode validate` on a JSON bootstrap; returns Envoy's complaint on failure.
