@@ -380,10 +380,7 @@ impl ZoneDirectory {
         Ok(())
     }
 
-    async fn build_for(
-        &self,
-        key: &ProxyKey,
-    ) -> Result<Arc<ProxyBuild>, crate::snapshot::BuildError> {
+    async fn build_for(&self, key: &ProxyKey) -> Result<Arc<ProxyBuild>, crate::error::BuildError> {
         let started = Instant::now();
         let built = match key.kind {
             ProxyKind::Sidecar => {
@@ -517,7 +514,7 @@ impl ZoneDirectory {
 
     /// Publishes a build's snapshot if it changed; a deleted proxy's entry is dropped (which
     /// ends its stream); a failed build leaves the last config in place.
-    fn publish(&self, key: &ProxyKey, built: Result<Arc<ProxyBuild>, crate::snapshot::BuildError>) {
+    fn publish(&self, key: &ProxyKey, built: Result<Arc<ProxyBuild>, crate::error::BuildError>) {
         match built {
             Ok(built) => {
                 let Ok(mut proxies) = self.proxies.lock() else {
@@ -533,8 +530,8 @@ impl ZoneDirectory {
                 }
             }
             Err(
-                crate::snapshot::BuildError::MissingDataplane(_)
-                | crate::snapshot::BuildError::MissingZoneProxy { .. },
+                crate::error::BuildError::MissingDataplane(_)
+                | crate::error::BuildError::MissingZoneProxy { .. },
             ) => {
                 // Deleted: drop the entry, which ends its stream.
                 if let Ok(mut proxies) = self.proxies.lock() {
@@ -941,10 +938,10 @@ impl ProxyDirectory for ZoneDirectory {
             }
         };
         let built = self.build_for(&key).await.map_err(|e| match e {
-            crate::snapshot::BuildError::MissingDataplane(k) => ConnectError::NotFound(format!(
+            crate::error::BuildError::MissingDataplane(k) => ConnectError::NotFound(format!(
                 "{k} is not registered: start the proxy with atoll-dp, which registers it"
             )),
-            e @ crate::snapshot::BuildError::MissingZoneProxy { .. } => {
+            e @ crate::error::BuildError::MissingZoneProxy { .. } => {
                 ConnectError::NotFound(e.to_string())
             }
             other => ConnectError::Unavailable(other.to_string()),

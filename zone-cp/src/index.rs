@@ -11,6 +11,7 @@ use serde_json::Value;
 use tokio::sync::RwLock;
 
 use atoll_core::kinds::dataplane::DataplaneDoc;
+use atoll_core::kinds::dataplane::{PROTOCOL_TAG, SERVICE_TAG};
 use atoll_core::kinds::mesh::MeshDoc;
 use atoll_core::matching::PolicyView;
 use atoll_core::{Kind, Resource, ResourceKey};
@@ -18,9 +19,9 @@ use atoll_store::{ChangeEvent, ListFilter, SharedStore, StoreError};
 use atoll_xds::context::{Endpoint, Protocol};
 
 use crate::ca::{Generation, MeshCa, mesh_ca};
+use crate::error::BuildError;
 use crate::external::resolve as resolve_external;
 use crate::remote::{RemoteOffer, ZoneRoutes, remote_offer};
-use crate::snapshot::{BuildError, PROTOCOL_TAG, SERVICE_TAG};
 use atoll_xds::zone_context::ExternalService;
 
 /// One dataplane as generation reads it.

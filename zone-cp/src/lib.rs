@@ -6,6 +6,7 @@
 pub mod bootstrap;
 pub mod ca;
 pub mod directory;
+pub mod error;
 pub mod external;
 pub mod index;
 pub mod kds_client;
