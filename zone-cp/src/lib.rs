@@ -63,6 +63,7 @@ pub async fn start_on(
         dp_auth: ctx.config.dp_auth,
         zone: ctx.config.zone.clone(),
         federated: ctx.config.global_address.is_some(),
+        clock: atoll_clock::system(),
     };
     let directory = Arc::new(ZoneDirectory::new(
         ctx.store.clone(),
