@@ -163,3 +163,6 @@ impl ProxyDirectory for ZoneDirectory {
         Ok(subscription)
     }
 }
+
+#[cfg(test)]
+mod tests;
