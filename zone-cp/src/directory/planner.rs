@@ -215,6 +215,11 @@ mod tests {
         }
     }
 
+    /// The names of a plan's proxies (sidecars of one mesh).
+    fn names(plan: &RebuildPlan) -> Vec<&str> {
+        plan.proxies.iter().map(|k| k.name.as_str()).collect()
+    }
+
     fn change(kind: Kind, mesh: &str, name: &str, touched: &[&str]) -> StoreChange {
         StoreChange {
             key: ResourceKey::new(kind, mesh, name),
@@ -318,13 +323,7 @@ mod tests {
         let zone = Zone::new();
         let plan = zone.plan(&[policy(Kind::MeshTrafficPermission, None)]);
         assert!(plan.inbound_only);
-        assert_eq!(
-            plan.proxies
-                .iter()
-                .map(|k| k.name.as_str())
-                .collect::<Vec<_>>(),
-            ["backend", "fresh", "web"]
-        );
+        assert_eq!(names(&plan), ["backend", "fresh", "web"]);
     }
 
     #[test]
@@ -333,14 +332,7 @@ mod tests {
         for kind in [Kind::MeshTimeout, Kind::MeshRetry, Kind::MeshCircuitBreaker] {
             let plan = zone.plan(&[policy(kind, Some(&["db"]))]);
             assert!(!plan.inbound_only, "{kind}");
-            assert_eq!(
-                plan.proxies
-                    .iter()
-                    .map(|k| k.name.as_str())
-                    .collect::<Vec<_>>(),
-                ["backend", "fresh"],
-                "{kind}"
-            );
+            assert_eq!(names(&plan), ["backend", "fresh"], "{kind}");
         }
     }
 
@@ -348,13 +340,7 @@ mod tests {
     fn an_outbound_policy_targeting_more_than_named_services_concerns_its_whole_mesh() {
         let zone = Zone::new();
         let plan = zone.plan(&[policy(Kind::MeshTimeout, None)]);
-        assert_eq!(
-            plan.proxies
-                .iter()
-                .map(|k| k.name.as_str())
-                .collect::<Vec<_>>(),
-            ["backend", "fresh", "web"]
-        );
+        assert_eq!(names(&plan), ["backend", "fresh", "web"]);
     }
 
     #[test]

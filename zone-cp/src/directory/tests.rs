@@ -49,6 +49,24 @@ impl Zone {
         settle().await;
     }
 
+    /// A running zone with a mesh without mTLS, a Dataplane for each of `names` (each its own
+    /// service), and the collector of offline proxies.
+    async fn collecting_offline(grace: Duration, names: &[&str]) -> Zone {
+        let zone = Zone::new();
+        zone.put(Kind::Mesh, "", "default", json!({})).await;
+        for (port, name) in (8080..).zip(names) {
+            zone.put(Kind::Dataplane, "default", name, dataplane(name, port))
+                .await;
+        }
+        zone.run().await;
+        tokio::spawn(
+            zone.directory
+                .clone()
+                .collect_offline(grace, zone.stop.subscribe()),
+        );
+        zone
+    }
+
     async fn put(&self, kind: Kind, mesh: &str, name: &str, spec: Value) {
         let mut r = Resource::new(kind, mesh, name);
         if let Value::Object(m) = spec {
@@ -165,18 +183,7 @@ async fn certificates_are_renewed_once_at_four_fifths_of_their_lifetime() {
 #[tokio::test(start_paused = true)]
 async fn proxies_offline_past_the_grace_period_are_removed() {
     let grace = Duration::from_secs(3600);
-    let zone = Zone::new();
-    zone.put(Kind::Mesh, "", "default", json!({})).await;
-    zone.put(Kind::Dataplane, "default", "gone", dataplane("a", 8080))
-        .await;
-    zone.put(Kind::Dataplane, "default", "stays", dataplane("b", 8081))
-        .await;
-    zone.run().await;
-    tokio::spawn(
-        zone.directory
-            .clone()
-            .collect_offline(grace, zone.stop.subscribe()),
-    );
+    let zone = Zone::collecting_offline(grace, &["gone", "stays"]).await;
     let gone = zone.connect("gone").await.expect("connects");
     let _stays = zone.connect("stays").await.expect("connects");
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -204,16 +211,7 @@ async fn proxies_offline_past_the_grace_period_are_removed() {
 #[tokio::test(start_paused = true)]
 async fn a_reconnected_proxy_is_not_removed_when_its_old_stream_ends() {
     let grace = Duration::from_secs(60);
-    let zone = Zone::new();
-    zone.put(Kind::Mesh, "", "default", json!({})).await;
-    zone.put(Kind::Dataplane, "default", "web-1", dataplane("web", 8080))
-        .await;
-    zone.run().await;
-    tokio::spawn(
-        zone.directory
-            .clone()
-            .collect_offline(grace, zone.stop.subscribe()),
-    );
+    let zone = Zone::collecting_offline(grace, &["web-1"]).await;
     let old = zone.connect("web-1").await.expect("connects");
     let _new = zone.connect("web-1").await.expect("reconnects");
     drop(old);
