@@ -71,8 +71,13 @@ impl ZoneDirectory {
     /// Applies a batch of changes to the index and rebuilds the proxies they concern.
     async fn handle(&self, batch: &[ChangeEvent], seen: &mut SeenServices) {
         for ev in batch {
-            if ev.key.kind == Kind::Mesh && ev.op != ChangeOp::Deleted {
-                self.provision_cas(&ev.key.name).await;
+            match (ev.key.kind, ev.op) {
+                (Kind::Mesh, ChangeOp::Created | ChangeOp::Updated) => {
+                    self.provision_cas(&ev.key.name).await;
+                }
+                // A deleted CA Secret is created again, as a build used to do on next load.
+                (Kind::Secret, ChangeOp::Deleted) => self.provision_cas(&ev.key.mesh).await,
+                _ => {}
             }
         }
         let _guard = self.rebuild.lock().await;

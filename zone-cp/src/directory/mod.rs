@@ -1,15 +1,15 @@
 //! The zone's proxy directory: the xDS server's view of the zone's proxies. It wires parts that
 //! each do one job:
 //!
-//! - [`auth`]: the tokens proxies present (dataplane and zone tokens);
-//! - [`cache`]: each known proxy's latest build, snapshot feed and open streams;
-//! - [`planner`]: which proxies a store change concerns (pure);
-//! - [`rebuild`]: building proxies' config and publishing it to the cache;
-//! - [`events`]: the loop that follows the store, creates builtin CAs of standalone meshes,
+//! - `auth`: the tokens proxies present (dataplane and zone tokens);
+//! - `cache`: each known proxy's latest build, snapshot feed and open streams;
+//! - `planner`: which proxies a store change concerns (pure);
+//! - `rebuild`: building proxies' config and publishing it to the cache;
+//! - `events`: the loop that follows the store, creates builtin CAs of standalone meshes,
 //!   and rebuilds what the planner names, or every certificate due for renewal;
-//! - [`rotation`]: certificate renewal times and mesh CA switches;
-//! - [`offline`]: removing proxies disconnected past the grace period;
-//! - [`inspect`]: the dataplane inspect API.
+//! - `rotation`: certificate renewal times and mesh CA switches;
+//! - `offline`: removing proxies disconnected past the grace period;
+//! - `inspect`: the dataplane inspect API.
 
 pub mod auth;
 mod cache;
