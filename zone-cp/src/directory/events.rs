@@ -10,7 +10,7 @@ use tokio::sync::{broadcast, watch};
 use atoll_core::{Kind, ResourceKey};
 use atoll_store::{ChangeEvent, ChangeOp, ListFilter};
 
-use super::planner::{self, PolicyReach, StoreChange};
+use super::planner::{self, StoreChange};
 use super::{ZoneDirectory, stopped};
 
 /// What the loop remembers between batches to describe changes: the services each dataplane
@@ -91,7 +91,7 @@ impl ZoneDirectory {
             {
                 offered_before.insert(&ev.key, service);
             }
-            if planner::policy_reach(ev.key.kind) == Some(PolicyReach::Outbound) {
+            if planner::is_outbound_policy(ev.key.kind) {
                 let view = self.index.policy_view(&ev.key).await;
                 policy_before.insert(&ev.key, planner::outbound_policy_services(view.as_ref()));
             }
@@ -128,7 +128,7 @@ impl ZoneDirectory {
                         seen.of_dataplane.remove(&k);
                     }
                 }
-                kind if planner::policy_reach(kind) == Some(PolicyReach::Outbound) => {
+                kind if planner::is_outbound_policy(kind) => {
                     let after = self.index.policy_view(&ev.key).await;
                     change.policy_services = match (
                         policy_before.get(&ev.key).cloned().flatten(),

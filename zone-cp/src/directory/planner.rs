@@ -5,31 +5,15 @@
 use std::collections::BTreeSet;
 
 use atoll_core::matching::PolicyView;
+use atoll_core::policies::reach;
 use atoll_core::{Kind, ResourceKey};
 
 use super::{ProxyKey, ProxyKind};
 
-/// What a policy kind changes in the proxies it concerns.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PolicyReach {
-    /// The inbounds of the proxies it selects (every proxy of its mesh may be selected).
-    Inbound,
-    /// The outbounds of the clients of the services its `to` entries name (every proxy of its
-    /// mesh when one entry targets more than a named MeshService).
-    Outbound,
-}
-
-/// The reach of each policy kind the zone applies; `None` for kinds that change no proxy's
-/// config. The policy packages will own this table (`atoll_core::policies`); until then it
-/// lives here alone, so moving it is a one-line change.
-pub fn policy_reach(kind: Kind) -> Option<PolicyReach> {
-    match kind {
-        Kind::MeshTrafficPermission => Some(PolicyReach::Inbound),
-        Kind::MeshTimeout | Kind::MeshRetry | Kind::MeshCircuitBreaker => {
-            Some(PolicyReach::Outbound)
-        }
-        _ => None,
-    }
+/// Whether `kind` is a policy that changes only outbounds, for the destinations its `to`
+/// entries name (its package declares it: `atoll_core::policies::reach`).
+pub fn is_outbound_policy(kind: Kind) -> bool {
+    reach(kind).outbounds_only()
 }
 
 /// The services an outbound policy can change: the names of its `to` MeshServices, when every
@@ -93,9 +77,7 @@ pub fn plan<'a>(
 ) -> RebuildPlan {
     let mut plan = RebuildPlan {
         inbound_only: !changes.is_empty()
-            && changes
-                .iter()
-                .all(|c| policy_reach(c.key.kind) == Some(PolicyReach::Inbound)),
+            && changes.iter().all(|c| reach(c.key.kind).inbounds_only()),
         ..RebuildPlan::default()
     };
     for change in changes {
@@ -137,14 +119,11 @@ pub fn concerns(
             // Another zone's ingress or a local egress moved: every sidecar that reaches
             // another zone may route differently.
             Kind::ZoneIngress | Kind::ZoneEgress => true,
-            kind => match policy_reach(kind) {
-                Some(PolicyReach::Inbound) => proxy.mesh == key.mesh,
-                Some(PolicyReach::Outbound) => {
-                    proxy.mesh == key.mesh
-                        && change.policy_services.as_ref().is_none_or(reaches_any)
-                }
-                None => false,
-            },
+            kind if is_outbound_policy(kind) => {
+                proxy.mesh == key.mesh && change.policy_services.as_ref().is_none_or(reaches_any)
+            }
+            // A policy with an inbound side may select any proxy of its mesh.
+            kind => reach(kind).applies() && proxy.mesh == key.mesh,
         },
     }
 }
@@ -346,11 +325,12 @@ mod tests {
     #[test]
     fn kinds_without_reach_concern_no_proxy() {
         let zone = Zone::new();
-        assert!(
-            zone.rebuilt(change(Kind::MeshTrace, "default", "t", &[]))
-                .is_empty()
-        );
-        assert_eq!(policy_reach(Kind::Dataplane), None);
+        for kind in [Kind::MeshMultiZoneService, Kind::HostnameGenerator] {
+            assert!(
+                zone.rebuilt(change(kind, "default", "t", &[])).is_empty(),
+                "{kind}"
+            );
+        }
     }
 
     #[test]
