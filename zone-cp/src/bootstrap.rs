@@ -136,7 +136,8 @@ pub async fn handle(
     };
     if let Err(e) = state
         .directory
-        .authenticate(&mesh, &name, text("token").as_deref(), Some(&doc))
+        .auth()
+        .dataplane(&mesh, &name, text("token").as_deref(), Some(&doc))
         .await
     {
         return refused("Dataplane not admitted", &e);
@@ -181,7 +182,11 @@ pub async fn handle(
     let service = networking
         .inbound
         .iter()
-        .find_map(|i| i.tags.get(crate::snapshot::SERVICE_TAG).cloned())
+        .find_map(|i| {
+            i.tags
+                .get(atoll_core::kinds::dataplane::SERVICE_TAG)
+                .cloned()
+        })
         .unwrap_or_else(|| name.clone());
     // atoll-dp may pick the admin port (several Envoys share a host); else the Dataplane's.
     let admin_port = request
@@ -240,11 +245,7 @@ async fn zone_proxy(
     let none = Violations::new();
     let name = resource.name.clone();
     let token = request.get("token").and_then(Value::as_str);
-    if let Err(e) = state
-        .directory
-        .authenticate_zone_proxy(kind, &name, token)
-        .await
-    {
+    if let Err(e) = state.directory.auth().zone_proxy(kind, &name, token).await {
         return refused("Zone proxy not admitted", &e);
     }
     // The zone proxy serves this zone, whatever its file says.
@@ -358,6 +359,8 @@ mod tests {
             dp_auth: DpAuth::Token,
             zone: "zone-1".into(),
             federated: false,
+            clock: atoll_clock::system(),
+            token_leeway: atoll_identity::token::LEEWAY,
         };
         let metrics = atoll_xds_server::metrics::XdsMetrics::register(&prometheus::Registry::new())
             .expect("metrics");
@@ -570,7 +573,8 @@ mod tests {
         let directory = &state.directory;
         assert!(
             directory
-                .authenticate("default", "dp-1", Some(&bound), None)
+                .auth()
+                .dataplane("default", "dp-1", Some(&bound), None)
                 .await
                 .is_ok()
         );

@@ -37,6 +37,16 @@ pub enum CaError {
     Store(#[from] StoreError),
     #[error("mesh {mesh:?}: {reason}")]
     Config { mesh: String, reason: String },
+    /// The enabled builtin CA's Secrets are not stored yet; builds are retried when they are.
+    #[error("mesh {mesh:?}: the builtin CA {backend:?} is not stored yet ({})", match from {
+        Generation::Allowed => "this zone creates it when it sees the Mesh",
+        Generation::FromGlobal => "global generates it; check the zone's KDS connection",
+    })]
+    NotYet {
+        mesh: String,
+        backend: String,
+        from: Generation,
+    },
     #[error("mesh {mesh:?}: CA backend {backend:?}: {source}")]
     Identity {
         mesh: String,
@@ -65,8 +75,9 @@ impl From<BuiltinCaError> for CaError {
     }
 }
 
-/// The mesh's CA, creating the builtin root on first use when `generation` allows it; `None`
-/// when mTLS is off.
+/// The mesh's CA, read from the store (never written: builtin roots are created where the Mesh
+/// is observed, see [`provision_builtin_cas`]); `None` when mTLS is off. `generation` says who
+/// creates a missing builtin root, for the error that a build reports until it is there.
 pub async fn mesh_ca(
     store: &dyn Store,
     mesh: &str,
@@ -105,13 +116,20 @@ pub async fn mesh_ca(
                 .and_then(|c| c.expiration.as_ref())
                 .and_then(|e| e.as_std())
                 .unwrap_or(DEFAULT_ROOT_VALIDITY);
-            atoll_cp::mesh_ca::builtin_ca(store, mesh, enabled, validity, now, generation)
-                .await?
-                .ok_or_else(|| {
-                    config_err(format!(
-                        "the builtin CA {enabled:?} has not arrived from the global control plane yet (global generates it; check the zone's KDS connection)"
-                    ))
-                })?
+            atoll_cp::mesh_ca::builtin_ca(
+                store,
+                mesh,
+                enabled,
+                validity,
+                now,
+                Generation::FromGlobal,
+            )
+            .await?
+            .ok_or_else(|| CaError::NotYet {
+                mesh: mesh.to_string(),
+                backend: enabled.clone(),
+                from: generation,
+            })?
         }
         CaConf::Provided(provided) => {
             let cert = read_source(store, mesh, provided.cert.as_ref(), "cert").await?;
@@ -140,7 +158,7 @@ pub async fn mesh_ca(
         let Some(name) = other.name.as_deref().filter(|n| *n != enabled.as_str()) else {
             continue;
         };
-        match backend_root(store, mesh, other, now, generation).await {
+        match backend_root(store, mesh, other, now).await {
             Ok(Some(root)) => add_root(&mut trust_pem, &root),
             Ok(None) => {}
             Err(e) => {
@@ -168,14 +186,12 @@ pub fn add_root(trust_pem: &mut String, root: &str) {
     trust_pem.push_str(root);
 }
 
-/// The root certificate (PEM) of a backend that is not the enabled one: builtin roots are
-/// read (and, where this control plane owns the mesh, generated); provided ones read.
+/// The root certificate (PEM) of a backend that is not the enabled one, if it is stored yet.
 async fn backend_root(
     store: &dyn Store,
     mesh: &str,
     backend: &atoll_core::kinds::mesh::CertificateAuthorityBackend,
     now: DateTime<Utc>,
-    generation: Generation,
 ) -> Result<Option<String>, CaError> {
     let name = backend.name.clone().unwrap_or_default();
     let conf = backend.typed_conf().map_err(|e| CaError::Config {
@@ -190,9 +206,15 @@ async fn backend_root(
                 .and_then(|c| c.expiration.as_ref())
                 .and_then(|e| e.as_std())
                 .unwrap_or(DEFAULT_ROOT_VALIDITY);
-            let bundle =
-                atoll_cp::mesh_ca::builtin_ca(store, mesh, &name, validity, now, generation)
-                    .await?;
+            let bundle = atoll_cp::mesh_ca::builtin_ca(
+                store,
+                mesh,
+                &name,
+                validity,
+                now,
+                Generation::FromGlobal,
+            )
+            .await?;
             Ok(bundle.map(|b| b.cert_pem))
         }
         CaConf::Provided(provided) => Ok(Some(
@@ -234,4 +256,25 @@ async fn read_source(
             reason: format!("cannot read the provided CA {what} file {path}: {e}"),
         }),
     }
+}
+
+/// Creates the builtin CAs the stored Mesh `mesh` declares and the store lacks (a standalone
+/// zone owns its meshes' CAs; a federated one receives them from global). Called where the
+/// Mesh is observed, never while building a proxy's config. Returns how many backends it saw.
+pub async fn provision_builtin_cas(
+    store: &dyn Store,
+    mesh: &str,
+    now: DateTime<Utc>,
+) -> Result<usize, CaError> {
+    let Some(stored) = store.get(&ResourceKey::global(Kind::Mesh, mesh)).await? else {
+        return Ok(0);
+    };
+    let doc: MeshDoc =
+        serde_json::from_value(serde_json::Value::Object(stored.spec)).map_err(|e| {
+            CaError::Config {
+                mesh: mesh.to_string(),
+                reason: format!("unreadable Mesh: {e}"),
+            }
+        })?;
+    Ok(atoll_cp::mesh_ca::ensure_builtin_cas(store, mesh, &doc, now).await?)
 }

@@ -7,11 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use chrono::Utc;
 use serde_json::Value;
 use tokio::sync::RwLock;
 
+use atoll_clock::SharedClock;
 use atoll_core::kinds::dataplane::DataplaneDoc;
+use atoll_core::kinds::dataplane::{PROTOCOL_TAG, SERVICE_TAG};
 use atoll_core::kinds::mesh::MeshDoc;
 use atoll_core::matching::PolicyView;
 use atoll_core::policies::{MeshPolicies, reach};
@@ -20,9 +21,9 @@ use atoll_store::{ChangeEvent, ListFilter, SharedStore, StoreError};
 use atoll_xds::context::{Endpoint, Protocol};
 
 use crate::ca::{Generation, MeshCa, mesh_ca};
+use crate::error::BuildError;
 use crate::external::resolve as resolve_external;
 use crate::remote::{RemoteOffer, ZoneRoutes, remote_offer};
-use crate::snapshot::{BuildError, PROTOCOL_TAG, SERVICE_TAG};
 use atoll_xds::zone_context::ExternalService;
 
 /// One dataplane as generation reads it.
@@ -278,6 +279,7 @@ pub struct MeshIndex {
     store: SharedStore,
     local_zone: String,
     generation: Generation,
+    clock: SharedClock,
     meshes: RwLock<HashMap<String, Arc<MeshState>>>,
     /// The zone proxies, read from the store on first use and re-read on their change events.
     /// `None` until then: a restarted zone CP must derive its routes to other zones from what
@@ -295,12 +297,19 @@ impl std::fmt::Debug for MeshIndex {
 
 impl MeshIndex {
     /// `local_zone` tells this zone's resources from those relayed from others; `generation`
-    /// says whether a missing builtin CA is generated here (standalone) or awaited from global.
-    pub fn new(store: SharedStore, local_zone: &str, generation: Generation) -> Self {
+    /// says who creates a missing builtin CA (this zone or global: the index only reads it);
+    /// `clock` judges the validity of provided CAs.
+    pub fn new(
+        store: SharedStore,
+        local_zone: &str,
+        generation: Generation,
+        clock: SharedClock,
+    ) -> Self {
         Self {
             store,
             local_zone: local_zone.to_string(),
             generation,
+            clock,
             meshes: RwLock::new(HashMap::new()),
             routes: RwLock::new(None),
             apply_lock: tokio::sync::Mutex::new(()),
@@ -433,7 +442,14 @@ impl MeshIndex {
                     reason: e.to_string(),
                 }
             })?;
-        let ca = mesh_ca(self.store.as_ref(), mesh, &doc, Utc::now(), self.generation).await?;
+        let ca = mesh_ca(
+            self.store.as_ref(),
+            mesh,
+            &doc,
+            self.clock.now(),
+            self.generation,
+        )
+        .await?;
         let mut state = MeshState::new(mesh, doc, ca);
         state.routes = self.routes().await?;
         let services = self
@@ -533,6 +549,11 @@ impl MeshIndex {
                         return Ok(());
                     }
                     Err(BuildError::Store(e)) => return Err(e),
+                    Err(e @ BuildError::Ca(crate::ca::CaError::NotYet { .. })) => {
+                        // Its Secrets' own events reload it once they are stored.
+                        tracing::info!(%mesh, reason = %e, "the mesh's proxies keep their config until its CA is stored");
+                        return Ok(());
+                    }
                     Err(e) => {
                         tracing::error!(%mesh, error = %e, "cannot reload the mesh; keeping the previous state");
                         return Ok(());
@@ -707,7 +728,7 @@ mod tests {
             ))
             .await
             .expect("service");
-        let index = MeshIndex::new(store, "zone-1", Generation::Allowed);
+        let index = MeshIndex::new(store, "zone-1", Generation::Allowed, atoll_clock::system());
         let state = index.mesh("default").await.expect("mesh loads");
         assert_eq!(
             state.remote_endpoints("backend"),
@@ -742,7 +763,7 @@ mod tests {
             }
             store.create(dp).await.expect("stored without validation");
         }
-        let index = MeshIndex::new(store, "zone-1", Generation::Allowed);
+        let index = MeshIndex::new(store, "zone-1", Generation::Allowed, atoll_clock::system());
         let state = index.mesh("default").await.expect("mesh loads");
         let endpoints = state.services.get("backend").expect("backend").endpoints();
         assert_eq!(endpoints.len(), 1);
@@ -751,6 +772,43 @@ mod tests {
         assert!(why.contains("not an IP"), "{why}");
         assert_eq!(index.unusable("default", "good").await, None);
         assert_eq!(index.unusable_count().await, 1);
+    }
+
+    /// Building reads the store and never writes it: a standalone mesh whose builtin CA is not
+    /// stored yet fails to load with a reason (nothing is created), and loads once it is.
+    #[tokio::test]
+    async fn loading_a_mesh_never_creates_its_ca() {
+        let store: SharedStore = Arc::new(MemoryStore::new());
+        store
+            .create(mesh_with(&["ca-1"], "ca-1"))
+            .await
+            .expect("mesh");
+        let index = MeshIndex::new(
+            store.clone(),
+            "zone-1",
+            Generation::Allowed,
+            atoll_clock::system(),
+        );
+        let err = index.mesh("default").await.expect_err("no CA yet");
+        assert!(
+            matches!(err, BuildError::Ca(crate::ca::CaError::NotYet { .. })),
+            "{err}"
+        );
+        assert!(err.to_string().contains("this zone creates it"), "{err}");
+        let secrets = store
+            .list(&ListFilter::in_mesh(Kind::Secret, "default"))
+            .await
+            .expect("list");
+        assert!(secrets.items.is_empty(), "a load wrote {:?}", secrets.items);
+
+        crate::ca::provision_builtin_cas(store.as_ref(), "default", chrono::Utc::now())
+            .await
+            .expect("CA created");
+        let state = index
+            .mesh("default")
+            .await
+            .expect("loads once the CA is stored");
+        assert!(state.ca.is_some());
     }
 
     fn mesh_with(backends: &[&str], enabled: &str) -> Resource {
@@ -789,12 +847,24 @@ mod tests {
             .create(mesh_with(&["ca-1"], "ca-1"))
             .await
             .expect("mesh");
-        let index = MeshIndex::new(store.clone(), "zone-1", Generation::Allowed);
+        // The index only reads CAs: the event loop creates them when it sees the Mesh.
+        crate::ca::provision_builtin_cas(store.as_ref(), "default", chrono::Utc::now())
+            .await
+            .expect("CA created");
+        let index = MeshIndex::new(
+            store.clone(),
+            "zone-1",
+            Generation::Allowed,
+            atoll_clock::system(),
+        );
         let before = index.mesh("default").await.expect("loads");
         let ca_1 = before.ca.clone().expect("mTLS");
         assert_eq!(roots(&ca_1), 1);
 
         replace_mesh(&store, mesh_with(&["ca-2"], "ca-2")).await;
+        crate::ca::provision_builtin_cas(store.as_ref(), "default", chrono::Utc::now())
+            .await
+            .expect("CA created");
         let event = ChangeEvent {
             op: atoll_store::ChangeOp::Updated,
             key: ResourceKey::global(Kind::Mesh, "default"),

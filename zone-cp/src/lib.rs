@@ -6,6 +6,7 @@
 pub mod bootstrap;
 pub mod ca;
 pub mod directory;
+pub mod error;
 pub mod external;
 pub mod index;
 pub mod kds_client;
@@ -62,6 +63,8 @@ pub async fn start_on(
         dp_auth: ctx.config.dp_auth,
         zone: ctx.config.zone.clone(),
         federated: ctx.config.global_address.is_some(),
+        clock: ctx.config.clock.clone(),
+        token_leeway: ctx.config.token_leeway(),
     };
     let directory = Arc::new(ZoneDirectory::new(
         ctx.store.clone(),

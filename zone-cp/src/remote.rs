@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use atoll_core::kinds::dataplane::SERVICE_TAG;
 use atoll_core::kinds::mesh_service::MeshServiceDoc;
 use atoll_core::kinds::zone_egress::ZoneEgressDoc;
 use atoll_core::kinds::zone_ingress::ZoneIngressDoc;
@@ -20,8 +21,6 @@ use atoll_xds::zone_context::{
     DEFAULT_EGRESS_PORT, DEFAULT_INGRESS_PORT, LocalZoneEgress, RemoteZoneIngress,
 };
 use atoll_xds::zone_proxy::remote_endpoints;
-
-use crate::snapshot::SERVICE_TAG;
 
 /// Label the zone control plane puts on the MeshServices it derives from its dataplanes.
 pub const MANAGED_BY_LABEL: &str = "kuma.io/managed-by";

@@ -16,18 +16,17 @@ use atoll_core::policies::mesh_traffic_permission::Action;
 use atoll_core::policies::mesh_traffic_permission::conf::inbound_permission_rules;
 use atoll_core::{Kind, ResourceKey};
 use atoll_identity::{IssuedCert, WorkloadCertRequest};
-use atoll_store::StoreError;
 use atoll_xds::context::{
     InboundContext, InboundPermissions, MeshMtls, OutboundContext, PermissionAction,
     PermissionRule, Protocol, ProxyContext, SourceMatch,
 };
 use atoll_xds_server::session::{Snapshot, SnapshotResource};
 
-use crate::ca::{CaError, MeshCa};
-use crate::index::{MeshIndex, MeshState, protocol_of};
+use atoll_core::kinds::dataplane::SERVICE_TAG;
 
-pub const SERVICE_TAG: &str = "kuma.io/service";
-pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
+use crate::ca::MeshCa;
+use crate::error::BuildError;
+use crate::index::{MeshIndex, MeshState, protocol_of};
 
 /// Everything a build produced: the snapshot to serve and what the inspect API shows.
 #[derive(Debug, Clone)]
@@ -78,32 +77,6 @@ impl ProxyBuild {
     pub fn certs(&self) -> impl Iterator<Item = &ProxyCert> {
         self.cert.iter().chain(self.mesh_certs.values())
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum BuildError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("dataplane {0} does not exist")]
-    MissingDataplane(ResourceKey),
-    #[error("mesh {0:?} does not exist")]
-    MissingMesh(String),
-    #[error("stored {what} {name:?} is unreadable: {reason}")]
-    Unreadable {
-        what: &'static str,
-        name: String,
-        reason: String,
-    },
-    #[error(transparent)]
-    Ca(#[from] CaError),
-    #[error("cannot issue the proxy certificate: {0}")]
-    Certificate(atoll_identity::IdentityError),
-    #[error("cannot generate Envoy config: {0}")]
-    Generate(#[from] atoll_xds::generate::GenerateError),
-    #[error("{kind} {name:?} is not registered: start it with atoll-dp, which registers it")]
-    MissingZoneProxy { kind: Kind, name: String },
-    #[error("cannot generate zone proxy config: {0}")]
-    ZoneProxy(#[from] atoll_xds::zone_proxy::ZoneProxyError),
 }
 
 /// Builds the snapshot of dataplane `name` in the indexed mesh (see [`build_from`]).

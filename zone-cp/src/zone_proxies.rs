@@ -19,8 +19,9 @@ use atoll_xds::zone_context::{
     ZoneEgressContext, ZoneIngressContext,
 };
 
+use crate::error::BuildError;
 use crate::index::MeshIndex;
-use crate::snapshot::{BuildError, ProxyBuild, ProxyCert, certificate, snapshot_of};
+use crate::snapshot::{ProxyBuild, ProxyCert, certificate, snapshot_of};
 
 /// The address a zone proxy listens on when its resource names none.
 const ANY_ADDRESS: &str = "0.0.0.0";
