@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use atoll_core::format::parse_document;
+use atoll_core::labels::{ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL};
 use atoll_core::{Kind, Resource, ResourceKey, Scope, Violations};
 use atoll_store::{ListFilter, SharedStore, StoreError};
 
@@ -108,15 +109,12 @@ pub struct ApiState {
     pub global_address: Option<String>,
 }
 
-/// The label KDS puts on synced resources: `global` or `zone`.
-pub const ORIGIN_LABEL: &str = "kuma.io/origin";
-
 /// Refuses changing a resource another control plane owns: on a zone, what came from global;
 /// on global, what came from a zone. They are changed where they were created and synced here.
 fn check_ownership(state: &ApiState, existing: &Resource) -> Result<(), ApiError> {
     let origin = existing.labels.get(ORIGIN_LABEL).map(String::as_str);
     let message = match (state.mode, origin) {
-        (Mode::Zone, Some("global")) => format!(
+        (Mode::Zone, Some(ORIGIN_GLOBAL)) => format!(
             "{} is managed by the global control plane{}: change it there; it is synced to this zone",
             existing.key(),
             state
@@ -125,12 +123,12 @@ fn check_ownership(state: &ApiState, existing: &Resource) -> Result<(), ApiError
                 .map(|a| format!(" at {a}"))
                 .unwrap_or_default()
         ),
-        (Mode::Global, Some("zone")) => format!(
+        (Mode::Global, Some(ORIGIN_ZONE)) => format!(
             "{} is managed by zone {:?}: change it on that zone's control plane; it is synced to global",
             existing.key(),
             existing
                 .labels
-                .get("kuma.io/zone")
+                .get(ZONE_LABEL)
                 .map(String::as_str)
                 .unwrap_or("?")
         ),

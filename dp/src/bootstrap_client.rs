@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atoll_backoff::Backoff;
 use atoll_identity::tls_client::ClientTrust;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -414,7 +415,7 @@ pub async fn fetch_bootstrap(
 ) -> Result<Value, BootstrapError> {
     let started = Instant::now();
     let deadline = started + connect_timeout;
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut attempt = 1u32;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -434,7 +435,7 @@ pub async fn fetch_bootstrap(
                 last: Box::new(error),
             });
         }
-        let wait = delay.min(left);
+        let wait = backoff.next_delay().min(left);
         let mut note = String::new();
         let _ = write!(
             note,
@@ -444,7 +445,6 @@ pub async fn fetch_bootstrap(
         );
         tracing::warn!(attempt, "control plane not reachable yet: {error}; {note}");
         tokio::time::sleep(wait).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
         attempt += 1;
     }
 }

@@ -17,6 +17,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use atoll_backoff::Backoff;
 use atoll_core::{Resource, ResourceKey};
 use serde_json::Value;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
@@ -391,7 +392,7 @@ async fn run_listener(
     events: broadcast::Sender<ChangeEvent>,
 ) {
     let mut session = Some(first);
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut next_mark = Instant::now() + MARK_EVERY;
     let mut next_prune = Instant::now();
     loop {
@@ -409,12 +410,12 @@ async fn run_listener(
                          while it was down"
                     );
                     session = Some(s);
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL change listener cannot reconnect");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "PostgreSQL change listener cannot reconnect");
+                    tokio::time::sleep(delay).await;
                 }
             }
             continue;
@@ -453,10 +454,10 @@ async fn run_listener(
                 session = None;
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL change listener failed; reconnecting");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "PostgreSQL change listener failed; reconnecting");
                 session = None;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(delay).await;
             }
         }
     }

@@ -22,3 +22,5 @@ pub mod model;
 pub mod proto;
 pub mod zone_context;
 pub mod zone_proxy;
+
+pub use model::type_urls;

@@ -20,7 +20,9 @@ use atoll_xds::context::{Endpoint, Protocol};
 use crate::ca::{Generation, MeshCa, mesh_ca};
 use crate::external::resolve as resolve_external;
 use crate::remote::{RemoteOffer, ZoneRoutes, remote_offer};
-use crate::snapshot::{BuildError, PROTOCOL_TAG, SERVICE_TAG};
+use atoll_core::labels::{PROTOCOL_TAG, SERVICE_TAG};
+
+use crate::snapshot::BuildError;
 use atoll_xds::zone_context::ExternalService;
 
 /// One dataplane as generation reads it.
