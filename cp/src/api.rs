@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use atoll_api_types::{Cause, ErrorBody, ListPage};
 use atoll_core::format::parse_document;
 use atoll_core::labels::{ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL};
 use atoll_core::{Kind, Resource, ResourceKey, Scope, Violations};
@@ -240,10 +241,18 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"title": self.title, "details": self.details});
-        if !self.causes.is_empty() {
-            body["causes"] = serde_json::to_value(&self.causes).unwrap_or(Value::Null);
-        }
+        let body = ErrorBody {
+            title: self.title.to_string(),
+            details: self.details,
+            causes: self
+                .causes
+                .into_iter()
+                .map(|v| Cause {
+                    field: v.field,
+                    message: v.message,
+                })
+                .collect(),
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
@@ -711,7 +720,12 @@ async fn list(
         format!("http://{host}{}?offset={end}&size={size}", uri.path())
     });
     let items: Vec<Value> = page.items.iter().map(render).collect();
-    Ok(axum::Json(json!({"total": page.total, "items": items, "next": next})).into_response())
+    Ok(axum::Json(ListPage {
+        total: page.total,
+        items,
+        next,
+    })
+    .into_response())
 }
 
 fn inspector(state: &ApiState) -> Result<&Arc<dyn crate::extension::DataplaneInspector>, ApiError> {

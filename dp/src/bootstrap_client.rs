@@ -14,6 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atoll_api_types::ErrorBody;
 use atoll_backoff::Backoff;
 use atoll_identity::tls_client::ClientTrust;
 use bytes::Bytes;
@@ -23,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -52,56 +53,6 @@ pub struct Versions {
     pub atoll_dp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub envoy: Option<String>,
-}
-
-/// One `causes` entry of an error answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Cause {
-    #[serde(default)]
-    pub field: String,
-    #[serde(default)]
-    pub message: String,
-}
-
-/// The error body the control plane answers with (Kuma's format).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct ErrorBody {
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub details: String,
-    #[serde(default)]
-    pub causes: Vec<Cause>,
-}
-
-impl ErrorBody {
-    /// Reads an error answer; a body that is not the JSON error format becomes its `details`.
-    fn parse(body: &[u8]) -> ErrorBody {
-        match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(e) if !e.title.is_empty() || !e.details.is_empty() || !e.causes.is_empty() => e,
-            _ => {
-                let text = String::from_utf8_lossy(body);
-                let text = text.trim();
-                let mut details: String = text.chars().take(500).collect();
-                if details.len() < text.len() {
-                    details.push('…');
-                }
-                ErrorBody {
-                    details,
-                    ..ErrorBody::default()
-                }
-            }
-        }
-    }
-
-    /// `details`, else `title`, else a placeholder.
-    fn summary(&self) -> String {
-        match (self.title.is_empty(), self.details.is_empty()) {
-            (_, false) => self.details.clone(),
-            (false, true) => self.title.clone(),
-            (true, true) => "(no details given)".into(),
-        }
-    }
 }
 
 /// Why no bootstrap was obtained.
