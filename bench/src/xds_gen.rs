@@ -75,7 +75,7 @@ fn mesh(dataplanes: usize, outbounds: usize, ca: &MeshCa) -> anyhow::Result<Mesh
     }))
     .map_err(|v| anyhow::anyhow!("{v}"))?;
     let view = PolicyView::from_resource(&mtp).map_err(|v| anyhow::anyhow!("{v}"))?;
-    state.traffic_permissions.insert("allow-all".into(), view);
+    state.policies.upsert(view);
     Ok(state)
 }
 

@@ -17,7 +17,6 @@ pub mod quirks;
 pub mod resource;
 mod strict;
 pub mod target_ref;
-pub mod traffic_permission;
 pub mod types;
 pub mod validate;
 

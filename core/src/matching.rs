@@ -861,6 +861,18 @@ pub fn outbound_conf_for(
     outbound_rule(&sorted_to_entries(policies, proxy), destination.clone())
 }
 
+/// The merged outbound conf of `policies` (all of one kind) for traffic to `destination`,
+/// parsed into the kind's `default` type; `None` when no entry concerns it, or when the merge
+/// does not parse (stored policies were validated, so that is not expected).
+pub fn typed_outbound_conf<C: DeserializeOwned>(
+    policies: &[PolicyView],
+    proxy: &ProxyView,
+    destination: &Destination,
+) -> Option<C> {
+    let rule = outbound_conf_for(policies, proxy, destination)?;
+    serde_json::from_value(rule.conf).ok()
+}
+
 fn outbound_rule(
     entries: &[(&PolicyView, Destination, &Value)],
     destination: Destination,

@@ -162,6 +162,14 @@ impl Resource {
             }
         }
         let labels = take_labels(&mut obj, &mut v);
+        // Services become DNS labels (hostnames, Kubernetes Services): Kuma caps their names,
+        // as written by their author (the display name of a synced copy), at 63 characters.
+        if let (Some(Kind::MeshService | Kind::MeshExternalService), Some(n)) = (kind, &name) {
+            let shown = labels.get(crate::labels::DISPLAY_NAME_LABEL).unwrap_or(n);
+            if shown.len() > 63 {
+                v.add(&root.field("name"), "must not be longer than 63 characters");
+            }
+        }
         let version = match obj.remove("version") {
             None | Some(Value::Null) => 0,
             Some(Value::Number(n)) if n.as_i64().is_some_and(|x| x >= 0) => n.as_i64().unwrap_or(0),
@@ -172,6 +180,9 @@ impl Resource {
         };
         obj.remove("creationTime");
         obj.remove("modificationTime");
+        for value in obj.values_mut() {
+            stringify_map_scalars(value);
+        }
         if let Some(kind) = kind {
             kind.validate_spec(&Value::Object(obj.clone()), &mut v);
         }
@@ -241,6 +252,50 @@ fn take_string(obj: &mut Map<String, Value>, field: &str, v: &mut Violations) ->
     }
 }
 
+/// A scalar read as the string YAML wrote (`6000`, `true`), as Kuma reads the values of its
+/// string maps; `None` for lists, objects and null.
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+/// Keys whose object values are string maps (tags and label selectors) in every kind.
+const STRING_MAP_KEYS: &[&str] = &["tags", "labels", "matchLabels", "dataplaneTags"];
+/// Keys holding free-form documents (Envoy config in MeshProxyPatch): left exactly as written.
+const OPAQUE_KEYS: &[&str] = &["value", "jsonPatches"];
+
+/// Writes scalar values of tag and label maps (`port: 6000`) as strings, in place.
+fn stringify_map_scalars(doc: &mut Value) {
+    match doc {
+        Value::Object(obj) => {
+            for (key, child) in obj.iter_mut() {
+                if OPAQUE_KEYS.contains(&key.as_str()) {
+                    continue;
+                }
+                if STRING_MAP_KEYS.contains(&key.as_str())
+                    && let Value::Object(map) = child
+                {
+                    for value in map.values_mut() {
+                        if matches!(value, Value::Number(_) | Value::Bool(_))
+                            && let Some(text) = scalar_text(value)
+                        {
+                            *value = Value::String(text);
+                        }
+                    }
+                    continue;
+                }
+                stringify_map_scalars(child);
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(stringify_map_scalars),
+        _ => {}
+    }
+}
+
 fn take_labels(obj: &mut Map<String, Value>, v: &mut Violations) -> BTreeMap<String, String> {
     let at = FieldPath::root().field("labels");
     let mut labels = BTreeMap::new();
@@ -252,11 +307,11 @@ fn take_labels(obj: &mut Map<String, Value>, v: &mut Violations) -> BTreeMap<Str
                     v.add(&at, "label names must not be empty");
                     continue;
                 }
-                match val {
-                    Value::String(s) => {
+                match scalar_text(&val) {
+                    Some(s) => {
                         labels.insert(k, s);
                     }
-                    _ => v.add(&at.key(&k), "label values must be strings"),
+                    None => v.add(&at.key(&k), "label values must be strings"),
                 }
             }
         }
@@ -267,6 +322,61 @@ fn take_labels(obj: &mut Map<String, Value>, v: &mut Violations) -> BTreeMap<Str
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn scalar_tag_and_label_values_read_as_strings() {
+        let r = Resource::from_value(serde_json::json!({
+            "type": "Dataplane", "mesh": "default", "name": "dp",
+            "labels": {"team": 7, "canary": true},
+            "networking": {"address": "10.0.0.1", "inbound": [{"port": 8080,
+                "tags": {"kuma.io/service": "web", "port": 6000, "stable": false}}]}
+        }))
+        .expect("scalars are strings");
+        assert_eq!(r.labels["team"], "7");
+        assert_eq!(r.labels["canary"], "true");
+        assert_eq!(
+            r.spec["networking"]["inbound"][0]["tags"],
+            serde_json::json!({"kuma.io/service": "web", "port": "6000", "stable": "false"})
+        );
+        // Lists and objects are still not tag values.
+        let v = Resource::from_value(serde_json::json!({
+            "type": "Dataplane", "mesh": "default", "name": "dp",
+            "networking": {"address": "10.0.0.1", "inbound": [{"port": 8080,
+                "tags": {"kuma.io/service": "web", "port": [6000]}}]}
+        }))
+        .expect_err("a list is no tag value");
+        assert_eq!(v.violations[0].field, "networking.inbound[0].tags.port");
+    }
+
+    #[test]
+    fn service_names_longer_than_a_dns_label_are_refused() {
+        let long = "a".repeat(64);
+        for kind in ["MeshService", "MeshExternalService"] {
+            let v = Resource::from_value(serde_json::json!({
+                "type": kind, "mesh": "default", "name": long, "spec": {}
+            }))
+            .expect_err("too long");
+            assert!(
+                v.iter()
+                    .any(|x| x.field == "name"
+                        && x.message == "must not be longer than 63 characters"),
+                "{kind}: {v}"
+            );
+        }
+        // A synced copy's own name carries a suffix; its display name is what counts.
+        let copy = Resource::from_value(serde_json::json!({
+            "type": "MeshService", "mesh": "default", "name": format!("{}-zxc8v", "a".repeat(60)),
+            "labels": {"kuma.io/display-name": "a".repeat(60)},
+            "spec": {"ports": [{"port": 80, "targetPort": 8080, "appProtocol": "http"}]}
+        }));
+        assert!(
+            copy.as_ref()
+                .err()
+                .is_none_or(|v| !v.iter().any(|x| x.field == "name")),
+            "{copy:?}"
+        );
+    }
+
     use super::*;
     use serde_json::json;
 
@@ -283,7 +393,7 @@ mod tests {
     #[test]
     fn envelope_errors_are_reported_together() {
         let err = Resource::from_value(
-            json!({"type": "Secret", "name": "bad name", "mesh": "Bad", "labels": {"a": 1}}),
+            json!({"type": "Secret", "name": "bad name", "mesh": "Bad", "labels": {"a": [1]}}),
         )
         .expect_err("invalid");
         let fields: Vec<_> = err.iter().map(|x| x.field.clone()).collect();

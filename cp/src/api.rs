@@ -1115,6 +1115,11 @@ async fn put(state: &ApiState, key: ResourceKey, content_type: &str, body: &[u8]
     if let Some(current) = &existing {
         check_ownership(state, current)?;
     }
+    let mut warnings = warnings;
+    warnings.extend(
+        crate::change_warnings::change_warnings(state.store.as_ref(), existing.as_ref(), &resource)
+            .await?,
+    );
     let (stored, created) = match existing {
         Some(current) => {
             let expected = if expected > 0 {

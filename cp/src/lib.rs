@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod change_warnings;
 pub mod config;
 pub mod diagnostics;
 pub mod extension;

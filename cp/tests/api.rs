@@ -783,3 +783,53 @@ async fn zone_overviews_without_kds_and_on_a_zone_control_plane() {
         );
     }
 }
+
+#[tokio::test]
+async fn turning_mtls_off_on_a_multi_zone_mesh_is_accepted_with_a_warning() {
+    let (app, _) = app();
+    let with_mtls = json!({"type": "Mesh", "name": "default", "mtls": {"enabledBackend": "ca-1",
+        "backends": [{"name": "ca-1", "type": "builtin"}]}});
+    let (s, b) = call(
+        &app,
+        put(
+            "/meshes/default",
+            "application/json",
+            &with_mtls.to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = call(
+        &app,
+        put(
+            "/zones/zone-1",
+            "application/json",
+            &json!({"type": "Zone", "name": "zone-1"}).to_string(),
+        ),
+    )
+    .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+
+    // What the README's tour used to paste: the same Mesh without mtls.
+    let resp = app
+        .clone()
+        .oneshot(put(
+            "/meshes/default",
+            "application/json",
+            &json!({"type": "Mesh", "name": "default"}).to_string(),
+        ))
+        .await
+        .expect("infallible");
+    assert_eq!(resp.status(), StatusCode::OK);
+    let warnings: Vec<String> = resp
+        .headers()
+        .get_all("warning")
+        .iter()
+        .map(|v| v.to_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].starts_with("299 - \"mtls.enabledBackend: this change turns mTLS off"),
+        "{warnings:?}"
+    );
+}

@@ -169,6 +169,7 @@ async fn every_documented_manifest_applies_through_the_api_and_reads_back() {
             if back.get("mesh").is_some() && doc.get("mesh").is_none() {
                 expected["mesh"] = "default".into();
             }
+            atoll_test_support::quote_tag_scalars(&mut expected);
             if back != expected {
                 failures.push(format!(
                     "{}: read back differs:\n{back}\n{expected}",

@@ -30,6 +30,13 @@ pub enum ClientError {
 
 impl std::error::Error for ClientError {}
 
+impl ClientError {
+    /// The control plane answered 404.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ClientError::Api { status: 404, .. })
+    }
+}
+
 impl std::fmt::Display for ClientError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

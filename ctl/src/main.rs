@@ -576,6 +576,18 @@ fn render_error(e: &ClientError) -> String {
     }
 }
 
+/// The zone of the control plane `client` talks to, when it is a zone control plane.
+async fn local_zone(client: &ApiClient) -> Option<String> {
+    let index = client.get_path("/").await.ok()?;
+    if index.get("mode").and_then(Value::as_str) != Some("zone") {
+        return None;
+    }
+    index
+        .get("zone")
+        .and_then(Value::as_str)
+        .map(str::to_string)
+}
+
 async fn get(
     client: &ApiClient,
     kind: &str,
@@ -605,10 +617,23 @@ async fn get(
     }
     match name {
         Some(name) => {
-            let res = client
-                .get(kind, mesh, name)
-                .await
-                .map_err(|e| render_error(&e))?;
+            let res = match client.get(kind, mesh, name).await {
+                Ok(res) => res,
+                // A resource synced from a zone is stored under a hash-suffixed name; the name
+                // its zone knows it by is its display name.
+                Err(e) if e.is_not_found() && kind.is_mesh_scoped() => {
+                    let items = client
+                        .list_all(kind, mesh)
+                        .await
+                        .map_err(|e| render_error(&e))?;
+                    match table::find_by_display_name(&items, name) {
+                        Ok(Some(found)) => found.clone(),
+                        Ok(None) => return Err(render_error(&e)),
+                        Err(ambiguous) => return Err(format!("Error: {ambiguous}\n")),
+                    }
+                }
+                Err(e) => return Err(render_error(&e)),
+            };
             match output {
                 Output::Yaml => print!("{}", to_yaml(&res)),
                 Output::Json => {
@@ -629,6 +654,9 @@ async fn get(
                     .await
                 {
                     table::attach_status(&mut items, &overview);
+                }
+                if let Some(zone) = local_zone(client).await {
+                    table::attach_local_zone(&mut items, &zone);
                 }
             }
             match output {

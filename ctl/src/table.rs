@@ -40,8 +40,8 @@ pub fn render(kind: Kind, items: &[Value]) -> String {
                 .map(|r| {
                     vec![
                         s(r, &["mesh"]),
-                        s(r, &["name"]),
-                        s(r, &["labels", "kuma.io/zone"]),
+                        display_name(r),
+                        zone_of(r),
                         match r.pointer("/_status/online").and_then(Value::as_bool) {
                             Some(true) => "Online".to_string(),
                             Some(false) => "Offline".to_string(),
@@ -190,6 +190,65 @@ fn zone_overviews_at(items: &[Value], now: DateTime<Utc>) -> String {
 }
 
 /// Adds each dataplane's live status (from `_overview`) under `_status` for the table.
+/// The name an operator wrote: synced copies carry it in `kuma.io/display-name` (their own
+/// name has the source zone's hash suffix).
+fn display_name(r: &Value) -> String {
+    let shown = s(r, &["labels", "kuma.io/display-name"]);
+    if shown.is_empty() {
+        s(r, &["name"])
+    } else {
+        shown
+    }
+}
+
+/// The zone a resource lives in: its `kuma.io/zone` label, or the zone of the control plane
+/// that listed it (`_zone`, see [`attach_local_zone`]) for one created there.
+fn zone_of(r: &Value) -> String {
+    let labelled = s(r, &["labels", "kuma.io/zone"]);
+    if labelled.is_empty() {
+        s(r, &["_zone"])
+    } else {
+        labelled
+    }
+}
+
+/// Marks resources without a zone label as the listing zone control plane's own.
+pub fn attach_local_zone(items: &mut [Value], zone: &str) {
+    for item in items.iter_mut() {
+        if item.pointer("/labels/kuma.io~1zone").is_none() {
+            item["_zone"] = Value::String(zone.to_string());
+        }
+    }
+}
+
+/// The one resource among `items` whose display name (the name in its zone) is `name`; an error
+/// naming the candidates when several zones have one.
+pub fn find_by_display_name<'a>(
+    items: &'a [Value],
+    name: &str,
+) -> Result<Option<&'a Value>, String> {
+    let found: Vec<&Value> = items
+        .iter()
+        .filter(|r| {
+            r.pointer("/labels/kuma.io~1display-name")
+                .and_then(Value::as_str)
+                == Some(name)
+        })
+        .collect();
+    match found.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one)),
+        many => Err(format!(
+            "{name:?} names {} resources, one per zone; use the full name of one: {}",
+            many.len(),
+            many.iter()
+                .map(|r| format!("{} (zone {})", s(r, &["name"]), zone_of(r)))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+    }
+}
+
 pub fn attach_status(items: &mut [Value], overview: &Value) {
     let Some(list) = overview.get("items").and_then(Value::as_array) else {
         return;
@@ -394,6 +453,47 @@ mod tests {
         );
         assert!(lines[1].contains("web-1-abc   east   -"), "{out}");
         assert!(lines[2].contains("local              -"), "{out}");
+    }
+
+    #[test]
+    fn synced_dataplanes_show_their_zone_side_name_and_local_ones_the_listing_zone() {
+        let mut items = vec![
+            json!({"type": "Dataplane", "mesh": "default", "name": "web-1-7c9f2d",
+                "labels": {"kuma.io/zone": "zone-1", "kuma.io/origin": "zone",
+                    "kuma.io/display-name": "web-1"},
+                "networking": {"address": "10.0.0.1"}}),
+            json!({"type": "Dataplane", "mesh": "default", "name": "backend-1",
+                "networking": {"address": "10.0.0.2"}}),
+        ];
+        attach_local_zone(&mut items, "zone-2");
+        let out = render(Kind::Dataplane, &items);
+        let lines: Vec<&str> = out.lines().collect();
+        assert!(
+            lines[1].starts_with("default   web-1       zone-1"),
+            "{out}"
+        );
+        assert!(
+            lines[2].starts_with("default   backend-1   zone-2"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn a_display_name_finds_the_synced_copy_or_names_every_candidate() {
+        let copy = |name: &str, zone: &str| {
+            json!({"type": "Dataplane", "mesh": "default", "name": name,
+                "labels": {"kuma.io/zone": zone, "kuma.io/display-name": "web-1"}})
+        };
+        let one = vec![copy("web-1-aaa", "zone-1")];
+        let found = find_by_display_name(&one, "web-1").expect("one match");
+        assert_eq!(found.and_then(|r| r["name"].as_str()), Some("web-1-aaa"));
+        assert!(matches!(find_by_display_name(&one, "api-1"), Ok(None)));
+        let two = vec![copy("web-1-aaa", "zone-1"), copy("web-1-bbb", "zone-2")];
+        let err = find_by_display_name(&two, "web-1").expect_err("ambiguous");
+        assert!(
+            err.contains("web-1-aaa (zone zone-1)") && err.contains("web-1-bbb (zone zone-2)"),
+            "{err}"
+        );
     }
 
     #[test]

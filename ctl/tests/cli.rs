@@ -342,7 +342,7 @@ fn check_exposition_format(body: &str) {
 async fn zones_and_their_dataplanes_on_global() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cp = start(dir.path(), "memory").await;
-    let docs = "type: Zone\nname: east\n---\ntype: Zone\nname: west\nenabled: false\n---\ntype: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: web-1-xyz\nlabels:\n  kuma.io/origin: zone\n  kuma.io/zone: east\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n";
+    let docs = "type: Zone\nname: east\n---\ntype: Zone\nname: west\nenabled: false\n---\ntype: Mesh\nname: default\n---\ntype: Dataplane\nmesh: default\nname: web-1-xyz\nlabels:\n  kuma.io/origin: zone\n  kuma.io/zone: east\n  kuma.io/display-name: web-1\nnetworking:\n  address: 10.0.0.1\n  inbound:\n  - port: 8080\n    tags:\n      kuma.io/service: web\n";
     let out = ctl(&cp, &["apply", "-f", "-"], Some(docs)).await;
     assert!(out.status.success(), "{}", text(&out));
 
@@ -394,7 +394,15 @@ async fn zones_and_their_dataplanes_on_global() {
         table.lines().next().unwrap_or_default().contains("ZONE"),
         "{table}"
     );
-    assert!(table.contains("web-1-xyz   east"), "{table}");
+    // ... and shows it under the name its zone knows it by, which `get` also finds.
+    assert!(table.contains("web-1   east"), "{table}");
+    let out = ctl(&cp, &["get", "dataplane", "web-1", "-o", "json"], None).await;
+    assert!(out.status.success(), "{}", text(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(doc["name"], "web-1-xyz");
+    let out = ctl(&cp, &["get", "dataplane", "api-1"], None).await;
+    assert!(!out.status.success());
+    assert!(text(&out).contains("not found"), "{}", text(&out));
 
     let out = ctl(&cp, &["delete", "zone", "west"], None).await;
     assert!(out.status.success(), "{}", text(&out));

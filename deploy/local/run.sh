@@ -232,9 +232,12 @@ Atoll local multi-zone mesh is up (data and logs: $DATA).
 
   atollctl against global and the zones:
     $BIN/atollctl --api $GLOBAL_API get zones
+    $BIN/atollctl --api $GLOBAL_API get meshes
     $BIN/atollctl --api $GLOBAL_API get dataplanes -m default
     $BIN/atollctl --api $(zone_api 5781) get dataplanes -m default     (zone-1)
     $BIN/atollctl --api $(zone_api 5881) get dataplanes -m default     (zone-2)
+    $BIN/atollctl --api $(zone_api 5781) inspect dataplane web-1 -m default --type rules
+    $BIN/atollctl --api $(zone_api 5781) inspect dataplane web-1 -m default --type config
 
   Try a Deny on global:
     $BIN/atollctl --api $GLOBAL_API apply -f - <<<'{"type":"MeshTrafficPermission","name":"allow-all","mesh":"default","spec":{"targetRef":{"kind":"Mesh"},"from":[{"targetRef":{"kind":"Mesh"},"default":{"action":"Deny"}}]}}'

@@ -5,7 +5,7 @@
 //! | kind | global -> zone | zone -> global | global relays to other zones | keeps its name from global |
 //! |---|---|---|---|---|
 //! | Mesh | yes | | | yes (meshes must match across zones) |
-//! | the 16 targetRef policies | yes | | | no |
+//! | the 16 targetRef policies | yes | yes (created in the zone) | | no |
 //! | Secret | yes | | | yes (Meshes name their CA Secrets) |
 //! | MeshExternalService | yes | | | no |
 //! | MeshMultiZoneService | yes | | | no |
@@ -24,6 +24,11 @@
 //! mesh, GlobalSecret `zone-token-public-key`), so zones can verify the dataplane, ingress and
 //! egress tokens global mints but cannot mint any, and a leaked zone store leaks no signing key.
 //!
+//! - **Policies flow both ways, each from where it was created**, as in Kuma 2.6+: a policy
+//!   written on global goes to every zone; one written on a zone CP applies in that zone and goes
+//!   up to global (hash-suffixed, `kuma.io/origin: zone`, `kuma.io/zone`) so global shows every
+//!   policy in force. Global does not pass a zone's policy on to the other zones: it selects only
+//!   its own zone's proxies. A zone's policy cannot be changed on global, nor global's in a zone.
 //! - **MeshExternalService flows global -> zone**: it is mesh configuration an operator writes on
 //!   global, like a policy (the brief did not list it; Kuma syncs it the same way).
 //! - **Zone** is global's record of its zones; a zone never receives or sends it.
@@ -137,6 +142,12 @@ const FROM_GLOBAL_SAME_NAME: SyncRule = SyncRule {
     ..NEVER
 };
 
+const FROM_WHERE_CREATED: SyncRule = SyncRule {
+    global_to_zone: true,
+    zone_to_global: true,
+    ..NEVER
+};
+
 const FROM_ZONE: SyncRule = SyncRule {
     zone_to_global: true,
     ..NEVER
@@ -156,9 +167,8 @@ pub fn rule(kind: Kind) -> SyncRule {
         Kind::Mesh | Kind::Secret | Kind::HostnameGenerator | Kind::GlobalSecret => {
             FROM_GLOBAL_SAME_NAME
         }
-        Kind::MeshExternalService
-        | Kind::MeshMultiZoneService
-        | Kind::MeshTrafficPermission
+        Kind::MeshExternalService | Kind::MeshMultiZoneService => FROM_GLOBAL,
+        Kind::MeshTrafficPermission
         | Kind::MeshTimeout
         | Kind::MeshRetry
         | Kind::MeshHTTPRoute
@@ -173,7 +183,7 @@ pub fn rule(kind: Kind) -> SyncRule {
         | Kind::MeshFaultInjection
         | Kind::MeshPassthrough
         | Kind::MeshProxyPatch
-        | Kind::MeshTLS => FROM_GLOBAL,
+        | Kind::MeshTLS => FROM_WHERE_CREATED,
         Kind::Dataplane | Kind::ZoneEgress => FROM_ZONE,
         Kind::ZoneIngress | Kind::MeshService => FROM_ZONE_RELAYED,
     }
@@ -236,9 +246,10 @@ mod tests {
         let mut never = Vec::new();
         for kind in Kind::ALL.iter().copied() {
             let r = rule(kind);
-            // A kind flows one way at most (relaying is global passing a zone's resource on).
+            // Only policies flow both ways (each from where it was created); relaying is global
+            // passing a zone's resource on.
             assert!(
-                !(r.global_to_zone && r.zone_to_global),
+                !(r.global_to_zone && r.zone_to_global) || kind.is_policy(),
                 "{kind} flows both ways"
             );
             assert!(
@@ -247,7 +258,7 @@ mod tests {
             );
             assert!(!flows(kind, Side::Zone).relay, "zones relay nothing");
             if kind.is_policy() {
-                assert!(r.global_to_zone && !r.keeps_global_name, "{kind}");
+                assert_eq!(r, FROM_WHERE_CREATED, "{kind}");
             }
             if r == NEVER {
                 never.push(kind);
@@ -256,8 +267,10 @@ mod tests {
         assert_eq!(never, [Kind::Zone]);
         assert!(rule(Kind::Mesh).keeps_global_name);
         let from_zone = kinds_sent_by(Side::Zone);
+        let (policies, others): (Vec<Kind>, Vec<Kind>) =
+            from_zone.into_iter().partition(|k| k.is_policy());
         assert_eq!(
-            from_zone,
+            others,
             [
                 Kind::ZoneIngress,
                 Kind::ZoneEgress,
@@ -265,6 +278,7 @@ mod tests {
                 Kind::MeshService
             ]
         );
+        assert_eq!(policies.len(), 16);
         // Global sends its own kinds plus the relayed ones: everything but the never kinds and
         // the zone-only ones.
         let from_global = kinds_sent_by(Side::Global);

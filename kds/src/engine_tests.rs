@@ -479,8 +479,47 @@ fn resources_never_go_back_to_their_zone() {
         out.request
     );
     // A kind the peer does not send is refused as a whole.
-    let out = global_receiver.on_response(&forged(&synced_timeout("x", "1s"), "n3"));
+    let out = global_receiver.on_response(&forged(&synced_copy(&mesh("other"), &east()), "n3"));
     assert!(out.actions.is_empty() && out.request.error_detail.is_some());
+}
+
+#[test]
+fn a_zone_policy_goes_up_to_global_and_no_further() {
+    // East created `local-timeout`; it also holds `t`, received from global.
+    let mut east_sender = Sender::new(SenderConfig::new(east(), Party::Global));
+    east_sender.set_state(
+        Kind::MeshTimeout,
+        [timeout("local-timeout", "7s"), synced_timeout("t", "5s")],
+    );
+    let mut global_store = Store::new();
+    let mut global_receiver = Receiver::new(ReceiverConfig::new(Party::Global, east()), []);
+    connect(&mut east_sender, &mut global_receiver, &mut global_store);
+    let up: Vec<&Resource> = global_store.values().collect();
+    assert_eq!(up.len(), 1, "only east's own policy goes up: {up:?}");
+    assert_eq!(up[0].labels["kuma.io/origin"], "zone");
+    assert_eq!(up[0].labels["kuma.io/zone"], "east");
+    assert_eq!(up[0].labels["kuma.io/display-name"], "local-timeout");
+    assert_ne!(
+        up[0].name, "local-timeout",
+        "named with the zone's hash on global"
+    );
+
+    // Global sends its own policies to every zone, but east's policy to none: not back to
+    // east, and not to west (it selects only east's proxies).
+    let from_east = up[0].clone();
+    let own = timeout("global-timeout", "9s");
+    for zone in [east(), west()] {
+        let mut global = Sender::new(SenderConfig::new(Party::Global, zone.clone()));
+        global.set_state(Kind::MeshTimeout, [from_east.clone(), own.clone()]);
+        let mut store = Store::new();
+        let mut receiver = Receiver::new(ReceiverConfig::new(zone.clone(), Party::Global), []);
+        connect(&mut global, &mut receiver, &mut store);
+        let names: Vec<&str> = store
+            .values()
+            .map(|r| r.labels["kuma.io/display-name"].as_str())
+            .collect();
+        assert_eq!(names, ["global-timeout"], "{zone}");
+    }
 }
 
 #[test]

@@ -23,8 +23,8 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 use envoy_types::pb::google::protobuf::Any;
 
 /// The xDS resource types, by the short names the protocol rules use (the URLs themselves are
-/// named once, in `atoll_xds::type_urls`).
-pub use atoll_xds::type_urls::{
+/// named once, in `atoll_envoy_model::type_urls`).
+pub use atoll_envoy_model::type_urls::{
     CLUSTER, CLUSTER_LOAD_ASSIGNMENT as ENDPOINT, LISTENER, ROUTE_CONFIGURATION as ROUTE, SECRET,
 };
 

@@ -5,6 +5,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+pub use atoll_core::policies::OutboundConfs;
+
 /// Everything needed to generate one sidecar's Envoy configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -117,94 +119,16 @@ pub struct OutboundContext {
     /// Healthy endpoints of the service in the mesh, sorted.
     #[serde(default)]
     pub endpoints: Vec<Endpoint>,
-    /// MeshTimeout values for this destination; unset ones keep Kuma's defaults.
-    #[serde(default, skip_serializing_if = "OutboundTimeouts::is_empty")]
-    pub timeouts: OutboundTimeouts,
-    /// MeshRetry values for this destination; unset ones keep Kuma's defaults.
-    #[serde(default, skip_serializing_if = "OutboundRetry::is_empty")]
-    pub retry: OutboundRetry,
-    /// MeshCircuitBreaker connection limits for this destination; unset ones keep Kuma's
-    /// defaults.
-    #[serde(default, skip_serializing_if = "ConnectionLimits::is_empty")]
-    pub connection_limits: ConnectionLimits,
+    /// The typed merged confs of the outbound policies (MeshTimeout, MeshRetry,
+    /// MeshCircuitBreaker) for this destination, resolved by the zone control plane; generation
+    /// hands them to the policy packages' configurers. Unset ones keep Kuma's defaults.
+    #[serde(default, skip_serializing_if = "OutboundConfs::is_empty")]
+    pub policies: OutboundConfs,
     /// `service` names a MeshExternalService, reached through the zone egress: the cluster is
     /// `external:<name>`, sends the SNI `zone_proxy::external_sni` and verifies the egress's
     /// identity (`zone_proxy::egress_spiffe_id`) instead of the service's.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub external: bool,
-}
-
-/// MeshRetry's settings for one destination, already for its protocol (`http`/`grpc`/`tcp`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OutboundRetry {
-    #[serde(default)]
-    pub num_retries: Option<u32>,
-    /// Go duration.
-    #[serde(default)]
-    pub per_try_timeout: Option<String>,
-    /// Go duration.
-    #[serde(default)]
-    pub base_interval: Option<String>,
-    /// Go duration.
-    #[serde(default)]
-    pub max_interval: Option<String>,
-    /// Envoy's `retry_on` (comma-separated Envoy condition names).
-    #[serde(default)]
-    pub retry_on: Option<String>,
-    /// TCP proxy `max_connect_attempts`.
-    #[serde(default)]
-    pub max_connect_attempts: Option<u32>,
-}
-
-impl OutboundRetry {
-    pub fn is_empty(&self) -> bool {
-        self == &OutboundRetry::default()
-    }
-}
-
-/// MeshCircuitBreaker's `connectionLimits`.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ConnectionLimits {
-    #[serde(default)]
-    pub max_connections: Option<u32>,
-    #[serde(default)]
-    pub max_pending_requests: Option<u32>,
-    #[serde(default)]
-    pub max_requests: Option<u32>,
-    #[serde(default)]
-    pub max_retries: Option<u32>,
-}
-
-impl ConnectionLimits {
-    pub fn is_empty(&self) -> bool {
-        self == &ConnectionLimits::default()
-    }
-}
-
-/// MeshTimeout's outbound settings (Go durations, as the policy writes them).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OutboundTimeouts {
-    /// Cluster `connect_timeout`.
-    #[serde(default)]
-    pub connection_timeout: Option<String>,
-    /// TCP proxy idle timeout / HTTP connection idle timeout.
-    #[serde(default)]
-    pub idle_timeout: Option<String>,
-    /// HTTP route timeout (`0s` turns it off).
-    #[serde(default)]
-    pub request_timeout: Option<String>,
-    /// HTTP stream idle timeout.
-    #[serde(default)]
-    pub stream_idle_timeout: Option<String>,
-}
-
-impl OutboundTimeouts {
-    pub fn is_empty(&self) -> bool {
-        self == &OutboundTimeouts::default()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]

@@ -32,6 +32,7 @@ use crate::model::{
     TypedConfig, UpstreamHttpProtocolOptions, UpstreamTlsContext, VirtualHost, names,
 };
 use crate::proto::EnvoyResource;
+use atoll_core::policies::{OutboundProtocol, OutboundResources};
 
 /// The SDS secret holding this proxy's certificate chain and private key.
 pub const IDENTITY_SECRET: &str = "identity_cert";
@@ -607,28 +608,8 @@ fn source_principal(source: &SourceMatch, peer: Peer<'_>) -> Option<Principal> {
 // Outbound
 // ---------------------------------------------------------------------------------------------
 
-/// A MeshTimeout duration, or the default when unset (validated policies always parse).
-fn timeout_or(value: &Option<String>, default: model::Duration) -> model::Duration {
-    value
-        .as_deref()
-        .and_then(atoll_core::types::parse_go_duration)
-        .map_or(default, |d| {
-            model::Duration::from_millis(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        })
-}
-
 fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Resource> {
     let name = outbound_listener_name(&outbound.address, outbound.port);
-    let t = &outbound.timeouts;
-    let connect_timeout = timeout_or(&t.connection_timeout, defaults::OUTBOUND_CONNECT_TIMEOUT);
-    let idle_timeout = timeout_or(&t.idle_timeout, defaults::OUTBOUND_IDLE_TIMEOUT);
-    let request_timeout = timeout_or(&t.request_timeout, defaults::OUTBOUND_REQUEST_TIMEOUT);
-    let stream_idle_timeout = timeout_or(
-        &t.stream_idle_timeout,
-        defaults::OUTBOUND_STREAM_IDLE_TIMEOUT,
-    );
-    let r = &outbound.retry;
-    let limits = &outbound.connection_limits;
     let stat_prefix = stat_name(&name);
     let cluster_name = outbound_cluster_name(outbound);
     let (sni, upstream_identity) = if outbound.external {
@@ -649,11 +630,8 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
             typed_config: TypedConfig::TcpProxy(TcpProxy {
                 stat_prefix: stat_prefix.clone(),
                 cluster: cluster_name.clone(),
-                idle_timeout: Some(idle_timeout),
-                max_connect_attempts: Some(
-                    r.max_connect_attempts
-                        .unwrap_or(defaults::TCP_MAX_CONNECT_ATTEMPTS),
-                ),
+                idle_timeout: Some(defaults::OUTBOUND_IDLE_TIMEOUT),
+                max_connect_attempts: Some(defaults::TCP_MAX_CONNECT_ATTEMPTS),
             }),
         }],
         Protocol::Http | Protocol::Http2 | Protocol::Grpc => {
@@ -664,21 +642,15 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
             };
             let route = RouteAction {
                 cluster: cluster_name.clone(),
-                timeout: Some(request_timeout),
+                timeout: Some(defaults::OUTBOUND_REQUEST_TIMEOUT),
                 idle_timeout: None,
                 retry_policy: Some(RetryPolicy {
-                    retry_on: r.retry_on.clone().unwrap_or_else(|| retry_on.to_string()),
-                    num_retries: Some(r.num_retries.unwrap_or(defaults::NUM_RETRIES)),
-                    per_try_timeout: Some(timeout_or(
-                        &r.per_try_timeout,
-                        defaults::PER_TRY_TIMEOUT,
-                    )),
+                    retry_on: retry_on.to_string(),
+                    num_retries: Some(defaults::NUM_RETRIES),
+                    per_try_timeout: Some(defaults::PER_TRY_TIMEOUT),
                     retry_back_off: Some(RetryBackOff {
-                        base_interval: timeout_or(&r.base_interval, defaults::RETRY_BASE_INTERVAL),
-                        max_interval: Some(timeout_or(
-                            &r.max_interval,
-                            defaults::RETRY_MAX_INTERVAL,
-                        )),
+                        base_interval: defaults::RETRY_BASE_INTERVAL,
+                        max_interval: Some(defaults::RETRY_MAX_INTERVAL),
                     }),
                 }),
                 auto_host_rewrite: None,
@@ -689,13 +661,13 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
                 &outbound.service,
                 route,
                 vec![HttpFilter::router()],
-                idle_timeout,
-                stream_idle_timeout,
+                defaults::OUTBOUND_IDLE_TIMEOUT,
+                defaults::OUTBOUND_STREAM_IDLE_TIMEOUT,
             )]
         }
     };
 
-    let listener = Listener {
+    let mut listener = Listener {
         name,
         address: Address::socket(&outbound.address, outbound.port),
         filter_chains: vec![FilterChain {
@@ -720,30 +692,39 @@ fn outbound_resources(ctx: &ProxyContext, outbound: &OutboundContext) -> Vec<Res
             sni: Some(sni),
         })
     });
-    let cluster = Cluster {
+    let mut cluster = Cluster {
         name: cluster_name.clone(),
         discovery_type: DiscoveryType::Eds,
         eds_cluster_config: Some(EdsClusterConfig {
             eds_config: ConfigSource::ads(),
         }),
-        connect_timeout,
+        connect_timeout: defaults::OUTBOUND_CONNECT_TIMEOUT,
         load_assignment: None,
         circuit_breakers: Some(CircuitBreakers {
             thresholds: vec![Thresholds {
-                max_connections: Some(limits.max_connections.unwrap_or(defaults::MAX_CONNECTIONS)),
-                max_pending_requests: Some(
-                    limits
-                        .max_pending_requests
-                        .unwrap_or(defaults::MAX_PENDING_REQUESTS),
-                ),
-                max_requests: Some(limits.max_requests.unwrap_or(defaults::MAX_REQUESTS)),
-                max_retries: Some(limits.max_retries.unwrap_or(defaults::MAX_RETRIES)),
+                max_connections: Some(defaults::MAX_CONNECTIONS),
+                max_pending_requests: Some(defaults::MAX_PENDING_REQUESTS),
+                max_requests: Some(defaults::MAX_REQUESTS),
+                max_retries: Some(defaults::MAX_RETRIES),
             }],
         }),
         outlier_detection: None,
-        typed_extension_protocol_options: http_protocol_options(outbound.protocol, idle_timeout),
+        typed_extension_protocol_options: http_protocol_options(
+            outbound.protocol,
+            defaults::OUTBOUND_IDLE_TIMEOUT,
+        ),
         transport_socket,
     };
+    // Kuma's default policies are built in above; the resolved policies change them.
+    outbound.policies.configure(&mut OutboundResources {
+        protocol: match outbound.protocol {
+            Protocol::Tcp => OutboundProtocol::Tcp,
+            Protocol::Http | Protocol::Http2 => OutboundProtocol::Http,
+            Protocol::Grpc => OutboundProtocol::Grpc,
+        },
+        listener: &mut listener,
+        cluster: &mut cluster,
+    });
     // The ClusterLoadAssignment is made by `generate_with` (it may come from the cache).
     vec![
         Resource::Listener(listener),
@@ -922,6 +903,7 @@ pub fn stat_name(name: &str) -> String {
 mod tests {
     use super::*;
     use crate::context::{Endpoint, InboundPermissions, MeshMtls};
+    use atoll_core::policies::mesh_timeout::TimeoutConf;
 
     fn tags(pairs: &[(&str, &str)]) -> SourceMatch {
         SourceMatch::Tags(
@@ -955,9 +937,7 @@ mod tests {
                 service: "backend".into(),
                 protocol: Protocol::Tcp,
                 endpoints,
-                timeouts: Default::default(),
-                retry: Default::default(),
-                connection_limits: Default::default(),
+                policies: Default::default(),
                 external: false,
             }],
         }
@@ -991,8 +971,11 @@ mod tests {
     #[test]
     fn mesh_timeout_values_replace_the_defaults_they_set() {
         let mut c = ctx(vec![], vec![endpoint("10.0.0.1", None)]);
-        c.outbounds[0].timeouts.connection_timeout = Some("2s".into());
-        c.outbounds[0].timeouts.idle_timeout = Some("20s".into());
+        c.outbounds[0].policies.mesh_timeout = Some(TimeoutConf {
+            connection_timeout: Some(model::Duration::from_secs(2)),
+            idle_timeout: Some(model::Duration::from_secs(20)),
+            ..TimeoutConf::default()
+        });
         let out = generate(&c).expect("generates");
         let cluster = out
             .iter()
@@ -1064,9 +1047,7 @@ mod tests {
             service: "db".into(),
             protocol: Protocol::Tcp,
             endpoints: vec![],
-            timeouts: Default::default(),
-            retry: Default::default(),
-            connection_limits: Default::default(),
+            policies: Default::default(),
             external: false,
         };
         a.outbounds.push(second.clone());

@@ -4,7 +4,8 @@
 //!   zone control plane (no store access here).
 //! - `model`: Envoy's resources as plain serde types with Envoy's JSON field names, so generated
 //!   config is readable (golden files, the `_config` inspect endpoint) and checkable by Envoy
-//!   itself (`envoy --mode validate`).
+//!   itself (`envoy --mode validate`). It lives in `atoll-envoy-model` (re-exported here) so that
+//!   the policy packages in `atoll-core` can write Envoy resources without the protobuf stack.
 //! - `proto`: the model converted to Envoy's protobuf types for the wire.
 //! - `generate`: the pure, deterministic function (context -> resources).
 //! - `bootstrap`: the Envoy bootstrap a dataplane starts with.
@@ -18,7 +19,7 @@
 pub mod bootstrap;
 pub mod context;
 pub mod generate;
-pub mod model;
+pub use atoll_envoy_model as model;
 pub mod proto;
 pub mod zone_context;
 pub mod zone_proxy;

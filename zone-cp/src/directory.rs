@@ -164,12 +164,10 @@ impl std::fmt::Debug for ZoneDirectory {
     }
 }
 
-/// Policy kinds the zone applies to outbounds only (their `to` entries).
+/// Policy kinds the zone applies to outbounds only (their `to` entries), as each policy
+/// package declares ([`atoll_core::policies::reach`]).
 fn is_outbound_policy(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::MeshTimeout | Kind::MeshRetry | Kind::MeshCircuitBreaker
-    )
+    atoll_core::policies::reach(kind).outbounds_only()
 }
 
 /// The services an outbound policy can change: the names of its `to` MeshServices, when every
@@ -592,10 +590,7 @@ impl ZoneDirectory {
                     // Another zone's ingress or a local egress moved: every sidecar that
                     // reaches another zone may route differently.
                     (ProxyKind::Sidecar, Kind::ZoneIngress | Kind::ZoneEgress) => true,
-                    (
-                        ProxyKind::Sidecar,
-                        Kind::MeshTimeout | Kind::MeshRetry | Kind::MeshCircuitBreaker,
-                    ) => {
+                    (ProxyKind::Sidecar, kind) if is_outbound_policy(kind) => {
                         proxy.mesh == key.mesh
                             && policy_services.is_none_or(|services| {
                                 entry
@@ -604,9 +599,11 @@ impl ZoneDirectory {
                                     .is_none_or(|b| !b.outbound_services.is_disjoint(services))
                             })
                     }
-                    (ProxyKind::Sidecar, Kind::MeshTrafficPermission | Kind::Secret) => {
+                    // A policy with an inbound side may select any proxy of its mesh.
+                    (ProxyKind::Sidecar, kind) if atoll_core::policies::reach(kind).applies() => {
                         proxy.mesh == key.mesh
                     }
+                    (ProxyKind::Sidecar, Kind::Secret) => proxy.mesh == key.mesh,
                     (ProxyKind::Sidecar, _) => false,
                 }
             })
@@ -719,7 +716,7 @@ impl ZoneDirectory {
                     }
                     let inbound_only = batch
                         .iter()
-                        .all(|ev| ev.key.kind == Kind::MeshTrafficPermission);
+                        .all(|ev| atoll_core::policies::reach(ev.key.kind).inbounds_only());
                     self.metrics
                         .unusable
                         .set(i64::try_from(self.index.unusable_count().await).unwrap_or(i64::MAX));

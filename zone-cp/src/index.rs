@@ -1,5 +1,6 @@
 //! An in-memory index of each mesh the zone serves: its Mesh, CA, dataplanes, the endpoints of
-//! every service, and its parsed MeshTrafficPermissions. Built from the store once per mesh and
+//! every service, and the policies the zone applies (kept by kind, see
+//! [`atoll_core::policies::reach`]). Built from the store once per mesh and
 //! kept current from store events, so building one proxy's config costs what that proxy needs
 //! (its outbounds' endpoints), not a scan of the mesh.
 
@@ -13,6 +14,7 @@ use tokio::sync::RwLock;
 use atoll_core::kinds::dataplane::DataplaneDoc;
 use atoll_core::kinds::mesh::MeshDoc;
 use atoll_core::matching::PolicyView;
+use atoll_core::policies::{MeshPolicies, reach};
 use atoll_core::{Kind, Resource, ResourceKey};
 use atoll_store::{ChangeEvent, ListFilter, SharedStore, StoreError};
 use atoll_xds::context::{Endpoint, Protocol};
@@ -76,14 +78,8 @@ pub struct MeshState {
     pub ca: Option<MeshCa>,
     pub dataplanes: HashMap<String, Arc<DataplaneEntry>>,
     pub services: HashMap<String, ServiceEndpoints>,
-    /// MeshTrafficPermissions by name.
-    pub traffic_permissions: BTreeMap<String, PolicyView>,
-    /// MeshTimeouts by name.
-    pub timeouts: BTreeMap<String, PolicyView>,
-    /// MeshRetries by name.
-    pub retries: BTreeMap<String, PolicyView>,
-    /// MeshCircuitBreakers by name.
-    pub circuit_breakers: BTreeMap<String, PolicyView>,
+    /// The policies of every kind that takes effect in Envoy, by kind then name.
+    pub policies: MeshPolicies,
     /// Services other zones offer, from their relayed MeshServices (by resource name).
     pub offers: HashMap<String, RemoteOffer>,
     /// The same by service: protocol and healthy instances per zone.
@@ -149,10 +145,7 @@ impl MeshState {
             ca,
             dataplanes: HashMap::new(),
             services: HashMap::new(),
-            traffic_permissions: BTreeMap::new(),
-            timeouts: BTreeMap::new(),
-            retries: BTreeMap::new(),
-            circuit_breakers: BTreeMap::new(),
+            policies: MeshPolicies::default(),
             offers: HashMap::new(),
             remote: BTreeMap::new(),
             routes: Arc::new(ZoneRoutes::default()),
@@ -209,17 +202,6 @@ impl MeshState {
                 .routes
                 .remote_endpoints(&remote.zones, self.doc.zone_egress_enabled()),
             None => Vec::new(),
-        }
-    }
-
-    /// The indexed policies of a kind (the kinds generation applies).
-    pub fn policies_mut(&mut self, kind: Kind) -> Option<&mut BTreeMap<String, PolicyView>> {
-        match kind {
-            Kind::MeshTrafficPermission => Some(&mut self.traffic_permissions),
-            Kind::MeshTimeout => Some(&mut self.timeouts),
-            Kind::MeshRetry => Some(&mut self.retries),
-            Kind::MeshCircuitBreaker => Some(&mut self.circuit_breakers),
-            _ => None,
         }
     }
 
@@ -481,22 +463,11 @@ impl MeshIndex {
                 state.upsert_dataplane(&r.name, entry);
             }
         }
-        let mtps = self
-            .store
-            .list(&ListFilter::in_mesh(Kind::MeshTrafficPermission, mesh))
-            .await?;
-        for r in &mtps.items {
-            if let Ok(view) = PolicyView::from_resource(r) {
-                state.traffic_permissions.insert(r.name.clone(), view);
-            }
-        }
-        for kind in [Kind::MeshTimeout, Kind::MeshRetry, Kind::MeshCircuitBreaker] {
+        for kind in Kind::ALL.iter().copied().filter(|k| reach(*k).applies()) {
             let page = self.store.list(&ListFilter::in_mesh(kind, mesh)).await?;
             for r in &page.items {
-                if let (Ok(view), Some(map)) =
-                    (PolicyView::from_resource(r), state.policies_mut(kind))
-                {
-                    map.insert(r.name.clone(), view);
+                if let Ok(view) = PolicyView::from_resource(r) {
+                    state.policies.upsert(view);
                 }
             }
         }
@@ -518,14 +489,7 @@ impl MeshIndex {
     pub async fn policy_view(&self, key: &ResourceKey) -> Option<PolicyView> {
         let meshes = self.meshes.read().await;
         let state = meshes.get(&key.mesh)?;
-        let policies = match key.kind {
-            Kind::MeshTrafficPermission => &state.traffic_permissions,
-            Kind::MeshTimeout => &state.timeouts,
-            Kind::MeshRetry => &state.retries,
-            Kind::MeshCircuitBreaker => &state.circuit_breakers,
-            _ => return None,
-        };
-        policies.get(&key.name).cloned()
+        state.policies.get(key.kind, &key.name).cloned()
     }
 
     /// The service a MeshService of a loaded mesh offers from another zone, if any.
@@ -592,10 +556,7 @@ impl MeshIndex {
                 Some(r) => remote_offer(&r, &self.local_zone),
                 None => None,
             }),
-            Kind::MeshTrafficPermission
-            | Kind::MeshTimeout
-            | Kind::MeshRetry
-            | Kind::MeshCircuitBreaker => Change::Policy(match self.store.get(key).await? {
+            kind if reach(kind).applies() => Change::Policy(match self.store.get(key).await? {
                 Some(r) => PolicyView::from_resource(&r).ok(),
                 None => None,
             }),
@@ -625,15 +586,10 @@ impl MeshIndex {
                 }
             }
             Change::Policy(view) => {
-                if let Some(policies) = Arc::make_mut(current).policies_mut(key.kind) {
-                    match view {
-                        Some(view) => {
-                            policies.insert(key.name.clone(), view);
-                        }
-                        None => {
-                            policies.remove(&key.name);
-                        }
-                    }
+                let policies = &mut Arc::make_mut(current).policies;
+                match view {
+                    Some(view) => policies.upsert(view),
+                    None => policies.remove(key.kind, &key.name),
                 }
             }
         }

@@ -1,6 +1,8 @@
-//! Builds one proxy's snapshot: reads what the proxy needs from the store (its Dataplane, its
-//! mesh, the endpoints of the services it reaches, the MeshTrafficPermissions that select it),
-//! resolves it into a `ProxyContext`, generates the Envoy resources, and adds its certificate.
+//! Builds one proxy's snapshot: reads what the proxy needs from the mesh index (its Dataplane,
+//! its mesh, the endpoints of the services it reaches, the policies that select it), resolves
+//! it into a `ProxyContext`, generates the Envoy resources, and adds its certificate. Policies
+//! are resolved by their packages in `atoll_core::policies` into typed confs; nothing here
+//! reads a policy's fields.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -8,15 +10,16 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use atoll_core::matching::{Destination, PolicyView, ProxyView, outbound_conf_for};
+use atoll_core::matching::{Destination, ProxyView};
+use atoll_core::policies::OutboundConfs;
 use atoll_core::policies::mesh_traffic_permission::Action;
-use atoll_core::traffic_permission::inbound_permission_rules;
+use atoll_core::policies::mesh_traffic_permission::conf::inbound_permission_rules;
 use atoll_core::{Kind, ResourceKey};
 use atoll_identity::{IssuedCert, WorkloadCertRequest};
 use atoll_store::StoreError;
 use atoll_xds::context::{
-    ConnectionLimits, InboundContext, InboundPermissions, MeshMtls, OutboundContext, OutboundRetry,
-    OutboundTimeouts, PermissionAction, PermissionRule, Protocol, ProxyContext, SourceMatch,
+    InboundContext, InboundPermissions, MeshMtls, OutboundContext, PermissionAction,
+    PermissionRule, Protocol, ProxyContext, SourceMatch,
 };
 use atoll_xds_server::session::{Snapshot, SnapshotResource};
 
@@ -171,9 +174,6 @@ fn build_views(
 
     let mut outbounds = Vec::new();
     let mut rules_out = Vec::new();
-    let timeout_policies: Vec<PolicyView> = state.timeouts.values().cloned().collect();
-    let retry_policies: Vec<PolicyView> = state.retries.values().cloned().collect();
-    let breaker_policies: Vec<PolicyView> = state.circuit_breakers.values().cloned().collect();
     let mut outbound_services = BTreeSet::new();
     for outbound in &networking.outbound {
         if let Some(backend) = outbound.backend_ref.as_ref().filter(|b| {
@@ -217,9 +217,7 @@ fn build_views(
                 service: external.name.clone(),
                 protocol: external.protocol,
                 endpoints,
-                timeouts: OutboundTimeouts::default(),
-                retry: OutboundRetry::default(),
-                connection_limits: ConnectionLimits::default(),
+                policies: OutboundConfs::default(),
                 external: true,
             });
             continue;
@@ -236,7 +234,6 @@ fn build_views(
         };
         outbound_services.insert(service.clone());
         let found = state.services.get(&service);
-        let timeouts = outbound_timeouts(&timeout_policies, &proxy, &service);
         let protocol = found.map(|s| s.protocol()).unwrap_or_else(|| {
             state
                 .remote
@@ -247,13 +244,21 @@ fn build_views(
         // Local endpoints first; other zones' ingresses as lower-priority localities.
         let mut endpoints = found.map(|s| s.endpoints()).unwrap_or_default();
         endpoints.extend(state.remote_endpoints(&service));
-        let retry = outbound_retry(&retry_policies, &proxy, &service, protocol);
-        let connection_limits = outbound_limits(&breaker_policies, &proxy, &service);
+        let destination = Destination::Named {
+            kind: "MeshService".into(),
+            name: service.clone(),
+            section_name: None,
+        };
+        let policies = OutboundConfs::resolve(&state.policies, &proxy, &destination);
         if views {
-            rules_out.push(json!({
-                "service": service, "port": port, "meshTimeout": timeouts,
-                "meshRetry": retry, "meshCircuitBreaker": connection_limits,
-            }));
+            // The merged conf of each applying policy, under its kind (`meshTimeout`...).
+            let mut view = json!({"service": service, "port": port});
+            if let (Some(view), Ok(Value::Object(confs))) =
+                (view.as_object_mut(), serde_json::to_value(&policies))
+            {
+                view.extend(confs);
+            }
+            rules_out.push(view);
         }
         outbounds.push(OutboundContext {
             address: outbound
@@ -264,9 +269,7 @@ fn build_views(
             service: service.clone(),
             protocol,
             endpoints,
-            timeouts,
-            retry,
-            connection_limits,
+            policies,
             external: false,
         });
     }
@@ -326,7 +329,7 @@ fn inbound_side(
     views: bool,
 ) -> InboundSide {
     let ca = state.ca.as_ref();
-    let policies: Vec<PolicyView> = state.traffic_permissions.values().cloned().collect();
+    let permissions = state.policies.of_kind(Kind::MeshTrafficPermission);
     let mut inbounds = Vec::new();
     let mut rules_in = Vec::new();
     let mut own_services = BTreeSet::new();
@@ -341,7 +344,7 @@ fn inbound_side(
             tag_values.entry(k.clone()).or_default().insert(v.clone());
         }
         let rules: Vec<PermissionRule> = if ca.is_some() {
-            inbound_permission_rules(&policies, proxy, i)
+            inbound_permission_rules(permissions, proxy, i)
                 .into_iter()
                 .map(|r| PermissionRule {
                     source: match r.source_tags {
@@ -495,121 +498,6 @@ pub fn snapshot_of(resources: &[atoll_xds::proto::EnvoyResource]) -> Snapshot {
     snapshot
 }
 
-/// The merged `to` conf of `policies` for traffic to `service` (Kuma's outbound rules).
-fn outbound_conf(policies: &[PolicyView], proxy: &ProxyView, service: &str) -> Option<Value> {
-    let destination = Destination::Named {
-        kind: "MeshService".into(),
-        name: service.to_string(),
-        section_name: None,
-    };
-    outbound_conf_for(policies, proxy, &destination).map(|r| r.conf)
-}
-
-fn text_at(conf: &Value, pointer: &str) -> Option<String> {
-    conf.pointer(pointer)
-        .and_then(Value::as_str)
-        .map(str::to_string)
-}
-
-fn number_at(conf: &Value, pointer: &str) -> Option<u32> {
-    conf.pointer(pointer)
-        .and_then(Value::as_u64)
-        .and_then(|n| u32::try_from(n).ok())
-}
-
-/// The merged MeshTimeout for traffic to `service`; unset fields keep the generator's defaults.
-fn outbound_timeouts(
-    policies: &[PolicyView],
-    proxy: &ProxyView,
-    service: &str,
-) -> OutboundTimeouts {
-    let Some(conf) = outbound_conf(policies, proxy, service) else {
-        return OutboundTimeouts::default();
-    };
-    OutboundTimeouts {
-        connection_timeout: text_at(&conf, "/connectionTimeout"),
-        idle_timeout: text_at(&conf, "/idleTimeout"),
-        request_timeout: text_at(&conf, "/http/requestTimeout"),
-        stream_idle_timeout: text_at(&conf, "/http/streamIdleTimeout"),
-    }
-}
-
-/// MeshRetry for `service`, for its protocol. HTTP method conditions and status codes in
-/// `retryOn` are not Envoy `retry_on` conditions and are left out.
-fn outbound_retry(
-    policies: &[PolicyView],
-    proxy: &ProxyView,
-    service: &str,
-    protocol: Protocol,
-) -> OutboundRetry {
-    let Some(conf) = outbound_conf(policies, proxy, service) else {
-        return OutboundRetry::default();
-    };
-    let section = match protocol {
-        Protocol::Tcp => {
-            return OutboundRetry {
-                max_connect_attempts: number_at(&conf, "/tcp/maxConnectAttempt"),
-                ..OutboundRetry::default()
-            };
-        }
-        Protocol::Grpc => "/grpc",
-        Protocol::Http | Protocol::Http2 => "/http",
-    };
-    let retry_on = conf
-        .pointer(&format!("{section}/retryOn"))
-        .and_then(Value::as_array)
-        .map(|conds| {
-            conds
-                .iter()
-                .filter_map(Value::as_str)
-                .filter_map(envoy_retry_condition)
-                .collect::<Vec<_>>()
-                .join(",")
-        })
-        .filter(|s| !s.is_empty());
-    OutboundRetry {
-        num_retries: number_at(&conf, &format!("{section}/numRetries")),
-        per_try_timeout: text_at(&conf, &format!("{section}/perTryTimeout")),
-        base_interval: text_at(&conf, &format!("{section}/backOff/baseInterval")),
-        max_interval: text_at(&conf, &format!("{section}/backOff/maxInterval")),
-        retry_on,
-        max_connect_attempts: None,
-    }
-}
-
-/// Kuma's `retryOn` names in Envoy's spelling.
-fn envoy_retry_condition(kuma: &str) -> Option<&'static str> {
-    Some(match kuma {
-        "5xx" | "5XX" => "5xx",
-        "GatewayError" => "gateway-error",
-        "Reset" => "reset",
-        "Retriable4xx" => "retriable-4xx",
-        "ConnectFailure" => "connect-failure",
-        "EnvoyRatelimited" => "envoy-ratelimited",
-        "RefusedStream" => "refused-stream",
-        "Http3PostConnectFailure" => "http3-post-connect-failure",
-        "Canceled" => "cancelled",
-        "DeadlineExceeded" => "deadline-exceeded",
-        "Internal" => "internal",
-        "ResourceExhausted" => "resource-exhausted",
-        "Unavailable" => "unavailable",
-        _ => return None,
-    })
-}
-
-/// MeshCircuitBreaker `connectionLimits` for `service`.
-fn outbound_limits(policies: &[PolicyView], proxy: &ProxyView, service: &str) -> ConnectionLimits {
-    let Some(conf) = outbound_conf(policies, proxy, service) else {
-        return ConnectionLimits::default();
-    };
-    ConnectionLimits {
-        max_connections: number_at(&conf, "/connectionLimits/maxConnections"),
-        max_pending_requests: number_at(&conf, "/connectionLimits/maxPendingRequests"),
-        max_requests: number_at(&conf, "/connectionLimits/maxRequests"),
-        max_retries: number_at(&conf, "/connectionLimits/maxRetries"),
-    }
-}
-
 impl ProxyBuild {
     /// The generated resources as Envoy JSON, private keys redacted (the `_config` view).
     pub fn config_json(&self) -> Value {
@@ -727,6 +615,7 @@ mod tests {
     use super::*;
     use crate::index::{DataplaneEntry, MeshState};
     use atoll_core::Resource;
+    use atoll_core::matching::PolicyView;
     use serde_json::json;
 
     fn mesh_without_mtls() -> MeshState {
@@ -774,7 +663,7 @@ mod tests {
         }))
         .expect("valid policy");
         let view = PolicyView::from_resource(&policy).expect("view");
-        state.timeouts.insert("backend-timeouts".into(), view);
+        state.policies.upsert(view);
         let built = build_from(&state, "web-1", None, Utc::now()).expect("builds");
         assert_eq!(cluster_connect_timeout(&built, "backend"), "2s");
         assert_eq!(
@@ -802,9 +691,7 @@ mod tests {
     fn a_build_to_serve_serves_what_a_full_build_does_without_the_views() {
         let now = Utc::now();
         let mut state = mesh_without_mtls();
-        state
-            .traffic_permissions
-            .insert("all".into(), permission("Allow"));
+        state.policies.upsert(permission("Allow"));
         let policy = Resource::from_value(json!({
             "type": "MeshTimeout", "mesh": "default", "name": "t",
             "spec": {"targetRef": {"kind": "Mesh"}, "to": [{
@@ -813,10 +700,9 @@ mod tests {
             }]}
         }))
         .expect("valid policy");
-        state.timeouts.insert(
-            "t".into(),
-            PolicyView::from_resource(&policy).expect("view"),
-        );
+        state
+            .policies
+            .upsert(PolicyView::from_resource(&policy).expect("view"));
         let full = build_from(&state, "web-1", None, now).expect("builds");
         let served = build_to_serve(&state, "web-1", None, now).expect("builds");
         // Versions digest every resource's content (the bytes may order protobuf maps
@@ -846,14 +732,10 @@ mod tests {
             mode: atoll_xds::context::MtlsMode::Strict,
             dp_cert_validity: std::time::Duration::from_secs(3600),
         });
-        state
-            .traffic_permissions
-            .insert("all".into(), permission("Allow"));
+        state.policies.upsert(permission("Allow"));
         let before = build_from(&state, "web-1", None, now).expect("builds");
 
-        state
-            .traffic_permissions
-            .insert("all".into(), permission("Deny"));
+        state.policies.upsert(permission("Deny"));
         let partial = rebuild_inbounds(&state, "web-1", &before, now).expect("rebuilds");
         let full = build_from(&state, "web-1", before.cert.as_ref(), now).expect("builds");
         assert_eq!(
@@ -914,6 +796,7 @@ mod policy_tests {
     use super::*;
     use crate::index::{DataplaneEntry, MeshState};
     use atoll_core::Resource;
+    use atoll_core::matching::PolicyView;
     use serde_json::json;
 
     #[test]
@@ -939,26 +822,23 @@ mod policy_tests {
         let policy = |v: Value| {
             PolicyView::from_resource(&Resource::from_value(v).expect("valid")).expect("view")
         };
-        state.retries.insert("r".into(), policy(json!({
+        state.policies.upsert(policy(json!({
             "type": "MeshRetry", "mesh": "default", "name": "r",
             "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "MeshService", "name": "api"},
                 "default": {"http": {"numRetries": 2, "retryOn": ["5xx", "HttpMethodGet", "503"]}}}]}
         })));
-        state.circuit_breakers.insert(
-            "cb".into(),
-            policy(json!({
+        state.policies.upsert(policy(json!({
                 "type": "MeshCircuitBreaker", "mesh": "default", "name": "cb",
                 "spec": {"targetRef": {"kind": "Mesh"}, "to": [{"targetRef": {"kind": "Mesh"},
                     "default": {"connectionLimits": {"maxConnections": 7}}}]}
-            })),
-        );
+        })));
         let built = build_from(&state, "web-1", None, Utc::now()).expect("builds");
         let text = built.config_json().to_string();
         assert!(text.contains("\"num_retries\":2"), "{text}");
         assert!(text.contains("\"retry_on\":\"5xx\""), "{text}");
         assert!(text.contains("\"max_connections\":7"), "{text}");
         assert_eq!(
-            built.rules_json["outbounds"][0]["meshRetry"]["numRetries"],
+            built.rules_json["outbounds"][0]["meshRetry"]["http"]["numRetries"],
             2
         );
     }

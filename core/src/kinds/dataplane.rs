@@ -342,6 +342,27 @@ pub struct ProbeEndpoint {
     pub path: Option<String>,
 }
 
+/// Where Envoy's admin API listens.
+const LOOPBACK: &str = "127.0.0.1";
+
+/// Whether something bound to `address` would take the port from 127.0.0.1: the same address,
+/// or a wildcard (`0.0.0.0`, `::`).
+fn overlaps_loopback(address: &str) -> bool {
+    address
+        .parse::<IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified() || ip == IpAddr::from([127, 0, 0, 1]))
+}
+
+/// Whether an inbound listens on, or forwards to, `port` on 127.0.0.1: its own listener (at its
+/// address or the Dataplane's) or its application (at `serviceAddress`, else the listener's
+/// address; at `servicePort`, else `port`).
+fn inbound_uses_loopback_port(inbound: &Inbound, net: &Networking, port: i64) -> bool {
+    let listen = inbound.address.as_deref().or(net.address.as_deref());
+    let app = inbound.service_address.as_deref().or(listen);
+    (inbound.port == Some(port) && listen.is_some_and(overlaps_loopback))
+        || (inbound.effective_service_port() == Some(port) && app.is_some_and(overlaps_loopback))
+}
+
 /// True for an IPv4 or IPv6 address.
 pub fn is_ip(s: &str) -> bool {
     s.parse::<IpAddr>().is_ok()
@@ -474,13 +495,21 @@ impl Validate for DataplaneDoc {
         }
         if let Some(admin) = &net.admin {
             admin.validate(&net_at.field("admin"), v);
-            if let Some(p) = admin.port
-                && net.inbound.iter().any(|i| i.port == Some(p))
-            {
-                v.add(
-                    &net_at.field("admin").field("port"),
-                    "must differ from every inbound port",
-                );
+            // Envoy's admin listens on 127.0.0.1: only what also binds there can collide.
+            if let Some(p) = admin.port {
+                let port_at = net_at.field("admin").field("port");
+                if net
+                    .inbound
+                    .iter()
+                    .any(|i| inbound_uses_loopback_port(i, net, p))
+                {
+                    v.add(&port_at, "must differ from inbound");
+                }
+                if net.outbound.iter().any(|o| {
+                    o.port == Some(p) && overlaps_loopback(o.address.as_deref().unwrap_or(LOOPBACK))
+                }) {
+                    v.add(&port_at, "must differ from outbound");
+                }
             }
         }
 
@@ -552,6 +581,30 @@ impl Validate for DataplaneDoc {
                 None => v.add(&l_at.field("port"), "must be defined"),
             }
             l.state.validate(&l_at.field("state"), v);
+            if let (Some(a), Some(p)) = (l.address.as_deref(), l.port) {
+                let here = format!("{a}:{p}");
+                let earlier = net.listeners[..i]
+                    .iter()
+                    .find(|o| o.address.as_deref() == Some(a) && o.port == Some(p));
+                if let Some(other) = earlier {
+                    let message = if other.type_ == l.type_ {
+                        format!("address:port {here} is already used by another listener")
+                    } else {
+                        format!("address:port {here} is used by listeners of different types")
+                    };
+                    v.add(&l_at, message);
+                }
+                let inbound_there = net.inbound.iter().any(|ib| {
+                    ib.port == Some(p)
+                        && ib.address.as_deref().or(net.address.as_deref()) == Some(a)
+                });
+                if inbound_there {
+                    v.add(
+                        &l_at,
+                        format!("address:port {here} collides with an inbound listener"),
+                    );
+                }
+            }
             if let Some(n) = l.name.as_deref() {
                 if names.contains(&n) {
                     v.add(
@@ -763,6 +816,82 @@ mod tests {
         assert_eq!(net.inbound[0].service(), Some("web"));
         assert_eq!(net.inbound[0].effective_service_port(), Some(8081));
         assert!(net.inbound[0].is_ready());
+    }
+
+    fn dataplane(networking: serde_json::Value) -> serde_json::Value {
+        json!({"type": "Dataplane", "mesh": "default", "name": "dp", "networking": networking})
+    }
+
+    #[test]
+    fn the_admin_port_collides_only_with_what_binds_on_loopback() {
+        let web = |address: &str, port: u16| json!({"port": port, "address": address, "tags": {"kuma.io/service": "web"}});
+        // An inbound on another address may use the admin's port number.
+        let other_address = dataplane(json!({"address": "10.0.0.1", "admin": {"port": 9901},
+            "inbound": [web("10.0.0.1", 9901)]}));
+        assert!(Resource::from_value(other_address).is_ok());
+        // On 127.0.0.1 (or a wildcard) it may not; nor may the application behind an inbound.
+        for address in ["127.0.0.1", "0.0.0.0"] {
+            assert_eq!(
+                fields(dataplane(
+                    json!({"address": "10.0.0.1", "admin": {"port": 9901},
+                    "inbound": [web(address, 9901)]})
+                )),
+                vec!["networking.admin.port"]
+            );
+        }
+        assert_eq!(
+            fields(dataplane(
+                json!({"address": "10.0.0.1", "admin": {"port": 9901},
+                "inbound": [{"port": 8080, "servicePort": 9901, "serviceAddress": "127.0.0.1",
+                    "tags": {"kuma.io/service": "web"}}]})
+            )),
+            vec!["networking.admin.port"]
+        );
+        // Outbounds listen on 127.0.0.1 unless told otherwise.
+        let v = Resource::from_value(dataplane(json!({"address": "10.0.0.1",
+            "admin": {"port": 9901},
+            "outbound": [{"port": 9901, "tags": {"kuma.io/service": "db"}}]})))
+        .expect_err("collides with an outbound");
+        assert_eq!(v.violations[0].field, "networking.admin.port");
+        assert_eq!(v.violations[0].message, "must differ from outbound");
+        let elsewhere = dataplane(json!({"address": "10.0.0.1", "admin": {"port": 9901},
+            "outbound": [{"port": 9901, "address": "10.0.0.1", "tags": {"kuma.io/service": "db"}}]}));
+        assert!(Resource::from_value(elsewhere).is_ok());
+    }
+
+    #[test]
+    fn listeners_may_not_share_an_address_and_port() {
+        let listener = |t: &str, port: u16| json!({"type": t, "address": "10.0.0.1", "port": port});
+        let v = Resource::from_value(dataplane(json!({"address": "10.0.0.1",
+        "inbound": [{"port": 8080, "tags": {"kuma.io/service": "web"}}],
+        "listeners": [
+            listener("ZoneIngress", 10001),
+            listener("ZoneIngress", 10001),
+            listener("ZoneEgress", 10001),
+            listener("ZoneEgress", 8080)
+        ]})))
+        .expect_err("collisions");
+        let found: Vec<(&str, &str)> = v
+            .iter()
+            .map(|x| (x.field.as_str(), x.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    "networking.listeners[1]",
+                    "address:port 10.0.0.1:10001 is already used by another listener"
+                ),
+                (
+                    "networking.listeners[2]",
+                    "address:port 10.0.0.1:10001 is used by listeners of different types"
+                ),
+                (
+                    "networking.listeners[3]",
+                    "address:port 10.0.0.1:8080 collides with an inbound listener"
+                )
+            ]
+        );
     }
 
     #[test]

@@ -901,6 +901,22 @@ impl Validate for MeshDoc {
         if let Some(ms) = &self.mesh_services {
             ms.mode.validate(&at.field("meshServices").field("mode"), v);
         }
+        // The zone egress identifies the proxies it serves by their mesh certificates. Kuma's
+        // validator refuses this, but its documentation shows the Mesh; accepted with a warning.
+        if self.zone_egress_enabled()
+            && self
+                .mtls
+                .as_ref()
+                .and_then(|m| m.enabled_backend.as_deref())
+                .is_none_or(str::is_empty)
+        {
+            v.warn(
+                &at.field("mtls"),
+                "should be set when routing.zoneEgress is enabled: the zone egress serves only \
+                 meshes with mTLS, so this mesh's cross-zone and external traffic fails until \
+                 mTLS is enabled",
+            );
+        }
     }
 }
 
@@ -1018,6 +1034,20 @@ mod tests {
                 "meshServices.mode"
             ]
         );
+    }
+
+    #[test]
+    fn zone_egress_without_mtls_is_warned_about() {
+        // Kuma's docs show this Mesh (its validator refuses it): accepted, with a warning.
+        let (_, warnings) = Resource::from_value_with_warnings(
+            json!({"type": "Mesh", "name": "m", "routing": {"zoneEgress": true}}),
+        )
+        .expect("accepted");
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert_eq!(warnings[0].field, "mtls");
+        let with_mtls = json!({"type": "Mesh", "name": "m", "routing": {"zoneEgress": true},
+            "mtls": {"enabledBackend": "ca-1", "backends": [{"name": "ca-1", "type": "builtin"}]}});
+        assert!(Resource::from_value(with_mtls).is_ok());
     }
 
     #[test]

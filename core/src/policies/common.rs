@@ -110,6 +110,67 @@ pub fn only_gateways(target_ref: &Option<TargetRef>) -> bool {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Policy documents and specs
+// ---------------------------------------------------------------------------------------------
+
+/// A targetRef policy's document beside the envelope: its `spec`, the one kind-specific part.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PolicyDoc<S> {
+    pub spec: S,
+}
+
+impl<S: Validate> Validate for PolicyDoc<S> {
+    fn validate(&self, at: &FieldPath, v: &mut Violations) {
+        self.spec.validate(&at.field("spec"), v);
+    }
+}
+
+/// The spec of a policy with all three sections: `to` (outbound traffic, per destination),
+/// `from` (inbound traffic, per client; deprecated in Kuma for `rules`) and `rules` (inbound
+/// traffic, for every client or by client identity). Entries carry the policy's `default`
+/// type `C`; `R` is its rule item ([`RuleEntry`] with identity matches, or [`DefaultRule`]).
+/// Each policy validates its own instance (which kinds each section takes, its conf checks).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(
+    rename_all = "camelCase",
+    bound(deserialize = "C: Deserialize<'de> + Default, R: Deserialize<'de>")
+)]
+pub struct PolicySpec<C, R = RuleEntry<C>> {
+    /// The proxies configured; the whole mesh when absent.
+    #[serde(default)]
+    pub target_ref: Option<TargetRef>,
+    #[serde(default)]
+    pub to: Option<Vec<ToEntry<C>>>,
+    #[serde(default)]
+    pub from: Option<Vec<FromEntry<C>>>,
+    #[serde(default)]
+    pub rules: Option<Vec<R>>,
+}
+
+impl<C, R> PolicySpec<C, R> {
+    /// The `to` entries (none when absent).
+    pub fn to(&self) -> &[ToEntry<C>] {
+        self.to.as_deref().unwrap_or_default()
+    }
+
+    /// The `from` entries (none when absent).
+    pub fn from(&self) -> &[FromEntry<C>] {
+        self.from.as_deref().unwrap_or_default()
+    }
+
+    /// The `rules` items (none when absent).
+    pub fn rules(&self) -> &[R] {
+        self.rules.as_deref().unwrap_or_default()
+    }
+
+    /// Whether the policy configures inbound traffic (`from` or `rules`).
+    pub fn is_inbound(&self) -> bool {
+        !self.from().is_empty() || !self.rules().is_empty()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Policy entries: the `to` / `from` / `rules` items most policies share
 // ---------------------------------------------------------------------------------------------
 
@@ -154,8 +215,6 @@ pub struct DefaultRule<C> {
 // Durations and numbers
 // ---------------------------------------------------------------------------------------------
 
-/// Checks an optional duration: valid syntax (negatives are refused by the syntax) and, when
-/// `positive`, strictly greater than zero.
 /// A policy must say something: at least one of its sections (`to`, `from`, `rules`; each
 /// given as its name and whether it holds an entry) is set. An empty policy is refused rather
 /// than stored and silently ignored.
@@ -176,6 +235,17 @@ pub fn has_entries<T>(section: &Option<Vec<T>>) -> bool {
     section.as_ref().is_some_and(|s| !s.is_empty())
 }
 
+/// A validated duration as Envoy takes it (millisecond precision); `None` when unset (or, for a
+/// policy that skipped validation, unreadable: the default then stays).
+pub fn envoy_duration(d: &Option<Duration>) -> Option<atoll_envoy_model::Duration> {
+    let d = d.as_ref()?.as_std()?;
+    Some(atoll_envoy_model::Duration::from_millis(
+        u64::try_from(d.as_millis()).unwrap_or(u64::MAX),
+    ))
+}
+
+/// Checks an optional duration: valid syntax (negatives are refused by the syntax) and, when
+/// `positive`, strictly greater than zero.
 pub fn check_duration(d: &Option<Duration>, at: &FieldPath, positive: bool, v: &mut Violations) {
     let Some(d) = d else { return };
     match d.as_std() {
