@@ -38,7 +38,7 @@ pub struct ChaosArgs {
     )]
     scenarios: String,
     /// How long a frozen control plane stays frozen.
-    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    #[arg(long, default_value = "60s", value_parser = atoll_core::types::parse_flag_duration)]
     partition: Duration,
     /// Requests per second through the client while faults happen.
     #[arg(long, default_value_t = 50)]
@@ -46,10 +46,6 @@ pub struct ChaosArgs {
     /// Global's store: sqlite or postgres (`postgres` is needed by the `postgres` scenario).
     #[arg(long, default_value = "postgres")]
     store: String,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    atoll_core::types::parse_go_duration(s).ok_or_else(|| format!("not a duration: {s:?}"))
 }
 
 /// Outcome of one request of the load.

@@ -42,7 +42,7 @@ pub struct DataplaneArgs {
     #[arg(long, default_value_t = 1000)]
     rps: u32,
     /// Total load time per path, split over the rounds (e.g. 30s, 500ms, 2m).
-    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, default_value = "30s", value_parser = atoll_core::types::parse_flag_duration)]
     duration: Duration,
     /// Keep-alive client connections per path.
     #[arg(long, default_value_t = 16)]
@@ -53,22 +53,6 @@ pub struct DataplaneArgs {
     /// Write Atoll's generated config of both proxies and the floor's bootstraps to this directory.
     #[arg(long, value_name = "DIR")]
     dump_config: Option<std::path::PathBuf>,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = match s.find(|c: char| !c.is_ascii_digit() && c != '.') {
-        Some(i) => (&s[..i], &s[i..]),
-        None => (s, "s"),
-    };
-    let n: f64 = num.parse().map_err(|_| format!("bad duration {s:?}"))?;
-    let secs = match unit {
-        "ms" => n / 1e3,
-        "s" => n,
-        "m" => n * 60.0,
-        _ => return Err(format!("bad duration unit in {s:?} (ms, s, m)")),
-    };
-    Ok(Duration::from_secs_f64(secs))
 }
 
 const PATHS: [&str; 3] = ["direct", "atoll", "floor"];
@@ -762,19 +746,5 @@ impl FloorMesh {
             client_bootstrap,
             server_bootstrap,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
-        assert!(parse_duration("3h").is_err());
     }
 }

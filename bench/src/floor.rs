@@ -38,8 +38,7 @@ use tonic::{Request, Response, Status, Streaming};
 use crate::procs::{ChildGuard, envoy_binary, envoy_command, free_port, log_tail};
 use crate::stats::Samples;
 
-const CLUSTER_TYPE: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const LISTENER_TYPE: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
+use atoll_xds::type_urls::{CLUSTER as CLUSTER_TYPE, LISTENER as LISTENER_TYPE};
 
 #[derive(Debug, Args)]
 pub struct FloorArgs {

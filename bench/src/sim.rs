@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use atoll_backoff::Backoff;
 use envoy_types::pb::envoy::config::cluster::v3::Cluster;
 use envoy_types::pb::envoy::config::core::v3::Node;
 use envoy_types::pb::envoy::config::core::v3::transport_socket::ConfigType as SocketConfig;
@@ -42,18 +43,13 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
-
-const HCM_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager";
-const HTTP_RBAC_TYPE: &str = "type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC";
-const UPSTREAM_TLS_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext";
-const DOWNSTREAM_TLS_TYPE: &str =
-    "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext";
+pub use atoll_xds::type_urls::{
+    CLUSTER, CLUSTER_LOAD_ASSIGNMENT as ENDPOINT, LISTENER, ROUTE_CONFIGURATION as ROUTE, SECRET,
+};
+use atoll_xds::type_urls::{
+    DOWNSTREAM_TLS_CONTEXT as DOWNSTREAM_TLS_TYPE, HTTP_CONNECTION_MANAGER as HCM_TYPE,
+    HTTP_RBAC as HTTP_RBAC_TYPE, UPSTREAM_TLS_CONTEXT as UPSTREAM_TLS_TYPE,
+};
 
 /// The name the generator gives the proxy's own certificate (`atoll_xds::generate`).
 const IDENTITY_SECRET: &str = "identity_cert";
@@ -409,6 +405,8 @@ async fn run_proxy(
     );
     let mut state = ProxyState::default();
     let mut failures = 0u32;
+    // Delays in [0.5 s, 1 s] at first, doubling up to [4 s, 8 s].
+    let mut backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8)).with_jitter();
     loop {
         let was_ready = state.ready;
         let error = match stream_once(
@@ -425,6 +423,7 @@ async fn run_proxy(
             Err(e) => e,
         };
         failures = if state.ready && !was_ready {
+            backoff.reset();
             1
         } else {
             failures + 1
@@ -433,10 +432,8 @@ async fn run_proxy(
             return Err(error.context(format!("{failures} attempts in a row failed")));
         }
         fleet.reconnect(format!("{}: {error:#}", spec.node_id));
-        // Envoy's backoff: exponential from 500 ms, capped, with jitter.
-        let base = 250u64 << failures.min(4);
-        let jitter = fleet.now_us() % base;
-        tokio::time::sleep(Duration::from_millis(base + jitter)).await;
+        // Like Envoy's backoff: exponential from 500 ms, capped, with jitter.
+        tokio::time::sleep(backoff.next_delay()).await;
         // A new stream starts from nothing (as a restarted Envoy); readiness and the changes
         // already seen are kept.
         state = ProxyState {

@@ -4,9 +4,11 @@
 //! This crate owns no I/O: no files, no sockets, no tokio. Stores, servers and the CLI build on it.
 
 pub mod defaults;
+pub mod fnv;
 pub mod format;
 pub mod kind;
 pub mod kinds;
+pub mod labels;
 pub mod matching;
 pub mod name;
 pub mod path;

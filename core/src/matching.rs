@@ -39,21 +39,13 @@ use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
 use crate::kind::Kind;
-use crate::kinds::dataplane::{DataplaneDoc, SERVICE_TAG, Tags};
+use crate::kinds::dataplane::{DataplaneDoc, Tags};
+use crate::labels::{DISPLAY_NAME_LABEL, ORIGIN_LABEL, POLICY_ROLE_LABEL, SERVICE_TAG, ZONE_LABEL};
 use crate::policies::common::{Match, SpiffeIdMatchType};
 use crate::resource::Resource;
 use crate::target_ref::{ProxyType, TargetRef, TargetRefKind};
 use crate::validate::Violations;
 use crate::{FieldPath, quirks};
-
-/// Label naming where a resource was created.
-pub const ORIGIN_LABEL: &str = "kuma.io/origin";
-/// Label naming the zone a resource was created in.
-pub const ZONE_LABEL: &str = "kuma.io/zone";
-/// Label holding a resource's name as its author wrote it.
-pub const DISPLAY_NAME_LABEL: &str = "kuma.io/display-name";
-/// Label holding a policy's role (Kubernetes namespaces).
-pub const POLICY_ROLE_LABEL: &str = "kuma.io/policy-role";
 
 // ---------------------------------------------------------------------------------------------
 // Inputs

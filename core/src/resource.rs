@@ -165,7 +165,7 @@ impl Resource {
         // Services become DNS labels (hostnames, Kubernetes Services): Kuma caps their names,
         // as written by their author (the display name of a synced copy), at 63 characters.
         if let (Some(Kind::MeshService | Kind::MeshExternalService), Some(n)) = (kind, &name) {
-            let shown = labels.get(crate::matching::DISPLAY_NAME_LABEL).unwrap_or(n);
+            let shown = labels.get(crate::labels::DISPLAY_NAME_LABEL).unwrap_or(n);
             if shown.len() > 63 {
                 v.add(&root.field("name"), "must not be longer than 63 characters");
             }

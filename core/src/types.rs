@@ -1,4 +1,5 @@
-//! Value types shared by many kinds: Go-style durations and closed string enums.
+//! Value types shared by many kinds: Go-style durations (the one parser of them in Atoll, for
+//! resources and for flags) and closed string enums.
 
 use std::time::Duration as StdDuration;
 
@@ -93,6 +94,19 @@ pub fn parse_go_duration(s: &str) -> Option<StdDuration> {
     Some(StdDuration::from_nanos(total_nanos as u64))
 }
 
+/// A duration given as a command-line flag or environment variable: Go's syntax (`30s`,
+/// `1m30s`, `500ms`), or a bare number of seconds (`1.5`), which atoll-dp has always accepted.
+/// The error is a sentence for clap to show.
+pub fn parse_flag_duration(text: &str) -> Result<StdDuration, String> {
+    let t = text.trim();
+    if let Ok(seconds) = t.parse::<f64>() {
+        return StdDuration::try_from_secs_f64(seconds)
+            .map_err(|_| format!("{text:?} is not a valid duration"));
+    }
+    parse_go_duration(t)
+        .ok_or_else(|| format!("{text:?} is not a duration (examples: 30s, 500ms, 1m30s, 2h)"))
+}
+
 /// Declares a closed set of string values. Unknown values deserialize (so every violation is
 /// reported at once) and are refused by `Validate`, which lists the allowed values.
 #[macro_export]
@@ -171,6 +185,26 @@ mod tests {
         assert_eq!(parse_go_duration("0s"), Some(StdDuration::ZERO));
         for bad in ["", "10", "ten seconds", "10x", "-1s", "s", "1s2"] {
             assert_eq!(parse_go_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn flag_durations_take_go_syntax_and_bare_seconds() {
+        assert_eq!(parse_flag_duration("1m30s"), Ok(StdDuration::from_secs(90)));
+        assert_eq!(
+            parse_flag_duration("500ms"),
+            Ok(StdDuration::from_millis(500))
+        );
+        assert_eq!(
+            parse_flag_duration("1.5"),
+            Ok(StdDuration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_flag_duration(" 2h "),
+            Ok(StdDuration::from_secs(7200))
+        );
+        for bad in ["soon", "3d", "-1", "-1s", "NaN", "inf", ""] {
+            assert!(parse_flag_duration(bad).is_err(), "{bad}");
         }
     }
 

@@ -14,7 +14,9 @@ use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+use atoll_api_types::{Cause, ErrorBody, ListPage};
 use atoll_core::format::parse_document;
+use atoll_core::labels::{ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL};
 use atoll_core::{Kind, Resource, ResourceKey, Scope, Violations};
 use atoll_store::{ListFilter, SharedStore, StoreError};
 
@@ -112,15 +114,12 @@ pub struct ApiState {
     pub token_leeway: chrono::TimeDelta,
 }
 
-/// The label KDS puts on synced resources: `global` or `zone`.
-pub const ORIGIN_LABEL: &str = "kuma.io/origin";
-
 /// Refuses changing a resource another control plane owns: on a zone, what came from global;
 /// on global, what came from a zone. They are changed where they were created and synced here.
 fn check_ownership(state: &ApiState, existing: &Resource) -> Result<(), ApiError> {
     let origin = existing.labels.get(ORIGIN_LABEL).map(String::as_str);
     let message = match (state.mode, origin) {
-        (Mode::Zone, Some("global")) => format!(
+        (Mode::Zone, Some(ORIGIN_GLOBAL)) => format!(
             "{} is managed by the global control plane{}: change it there; it is synced to this zone",
             existing.key(),
             state
@@ -129,12 +128,12 @@ fn check_ownership(state: &ApiState, existing: &Resource) -> Result<(), ApiError
                 .map(|a| format!(" at {a}"))
                 .unwrap_or_default()
         ),
-        (Mode::Global, Some("zone")) => format!(
+        (Mode::Global, Some(ORIGIN_ZONE)) => format!(
             "{} is managed by zone {:?}: change it on that zone's control plane; it is synced to global",
             existing.key(),
             existing
                 .labels
-                .get("kuma.io/zone")
+                .get(ZONE_LABEL)
                 .map(String::as_str)
                 .unwrap_or("?")
         ),
@@ -246,10 +245,18 @@ impl From<StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({"title": self.title, "details": self.details});
-        if !self.causes.is_empty() {
-            body["causes"] = serde_json::to_value(&self.causes).unwrap_or(Value::Null);
-        }
+        let body = ErrorBody {
+            title: self.title.to_string(),
+            details: self.details,
+            causes: self
+                .causes
+                .into_iter()
+                .map(|v| Cause {
+                    field: v.field,
+                    message: v.message,
+                })
+                .collect(),
+        };
         let mut response = (self.status, axum::Json(body)).into_response();
         if let Some(secs) = self.retry_after {
             response
@@ -672,7 +679,11 @@ async fn list(
     let mut offset = 0u64;
     let mut size = DEFAULT_PAGE_SIZE;
     let mut name_prefix = None;
-    for (k, v) in uri.query().map(parse_query).unwrap_or_default() {
+    // Form decoding (`+` is a space, invalid UTF-8 replaced), as axum's `Query` does it.
+    let axum::extract::Query(query) =
+        axum::extract::Query::<Vec<(String, String)>>::try_from_uri(uri)
+            .map_err(|e| ApiError::bad_request(format!("query: {}", e.body_text())))?;
+    for (k, v) in query {
         match k.as_str() {
             "offset" => {
                 offset = v.parse().map_err(|_| {
@@ -717,7 +728,12 @@ async fn list(
         format!("http://{host}{}?offset={end}&size={size}", uri.path())
     });
     let items: Vec<Value> = page.items.iter().map(render).collect();
-    Ok(axum::Json(json!({"total": page.total, "items": items, "next": next})).into_response())
+    Ok(axum::Json(ListPage {
+        total: page.total,
+        items,
+        next,
+    })
+    .into_response())
 }
 
 fn inspector(state: &ApiState) -> Result<&Arc<dyn crate::extension::DataplaneInspector>, ApiError> {
@@ -1314,42 +1330,4 @@ fn peer(req: &Request) -> Option<SocketAddr> {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-fn parse_query(q: &str) -> Vec<(String, String)> {
-    q.split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (percent_decode(k), percent_decode(v))
-        })
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let decoded = (bytes[i] == b'%')
-            .then(|| bytes.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (decoded, bytes[i]) {
-            (Some(b), _) => {
-                out.push(b);
-                i += 3;
-            }
-            (None, b'+') => {
-                out.push(b' ');
-                i += 1;
-            }
-            (None, b) => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }

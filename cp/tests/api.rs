@@ -407,6 +407,35 @@ async fn lists_paginate_with_total_and_next() {
 }
 
 #[tokio::test]
+async fn list_filters_decode_their_query() {
+    let (app, _) = app();
+    create_mesh(&app, "m").await;
+    for name in ["web-a", "web-b", "db-a"] {
+        let doc = json!({"type": "Secret", "name": name, "mesh": "m", "data": "YWJj"});
+        let (s, b) = call(
+            &app,
+            put(
+                &format!("/meshes/m/secrets/{name}"),
+                "application/json",
+                &doc.to_string(),
+            ),
+        )
+        .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+    // `%65` is `e`: the prefix is `web-`.
+    let (s, b) = call(&app, get("/meshes/m/secrets?namePrefix=w%65b-&size=10")).await;
+    assert_eq!(s, StatusCode::OK, "{b}");
+    assert_eq!(b["total"], 2, "{b}");
+    let (s, b) = call(&app, get("/meshes/m/secrets?offset=x")).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert!(
+        b["details"].as_str().expect("details").contains("offset"),
+        "{b}"
+    );
+}
+
+#[tokio::test]
 async fn deleting_a_mesh_removes_its_resources() {
     let (app, store) = app();
     create_mesh(&app, "m").await;

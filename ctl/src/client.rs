@@ -1,18 +1,14 @@
 //! A small client for the control plane's REST API.
 
 use hyper::Method;
-use serde::Deserialize;
 use serde_json::Value;
 
+use atoll_api_types::{ErrorBody, ListPage};
 use atoll_core::Kind;
 
 use crate::transport::{Answer, Transport, TransportError, Trust};
 
-#[derive(Debug, Deserialize)]
-pub struct Cause {
-    pub field: String,
-    pub message: String,
-}
+pub use atoll_api_types::Cause;
 
 /// Why an API call failed.
 #[derive(Debug)]
@@ -137,7 +133,7 @@ impl ApiClient {
             })?
         };
         if status >= 400 {
-            return Err(api_error(status, &body, String::new()));
+            return Err(api_error(status, &answer.body));
         }
         Ok((status, body))
     }
@@ -161,13 +157,11 @@ impl ApiClient {
         loop {
             let page_path = format!("{path}?offset={offset}&size=1000");
             let (_, body) = self.send(Method::GET, &page_path, None).await?;
-            let page = body
-                .get("items")
-                .and_then(Value::as_array)
-                .ok_or_else(|| ClientError::BadResponse("a list without items".into()))?;
-            offset += page.len() as u64;
-            items.extend(page.iter().cloned());
-            let done = page.is_empty() || body.get("next").is_none_or(Value::is_null);
+            let page: ListPage<Value> = serde_json::from_value(body)
+                .map_err(|e| ClientError::BadResponse(format!("a list that is not a page: {e}")))?;
+            offset += page.items.len() as u64;
+            let done = page.items.is_empty() || page.next.is_none();
+            items.extend(page.items);
             if done {
                 return Ok(items);
             }
@@ -199,8 +193,7 @@ impl ApiClient {
         let answer = self.call(Method::POST, path, Some(body)).await?;
         let text = String::from_utf8_lossy(&answer.body).into_owned();
         if answer.status >= 400 {
-            let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-            return Err(api_error(answer.status, &body, text));
+            return Err(api_error(answer.status, &answer.body));
         }
         Ok(text)
     }
@@ -218,29 +211,13 @@ impl ApiClient {
     }
 }
 
-/// The API's error body (`title`, `details`, `causes`); `fallback` stands for the details when
-/// the body is not the JSON error format.
-fn api_error(status: u16, body: &Value, fallback: String) -> ClientError {
-    let text = |k: &str| {
-        body.get(k)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
-    let causes = body
-        .get("causes")
-        .cloned()
-        .and_then(|c| serde_json::from_value(c).ok())
-        .unwrap_or_default();
-    let details = text("details");
+/// An error answer, read as the API's error body (`atoll_api_types::ErrorBody`).
+fn api_error(status: u16, body: &[u8]) -> ClientError {
+    let body = ErrorBody::parse(body);
     ClientError::Api {
         status,
-        title: text("title"),
-        details: if details.is_empty() {
-            fallback
-        } else {
-            details
-        },
-        causes,
+        title: body.title,
+        details: body.details,
+        causes: body.causes,
     }
 }

@@ -14,6 +14,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use atoll_api_types::ErrorBody;
+use atoll_backoff::Backoff;
 use atoll_identity::tls_client::ClientTrust;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -22,7 +24,7 @@ use hyper_util::rt::TokioIo;
 use rustls::{ClientConfig, RootCertStore};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
@@ -51,56 +53,6 @@ pub struct Versions {
     pub atoll_dp: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub envoy: Option<String>,
-}
-
-/// One `causes` entry of an error answer.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct Cause {
-    #[serde(default)]
-    pub field: String,
-    #[serde(default)]
-    pub message: String,
-}
-
-/// The error body the control plane answers with (Kuma's format).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-pub struct ErrorBody {
-    #[serde(default)]
-    pub title: String,
-    #[serde(default)]
-    pub details: String,
-    #[serde(default)]
-    pub causes: Vec<Cause>,
-}
-
-impl ErrorBody {
-    /// Reads an error answer; a body that is not the JSON error format becomes its `details`.
-    fn parse(body: &[u8]) -> ErrorBody {
-        match serde_json::from_slice::<ErrorBody>(body) {
-            Ok(e) if !e.title.is_empty() || !e.details.is_empty() || !e.causes.is_empty() => e,
-            _ => {
-                let text = String::from_utf8_lossy(body);
-                let text = text.trim();
-                let mut details: String = text.chars().take(500).collect();
-                if details.len() < text.len() {
-                    details.push('…');
-                }
-                ErrorBody {
-                    details,
-                    ..ErrorBody::default()
-                }
-            }
-        }
-    }
-
-    /// `details`, else `title`, else a placeholder.
-    fn summary(&self) -> String {
-        match (self.title.is_empty(), self.details.is_empty()) {
-            (_, false) => self.details.clone(),
-            (false, true) => self.title.clone(),
-            (true, true) => "(no details given)".into(),
-        }
-    }
 }
 
 /// Why no bootstrap was obtained.
@@ -414,7 +366,7 @@ pub async fn fetch_bootstrap(
 ) -> Result<Value, BootstrapError> {
     let started = Instant::now();
     let deadline = started + connect_timeout;
-    let mut delay = Duration::from_millis(250);
+    let mut backoff = Backoff::new(Duration::from_millis(250), Duration::from_secs(5));
     let mut attempt = 1u32;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -434,7 +386,7 @@ pub async fn fetch_bootstrap(
                 last: Box::new(error),
             });
         }
-        let wait = delay.min(left);
+        let wait = backoff.next_delay().min(left);
         let mut note = String::new();
         let _ = write!(
             note,
@@ -444,7 +396,6 @@ pub async fn fetch_bootstrap(
         );
         tracing::warn!(attempt, "control plane not reachable yet: {error}; {note}");
         tokio::time::sleep(wait).await;
-        delay = (delay * 2).min(Duration::from_secs(5));
         attempt += 1;
     }
 }

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use atoll_core::types::parse_flag_duration;
 use clap::{Parser, Subcommand, ValueEnum};
 
 /// atoll-dp: registers a Dataplane with the Atoll control plane, then starts and supervises its Envoy.
@@ -119,7 +120,7 @@ pub struct RunArgs {
     pub work_dir: Option<PathBuf>,
 
     /// How long to keep retrying while the control plane cannot be reached (e.g. 30s, 500ms, 2m).
-    #[arg(long, env = "ATOLL_DP_CP_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
+    #[arg(long, env = "ATOLL_DP_CP_CONNECT_TIMEOUT", value_name = "DURATION", default_value = "30s", value_parser = parse_flag_duration)]
     pub cp_connect_timeout: Duration,
 
     /// Envoy's --log-level.
@@ -132,39 +133,12 @@ pub struct RunArgs {
     pub envoy_log_level: String,
 
     /// How long Envoy may take to stop after SIGTERM before it is killed.
-    #[arg(long, env = "ATOLL_DP_ENVOY_GRACE_PERIOD", value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, env = "ATOLL_DP_ENVOY_GRACE_PERIOD", value_name = "DURATION", default_value = "10s", value_parser = parse_flag_duration)]
     pub envoy_grace_period: Duration,
 
     /// Extra arguments for Envoy, after `--` (e.g. `-- --concurrency 2`).
     #[arg(last = true, value_name = "ENVOY_ARGS")]
     pub envoy_args: Vec<String>,
-}
-
-/// Parses `30s`, `500ms`, `2m`, `1h` or a bare number of seconds.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let n: f64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration (examples: 30s, 500ms, 2m)"))?;
-    let seconds = match unit.trim() {
-        "" | "s" => n,
-        "ms" => n / 1000.0,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        other => {
-            return Err(format!(
-                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
-            ));
-        }
-    };
-    if !seconds.is_finite() || seconds < 0.0 {
-        return Err(format!("{text:?} is not a valid duration"));
-    }
-    Ok(Duration::from_secs_f64(seconds))
 }
 
 #[cfg(test)]
@@ -173,17 +147,17 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30s"), Ok(Duration::from_secs(30)));
-        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-        assert_eq!(parse_duration("1.5"), Ok(Duration::from_millis(1500)));
-        assert!(parse_duration("soon").is_err());
-        assert!(parse_duration("3d").is_err());
+        assert_eq!(parse_flag_duration("30s"), Ok(Duration::from_secs(30)));
+        assert_eq!(parse_flag_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_flag_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_flag_duration("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_flag_duration("soon").is_err());
+        assert!(parse_flag_duration("3d").is_err());
     }
 
-    #[test]
-    fn flags_and_env_defaults() {
-        let cli = Cli::try_parse_from([
+    /// `atoll-dp run` with the required flags and `extra`.
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let mut argv = vec![
             "atoll-dp",
             "run",
             "--cp-address",
@@ -192,14 +166,27 @@ mod tests {
             "dp.yaml",
             "--dataplane-token-file",
             "token",
-            "--proxy-type",
-            "ingress",
-            "--",
-            "--concurrency",
-            "2",
-        ])
-        .expect("parses");
-        let Command::Run(args) = cli.command;
+        ];
+        argv.extend_from_slice(extra);
+        let Command::Run(args) = Cli::try_parse_from(argv).expect("parses").command;
+        args
+    }
+
+    #[test]
+    fn durations_take_go_syntax_as_kuma_dp_does() {
+        let args = run_args(&[
+            "--envoy-grace-period",
+            "1m30s",
+            "--cp-connect-timeout",
+            "1m",
+        ]);
+        assert_eq!(args.envoy_grace_period, Duration::from_secs(90));
+        assert_eq!(args.cp_connect_timeout, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn flags_and_env_defaults() {
+        let args = run_args(&["--proxy-type", "ingress", "--", "--concurrency", "2"]);
         assert_eq!(args.proxy_type, ProxyType::Ingress);
         assert_eq!(args.cp_connect_timeout, Duration::from_secs(30));
         assert_eq!(args.envoy_grace_period, Duration::from_secs(10));

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use atoll_backoff::Backoff;
+use atoll_core::fnv::Fnv1a;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
@@ -71,15 +73,14 @@ pub fn parse_version(text: &str) -> Option<String> {
     Some(field.unwrap_or(after).to_string())
 }
 
-/// A stable `--base-id` for a proxy (FNV-1a of mesh, NUL, name, below 100000), so two proxies on one
-/// host do not share Envoy's shared-memory names while one proxy keeps its id across restarts.
+/// A stable `--base-id` for a proxy (FNV-1a of mesh and name, below 100000), so two proxies on
+/// one host do not share Envoy's shared-memory names while one proxy keeps its id across restarts.
 pub fn base_id(mesh: &str, name: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for b in mesh.bytes().chain([0]).chain(name.bytes()) {
-        hash ^= u32::from(b);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % 100_000
+    let mut hash = Fnv1a::new();
+    hash.write_field(mesh.as_bytes());
+    hash.write_field(name.as_bytes());
+    // Below 100000, so it fits in a u32.
+    (hash.finish() % 100_000) as u32
 }
 
 /// How Envoy is started.
@@ -183,13 +184,29 @@ impl Default for RestartPolicy {
 }
 
 impl RestartPolicy {
-    /// The delay before the next start, given the previous delay (None at first) and how long
-    /// the last run lasted.
-    pub fn next_delay(&self, previous: Option<Duration>, ran: Duration) -> Duration {
-        match previous {
-            Some(p) if ran < self.reset_after => (p * 2).min(self.max),
-            _ => self.initial.min(self.max),
+    /// The delays of one supervision, starting from `initial`.
+    pub fn delays(&self) -> RestartDelays {
+        RestartDelays {
+            backoff: Backoff::new(self.initial, self.max),
+            reset_after: self.reset_after,
         }
+    }
+}
+
+/// The restart delays of one supervised Envoy.
+#[derive(Debug, Clone)]
+pub struct RestartDelays {
+    backoff: Backoff,
+    reset_after: Duration,
+}
+
+impl RestartDelays {
+    /// The delay before the next start, given how long the run that just ended lasted.
+    pub fn after_exit(&mut self, ran: Duration) -> Duration {
+        if ran >= self.reset_after {
+            self.backoff.reset();
+        }
+        self.backoff.next_delay()
     }
 }
 
@@ -211,7 +228,7 @@ pub async fn supervise(
     grace: Duration,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut delay: Option<Duration> = None;
+    let mut delays = policy.delays();
     let mut starts = 0u64;
     loop {
         if *shutdown.borrow() {
@@ -237,8 +254,7 @@ pub async fn supervise(
             Err(e) => format!("cannot start Envoy ({}): {e}", command.display()),
         };
         let ran = started.elapsed();
-        let wait = policy.next_delay(delay, ran);
-        delay = Some(wait);
+        let wait = delays.after_exit(ran);
         tracing::warn!(
             "{outcome} after {:.1}s; restarting in {:.0}s",
             ran.as_secs_f64(),
@@ -331,18 +347,12 @@ mod tests {
 
     #[test]
     fn restart_delays_double_cap_and_reset() {
-        let p = RestartPolicy::default();
+        let mut delays = RestartPolicy::default().delays();
         let short = Duration::from_secs(1);
-        let mut d = None;
-        let mut seen = vec![];
-        for _ in 0..7 {
-            let next = p.next_delay(d, short);
-            seen.push(next.as_secs());
-            d = Some(next);
-        }
+        let seen: Vec<u64> = (0..7).map(|_| delays.after_exit(short).as_secs()).collect();
         assert_eq!(seen, vec![1, 2, 4, 8, 16, 30, 30]);
         assert_eq!(
-            p.next_delay(d, Duration::from_secs(61)),
+            delays.after_exit(Duration::from_secs(61)),
             Duration::from_secs(1)
         );
     }

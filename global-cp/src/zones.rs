@@ -11,10 +11,9 @@
 use async_trait::async_trait;
 use serde_json::Value;
 
-use atoll_core::matching::{ORIGIN_LABEL, ZONE_LABEL};
+use atoll_core::labels::{ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL};
 use atoll_core::{Kind, Resource, ResourceKey};
 use atoll_cp::extension::{ZoneDeleteError, ZoneDeletion, ZoneInspector};
-use atoll_kds::naming::ORIGIN_ZONE;
 use atoll_store::{ListFilter, SharedStore, StoreError};
 
 use crate::insights::ZoneStatus;

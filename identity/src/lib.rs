@@ -16,6 +16,7 @@
 //! distributing keys and scheduling rotation belong to the control-plane crates.
 
 pub mod ca;
+mod jwt_crypto;
 mod pem;
 pub mod tls_client;
 pub mod token;

@@ -10,6 +10,11 @@
 //! zones this way. Keys are told apart by `kid`, the first 16 hex digits of the SHA-256 of the
 //! public key's SPKI DER, so several keys can be trusted at once during a rotation.
 //!
+//! The JWS mechanics (segments, base64url, header and claims JSON, the signature) are
+//! `jsonwebtoken`'s, with ES256 computed by ring (`jwt_crypto`). Atoll keeps what is its own:
+//! which header fields it accepts, the `kind` claim, and `exp`/`nbf` checked against the `now`
+//! the caller passes (jsonwebtoken reads the system clock, which tests cannot move).
+//!
 //! Verification never panics, whatever the input: oversized tokens are refused before decoding.
 
 use std::collections::BTreeMap;
@@ -18,18 +23,17 @@ use std::fmt;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, TimeDelta, Utc};
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::{SecureRandom, SystemRandom};
-use ring::signature::{
-    ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _,
-    UnparsedPublicKey,
-};
+use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair as _};
 use rustls_pki_types::pem::{self as pki_pem, PemObject};
 use rustls_pki_types::{PrivatePkcs8KeyDer, SubjectPublicKeyInfoDer};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::{IdentityError, Result, pem};
+use crate::{IdentityError, Result, jwt_crypto, pem};
 
 /// The default clock leeway applied to `exp` and `nbf` (control planes make it a setting).
 pub const LEEWAY: TimeDelta = TimeDelta::seconds(30);
@@ -37,7 +41,8 @@ pub const LEEWAY: TimeDelta = TimeDelta::seconds(30);
 /// Longest token accepted for verification, in bytes; longer input is refused unread.
 pub const MAX_TOKEN_BYTES: usize = 16 * 1024;
 
-const ALG: &str = "ES256";
+/// Length of an ES256 signature (64 bytes) in unpadded base64url.
+const SIGNATURE_B64_LEN: usize = 86;
 const KIND_DATAPLANE: &str = "dataplane";
 const KIND_ZONE: &str = "zone";
 const KIND_USER: &str = "user";
@@ -173,8 +178,8 @@ impl std::fmt::Display for Scope {
 
 /// An ES256 private key that mints tokens.
 pub struct SigningKey {
-    pair: EcdsaKeyPair,
     pkcs8: Vec<u8>,
+    encoding: EncodingKey,
     public: PublicKey,
 }
 
@@ -216,8 +221,8 @@ impl SigningKey {
         let public = PublicKey::from_point(pair.public_key().as_ref())
             .map_err(|e| IdentityError::InvalidKey(e.to_string()))?;
         Ok(Self {
-            pair,
             pkcs8: pkcs8.to_vec(),
+            encoding: EncodingKey::from_ec_der(pkcs8),
             public,
         })
     }
@@ -235,13 +240,6 @@ impl SigningKey {
     /// The public half, for verifiers.
     pub fn public_key(&self) -> PublicKey {
         self.public.clone()
-    }
-
-    fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
-        self.pair
-            .sign(&SystemRandom::new(), message)
-            .map(|sig| sig.as_ref().to_vec())
-            .map_err(|_| IdentityError::Crypto("ECDSA signing failed".into()))
     }
 }
 
@@ -309,10 +307,9 @@ impl PublicKey {
         &self.kid
     }
 
-    fn verify(&self, message: &[u8], signature: &[u8]) -> bool {
-        UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, &self.point)
-            .verify(message, signature)
-            .is_ok()
+    /// The key as `jwt_crypto` reads it: the uncompressed point.
+    fn decoding_key(&self) -> DecodingKey {
+        DecodingKey::from_ec_der(&self.point)
     }
 }
 
@@ -426,24 +423,6 @@ pub fn verify_user_token(
 }
 
 #[derive(Serialize)]
-struct HeaderOut<'a> {
-    alg: &'static str,
-    typ: &'static str,
-    kid: &'a str,
-}
-
-#[derive(Deserialize)]
-struct HeaderIn {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
-}
-
-#[derive(Serialize)]
 struct PayloadOut<'a, C> {
     kind: &'static str,
     #[serde(flatten)]
@@ -451,25 +430,32 @@ struct PayloadOut<'a, C> {
 }
 
 fn sign<C: Serialize>(key: &SigningKey, kind: &'static str, claims: &C) -> Result<String> {
-    let header = serde_json::to_vec(&HeaderOut {
-        alg: ALG,
-        typ: "JWT",
-        kid: key.kid(),
+    jwt_crypto::install();
+    let mut header = Header::new(Algorithm::ES256);
+    header.kid = Some(key.kid().to_string());
+    jsonwebtoken::encode(&header, &PayloadOut { kind, claims }, &key.encoding).map_err(|e| match e
+        .kind()
+    {
+        ErrorKind::Json(_) => {
+            IdentityError::InvalidRequest(format!("encoding the token claims: {e}"))
+        }
+        _ => IdentityError::Crypto(format!("signing a token: {e}")),
     })
-    .map_err(|e| IdentityError::Crypto(format!("encoding the token header: {e}")))?;
-    let payload = serde_json::to_vec(&PayloadOut { kind, claims })
-        .map_err(|e| IdentityError::InvalidRequest(format!("encoding the token claims: {e}")))?;
-    let mut token = URL_SAFE_NO_PAD.encode(header);
-    token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(payload));
-    let signature = key.sign(token.as_bytes())?;
-    token.push('.');
-    token.push_str(&URL_SAFE_NO_PAD.encode(signature));
-    Ok(token)
 }
 
 fn malformed(reason: impl Into<String>) -> TokenError {
     TokenError::Malformed(reason.into())
+}
+
+/// What jsonwebtoken checks for us: an ES256 signature, nothing of the claims (`verify` checks
+/// those against the caller's `now`).
+fn signature_only() -> Validation {
+    let mut v = Validation::new(Algorithm::ES256);
+    v.required_spec_claims.clear();
+    v.validate_exp = false;
+    v.validate_nbf = false;
+    v.validate_aud = false;
+    v
 }
 
 fn verify<C: DeserializeOwned>(
@@ -487,28 +473,32 @@ fn verify<C: DeserializeOwned>(
     }
     let token = token.trim();
     let segments: Vec<&str> = token.split('.').collect();
-    let [header_b64, payload_b64, signature_b64] = segments[..] else {
+    let [header_b64, _, signature_b64] = segments[..] else {
         return Err(malformed(format!(
             "expected 3 dot-separated segments, found {}",
             segments.len()
         )));
     };
 
-    let header_json = URL_SAFE_NO_PAD
-        .decode(header_b64)
-        .map_err(|e| malformed(format!("header is not base64url: {e}")))?;
-    let header: Map<String, Value> = serde_json::from_slice(&header_json)
-        .map_err(|e| malformed(format!("header is not a JSON object: {e}")))?;
-    let header: HeaderIn = serde_json::from_value(Value::Object(header))
-        .map_err(|e| malformed(format!("header is not a JWS header: {e}")))?;
-    if header.alg != ALG {
-        return Err(TokenError::UnsupportedAlgorithm(header.alg));
+    let header = jsonwebtoken::decode_header(token).map_err(|e| {
+        // jsonwebtoken cannot read an algorithm it does not know (`none`): name it anyway.
+        match declared_algorithm(header_b64) {
+            Some(alg) if alg != "ES256" => TokenError::UnsupportedAlgorithm(alg),
+            _ => malformed(format!("header is not a JWS header: {e}")),
+        }
+    })?;
+    if header.alg != Algorithm::ES256 {
+        return Err(TokenError::UnsupportedAlgorithm(format!(
+            "{:?}",
+            header.alg
+        )));
     }
     if let Some(typ) = &header.typ
         && !typ.eq_ignore_ascii_case("JWT")
     {
         return Err(malformed(format!("header typ is {typ:?}, not JWT")));
     }
+    // No extension is understood here, so none may be critical.
     if header.crit.is_some() {
         return Err(malformed("header has critical extensions (crit)"));
     }
@@ -519,30 +509,32 @@ fn verify<C: DeserializeOwned>(
     if candidates.is_empty() {
         return Err(TokenError::UnknownKey(kid));
     }
-
-    let signature = URL_SAFE_NO_PAD
-        .decode(signature_b64)
-        .map_err(|e| malformed(format!("signature is not base64url: {e}")))?;
-    if signature.len() != 64 {
+    // A cut or padded signature is malformed, not merely wrong.
+    if signature_b64.len() != SIGNATURE_B64_LEN {
         return Err(malformed(format!(
-            "signature is {} bytes, ES256 needs 64",
-            signature.len()
+            "signature is {} base64url characters, ES256 needs {SIGNATURE_B64_LEN}",
+            signature_b64.len()
         )));
     }
-    let signing_input = &token.as_bytes()[..header_b64.len() + 1 + payload_b64.len()];
-    if !candidates
-        .iter()
-        .any(|key| key.verify(signing_input, &signature))
-    {
-        return Err(TokenError::BadSignature);
+
+    jwt_crypto::install();
+    let validation = signature_only();
+    let mut payload = None;
+    for key in candidates {
+        match jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding_key(), &validation) {
+            Ok(data) => {
+                payload = Some(data.claims);
+                break;
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::InvalidSignature) => {}
+            Err(e) => return Err(malformed(e.to_string())),
+        }
     }
+    let Some(payload) = payload else {
+        return Err(TokenError::BadSignature);
+    };
 
     // Authenticated from here on.
-    let payload_json = URL_SAFE_NO_PAD
-        .decode(payload_b64)
-        .map_err(|e| malformed(format!("payload is not base64url: {e}")))?;
-    let payload: Map<String, Value> = serde_json::from_slice(&payload_json)
-        .map_err(|e| malformed(format!("payload is not a JSON object: {e}")))?;
     match payload.get("kind") {
         Some(Value::String(kind)) if kind == expected => {}
         Some(Value::String(kind)) => {
@@ -578,6 +570,19 @@ fn verify<C: DeserializeOwned>(
     }
     serde_json::from_value(Value::Object(payload))
         .map_err(|e| malformed(format!("claims do not match a {expected} token: {e}")))
+}
+
+/// The `alg` a header declares, read leniently: only to name, in the refusal, an algorithm
+/// jsonwebtoken has no name for.
+fn declared_algorithm(header_b64: &str) -> Option<String> {
+    #[derive(Deserialize)]
+    struct DeclaredAlgorithm {
+        alg: String,
+    }
+    let json = URL_SAFE_NO_PAD.decode(header_b64).ok()?;
+    serde_json::from_slice::<DeclaredAlgorithm>(&json)
+        .ok()
+        .map(|h| h.alg)
 }
 
 /// Reads an optional NumericDate claim (integer seconds; fractions are truncated).

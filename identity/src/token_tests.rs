@@ -41,7 +41,16 @@ fn raw_token(key: &SigningKey, header: &Value, payload: &Value) -> String {
     let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap());
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(serde_json::to_vec(payload).unwrap()));
-    let sig = key.sign(token.as_bytes()).unwrap();
+    // Signed with ring directly, so any header can be tried, even one jsonwebtoken would refuse.
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &key.pkcs8,
+        &ring::rand::SystemRandom::new(),
+    )
+    .unwrap();
+    let sig = pair
+        .sign(&ring::rand::SystemRandom::new(), token.as_bytes())
+        .unwrap();
     token.push('.');
     token.push_str(&URL_SAFE_NO_PAD.encode(sig));
     token

@@ -20,14 +20,12 @@
 //! declared in `direction::rule` (`keeps_global_name`).
 
 use atoll_core::Resource;
-use atoll_core::matching::{DISPLAY_NAME_LABEL, ORIGIN_LABEL, ZONE_LABEL};
+use atoll_core::fnv::Fnv1a;
+use atoll_core::labels::{
+    DISPLAY_NAME_LABEL, ORIGIN_GLOBAL, ORIGIN_LABEL, ORIGIN_ZONE, ZONE_LABEL,
+};
 
 use crate::direction::{Party, rule};
-
-/// `kuma.io/origin` value of resources created on global.
-pub const ORIGIN_GLOBAL: &str = "global";
-/// `kuma.io/origin` value of resources created in a zone.
-pub const ORIGIN_ZONE: &str = "zone";
 
 const MAX_NAME: usize = 253;
 const SUFFIX_LEN: usize = 1 + 16;
@@ -58,7 +56,7 @@ pub fn display_name(resource: &Resource) -> &str {
 
 /// `<name>-<hash>` for `name` in `mesh`, with `extra` values (the zone) in the hash.
 pub fn hashed_name(mesh: &str, name: &str, extra: &[&str]) -> String {
-    let mut h = Fnv64::new();
+    let mut h = Fnv1a::new();
     h.write(mesh.as_bytes());
     h.write(name.as_bytes());
     for e in extra {
@@ -117,41 +115,10 @@ pub fn synced_copy(resource: &Resource, sender: &Party) -> Resource {
     copy
 }
 
-/// FNV-1a, 64 bits.
-pub(crate) struct Fnv64(u64);
-
-impl Fnv64 {
-    pub(crate) fn new() -> Self {
-        Fnv64(0xcbf2_9ce4_8422_2325)
-    }
-
-    pub(crate) fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-
-    pub(crate) fn finish(&self) -> u64 {
-        self.0
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use atoll_core::Kind;
-
-    #[test]
-    fn fnv_matches_the_reference_vectors() {
-        let mut h = Fnv64::new();
-        assert_eq!(h.finish(), 0xcbf29ce484222325);
-        h.write(b"a");
-        assert_eq!(h.finish(), 0xaf63dc4c8601ec8c);
-        let mut h = Fnv64::new();
-        h.write(b"foobar");
-        assert_eq!(h.finish(), 0x85944171f73967e8);
-    }
 
     #[test]
     fn hashed_names_are_stable_and_distinct_across_zones_and_meshes() {
@@ -175,7 +142,7 @@ mod tests {
         assert_eq!(
             hashed_name("", "x", &[]),
             format!("x-{}", {
-                let mut h = Fnv64::new();
+                let mut h = Fnv1a::new();
                 h.write(b"x");
                 format!("{:016x}", h.finish())
                     .bytes()

@@ -21,12 +21,11 @@
 //! `type_url`, an invalid document (full `Resource::from_value` validation) or a name that does
 //! not match the document each give an error whose text becomes the NACK's reason.
 
+use atoll_core::fnv::fnv1a_hex;
 use atoll_core::{Kind, Resource, ResourceKey, Scope};
 use envoy_types::pb::envoy::service::discovery::v3::Resource as WireResource;
 use envoy_types::pb::google::protobuf::Any;
 use serde_json::Value;
-
-use crate::naming::Fnv64;
 
 /// Prefix of every KDS type URL.
 pub const TYPE_URL_PREFIX: &str = "atoll.kds/";
@@ -80,15 +79,9 @@ fn document(resource: &Resource) -> Vec<u8> {
     serde_json::to_vec(&doc).unwrap_or_default()
 }
 
-fn version_of(bytes: &[u8]) -> String {
-    let mut h = Fnv64::new();
-    h.write(bytes);
-    format!("{:016x}", h.finish())
-}
-
 /// The content version of a resource (what `encode` puts in `version`).
 pub fn content_version(resource: &Resource) -> String {
-    version_of(&document(resource))
+    fnv1a_hex(&document(resource))
 }
 
 /// One resource as it goes on the wire.
@@ -96,7 +89,7 @@ pub fn encode(resource: &Resource) -> WireResource {
     let value = document(resource);
     WireResource {
         name: wire_name(&resource.key()),
-        version: version_of(&value),
+        version: fnv1a_hex(&value),
         resource: Some(Any {
             type_url: type_url(resource.kind),
             value,

@@ -469,7 +469,7 @@ mod tests {
             migrate_in("sqlite://m.db", dir.path())
                 .await
                 .expect("migrate"),
-            crate::migrations::SQLITE.len()
+            crate::migrations::SQLITE.iter().count()
         );
         assert_eq!(
             migrate_in("sqlite://m.db", dir.path())
@@ -477,5 +477,66 @@ mod tests {
                 .expect("migrate"),
             0
         );
+    }
+
+    /// A file as Atoll's own runner left it: the migrations applied and listed in
+    /// `schema_migrations`.
+    async fn legacy_sqlite_file(path: &Path, versions: &[i64]) {
+        use sqlx::Connection as _;
+        let options = sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true);
+        let mut conn = sqlx::SqliteConnection::connect_with(&options)
+            .await
+            .expect("connect");
+        sqlx::raw_sql(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at TEXT NOT NULL)",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("legacy table");
+        for v in versions {
+            if let Some(m) = crate::migrations::SQLITE.iter().find(|m| m.version == *v) {
+                sqlx::raw_sql(sqlx::AssertSqlSafe(m.sql.as_str().to_string()))
+                    .execute(&mut conn)
+                    .await
+                    .expect("old migration");
+            }
+            sqlx::query("INSERT INTO schema_migrations VALUES (?1, 'x', '2026-01-01T00:00:00Z')")
+                .bind(v)
+                .execute(&mut conn)
+                .await
+                .expect("legacy row");
+        }
+        conn.close().await.expect("close");
+    }
+
+    #[tokio::test]
+    async fn a_database_of_the_old_migration_runner_is_carried_over_without_reapplying() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        legacy_sqlite_file(&dir.path().join("old.db"), &[1]).await;
+        // Only what the old runner had not applied yet is applied.
+        assert_eq!(
+            migrate_in("sqlite://old.db", dir.path())
+                .await
+                .expect("migrate"),
+            crate::migrations::SQLITE.iter().count() - 1
+        );
+        let store = open("sqlite://old.db", dir.path()).await.expect("open");
+        store.ping().await.expect("ping");
+        assert_eq!(
+            migrate_in("sqlite://old.db", dir.path())
+                .await
+                .expect("migrate"),
+            0
+        );
+
+        legacy_sqlite_file(&dir.path().join("newer.db"), &[1, 999]).await;
+        let err = migrate_in("sqlite://newer.db", dir.path())
+            .await
+            .expect_err("schema of a newer Atoll");
+        assert!(err.to_string().contains("999"), "{err}");
+        assert!(err.to_string().contains("upgrade Atoll"), "{err}");
     }
 }

@@ -17,15 +17,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use atoll_backoff::Backoff;
 use atoll_core::{Resource, ResourceKey};
 use serde_json::Value;
+use sqlx::migrate::{Migrate as _, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPool, PgPoolOptions, PgRow};
 use sqlx::{Connection, Row};
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::migrations::{self, Migration};
+use crate::migrations;
 use crate::row::{RawRow, encode, key_string, kind_of, parse_time, sql_int, time_text};
 use crate::{
     ChangeEvent, ChangeOp, EVENT_BUFFER, ListFilter, ListPage, Result, Store, StoreError,
@@ -38,8 +40,9 @@ pub const CHANNEL: &str = "atoll_changes";
 /// The `application_name` of the listener's session (`pg_stat_activity`).
 pub const LISTENER_APPLICATION_NAME: &str = "atoll-listener";
 
-/// Advisory lock key serializing migrations across replicas ("atoll" in ASCII).
-const MIGRATION_LOCK: i64 = 0x61_74_6f_6c_6c;
+/// Advisory lock key serializing the carry-over of the legacy migrations table across replicas
+/// ("atoll" in ASCII).
+const LEGACY_ADOPTION_LOCK: i64 = 0x61_74_6f_6c_6c;
 
 const COLUMNS: &str = "kind, mesh, name, version, labels::text AS labels, spec, \
     to_char(creation_time AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') AS creation_time, \
@@ -70,60 +73,92 @@ async fn migrate_with(options: &PgConnectOptions) -> Result<usize> {
     let mut conn = sqlx::PgConnection::connect_with(options)
         .await
         .map_err(backend)?;
-    let result = apply_migrations(&mut conn, migrations::POSTGRES).await;
+    let result = apply_migrations(&mut conn).await;
     let _ = conn.close().await;
     result
 }
 
-async fn apply_migrations(conn: &mut sqlx::PgConnection, known: &[Migration]) -> Result<usize> {
-    // Replicas starting together migrate one at a time; the later ones find nothing to do.
+async fn apply_migrations(conn: &mut sqlx::PgConnection) -> Result<usize> {
+    let migrator: &Migrator = &migrations::POSTGRES;
+    let table = &*migrator.table_name;
+    let error = |e| migrations::migrate_error("postgres", migrator, e);
+    // Carrying over the legacy table happens once, under a lock of ours so that replicas
+    // starting together do it one at a time; sqlx's run below takes its own advisory lock.
     sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(MIGRATION_LOCK)
+        .bind(LEGACY_ADOPTION_LOCK)
         .execute(&mut *conn)
         .await
         .map_err(backend)?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    BIGINT PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at TIMESTAMPTZ NOT NULL DEFAULT now()
-         )",
-    )
-    .execute(&mut *conn)
-    .await
-    .map_err(backend)?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(backend)?;
-    let pending = migrations::pending(known, &applied).map_err(StoreError::Backend)?;
-    for m in &pending {
-        let mut tx = conn.begin().await.map_err(backend)?;
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(|e| {
-            StoreError::Backend(format!(
-                "postgres migration {} ({}): {e}",
-                m.version, m.name
-            ))
-        })?;
-        sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)")
-            .bind(m.version)
-            .bind(m.name)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        tx.commit().await.map_err(backend)?;
-        tracing::info!(
-            version = m.version,
-            name = m.name,
-            "applied postgres migration"
-        );
+    let adopted = async {
+        conn.ensure_migrations_table(table).await.map_err(error)?;
+        adopt_legacy_versions(conn, table).await?;
+        Ok::<_, StoreError>(
+            conn.list_applied_migrations(table)
+                .await
+                .map_err(error)?
+                .len(),
+        )
     }
+    .await;
     sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(MIGRATION_LOCK)
+        .bind(LEGACY_ADOPTION_LOCK)
         .execute(&mut *conn)
         .await
         .map_err(backend)?;
-    Ok(pending.len())
+    let before = adopted?;
+    // `run_direct` is what `run` calls once it has a connection; calling it directly avoids
+    // `run`'s `Acquire` bound, which is "not general enough" inside the callers' `Send`
+    // futures (sqlx's own workaround).
+    migrator
+        .run_direct(None, &mut *conn, false)
+        .await
+        .map_err(error)?;
+    let after = conn
+        .list_applied_migrations(table)
+        .await
+        .map_err(error)?
+        .len();
+    Ok(after.saturating_sub(before))
+}
+
+/// Records in sqlx's table what the legacy `schema_migrations` table lists, then drops it, in
+/// one transaction.
+async fn adopt_legacy_versions(conn: &mut sqlx::PgConnection, table: &str) -> Result<()> {
+    let mut tx = conn.begin().await.map_err(backend)?;
+    let legacy: bool = sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+        .bind(migrations::LEGACY_TABLE)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+    if !legacy {
+        return Ok(());
+    }
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+    for m in migrations::adoption(&migrations::POSTGRES, &versions)? {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO {table} (version, description, success, checksum, execution_time) \
+             VALUES ($1, $2, TRUE, $3, 0) ON CONFLICT DO NOTHING"
+        )))
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    }
+    sqlx::raw_sql("DROP TABLE schema_migrations")
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+    tx.commit().await.map_err(backend)?;
+    tracing::info!(
+        adopted = versions.len(),
+        "recorded the legacy schema_migrations in sqlx's migrations table"
+    );
+    Ok(())
 }
 
 fn raw(row: &PgRow) -> Result<RawRow> {
@@ -391,7 +426,7 @@ async fn run_listener(
     events: broadcast::Sender<ChangeEvent>,
 ) {
     let mut session = Some(first);
-    let mut backoff = MIN_BACKOFF;
+    let mut backoff = Backoff::new(MIN_BACKOFF, MAX_BACKOFF);
     let mut next_mark = Instant::now() + MARK_EVERY;
     let mut next_prune = Instant::now();
     loop {
@@ -409,12 +444,12 @@ async fn run_listener(
                          while it was down"
                     );
                     session = Some(s);
-                    backoff = MIN_BACKOFF;
+                    backoff.reset();
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL change listener cannot reconnect");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    let delay = backoff.next_delay();
+                    tracing::warn!(error = %e, retry_in = ?delay, "PostgreSQL change listener cannot reconnect");
+                    tokio::time::sleep(delay).await;
                 }
             }
             continue;
@@ -453,10 +488,10 @@ async fn run_listener(
                 session = None;
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "PostgreSQL change listener failed; reconnecting");
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in = ?delay, "PostgreSQL change listener failed; reconnecting");
                 session = None;
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(MAX_BACKOFF);
+                tokio::time::sleep(delay).await;
             }
         }
     }

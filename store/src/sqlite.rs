@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use atoll_core::{Resource, ResourceKey};
+use sqlx::migrate::{Migrate as _, Migrator};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteRow,
     SqliteSynchronous,
@@ -17,7 +18,7 @@ use sqlx::sqlite::{
 use sqlx::{Connection, Row};
 use tokio::sync::{Mutex, broadcast};
 
-use crate::migrations::{self, Migration};
+use crate::migrations;
 use crate::row::{RawRow, encode, kind_of, sql_int, time_text};
 use crate::{
     ChangeEvent, ChangeOp, EVENT_BUFFER, ListFilter, ListPage, Result, Store, StoreError, now,
@@ -70,51 +71,78 @@ pub(crate) async fn migrate_file(path: &Path) -> Result<usize> {
     let mut conn = sqlx::SqliteConnection::connect_with(&options(path))
         .await
         .map_err(backend)?;
-    let applied = apply_migrations(&mut conn, migrations::SQLITE).await;
+    let applied = apply_migrations(&mut conn).await;
     let _ = conn.close().await;
     applied
 }
 
-async fn apply_migrations(conn: &mut sqlx::SqliteConnection, known: &[Migration]) -> Result<usize> {
+async fn apply_migrations(conn: &mut sqlx::SqliteConnection) -> Result<usize> {
+    let migrator: &Migrator = &migrations::SQLITE;
+    let table = &*migrator.table_name;
     // BEGIN IMMEDIATE takes the write lock at once: two processes opening the same new file
-    // migrate one after the other, and the second finds nothing to do.
+    // migrate one after the other, and the second finds nothing to do. SQLite has no advisory
+    // lock for sqlx to take; its per-migration transactions become savepoints of this one.
     let mut tx = conn.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-    sqlx::raw_sql(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (
-             version    INTEGER PRIMARY KEY,
-             name       TEXT NOT NULL,
-             applied_at TEXT NOT NULL
-         )",
-    )
-    .execute(&mut *tx)
-    .await
-    .map_err(backend)?;
-    let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-        .fetch_all(&mut *tx)
+    let error = |e| migrations::migrate_error("sqlite", migrator, e);
+    tx.ensure_migrations_table(table).await.map_err(error)?;
+    adopt_legacy_versions(&mut tx, table).await?;
+    let before = tx
+        .list_applied_migrations(table)
         .await
-        .map_err(backend)?;
-    let pending = migrations::pending(known, &applied).map_err(StoreError::Backend)?;
-    for m in &pending {
-        sqlx::raw_sql(m.sql).execute(&mut *tx).await.map_err(|e| {
-            StoreError::Backend(format!("sqlite migration {} ({}): {e}", m.version, m.name))
-        })?;
-        sqlx::query(
-            "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
-        )
-        .bind(m.version)
-        .bind(m.name)
-        .bind(time_text(now()))
-        .execute(&mut *tx)
+        .map_err(error)?
+        .len();
+    // `run_direct` is what `run` calls once it has a connection; calling it directly avoids
+    // `run`'s `Acquire` bound, which is "not general enough" inside the callers' `Send`
+    // futures (sqlx's own workaround).
+    migrator
+        .run_direct(None, &mut *tx, false)
         .await
-        .map_err(backend)?;
-        tracing::info!(
-            version = m.version,
-            name = m.name,
-            "applied sqlite migration"
-        );
-    }
+        .map_err(error)?;
+    let after = tx
+        .list_applied_migrations(table)
+        .await
+        .map_err(error)?
+        .len();
     tx.commit().await.map_err(backend)?;
-    Ok(pending.len())
+    Ok(after.saturating_sub(before))
+}
+
+/// Records in sqlx's table what the legacy `schema_migrations` table lists, then drops it.
+async fn adopt_legacy_versions(conn: &mut sqlx::SqliteConnection, table: &str) -> Result<()> {
+    let legacy: Option<String> =
+        sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name = ?1")
+            .bind(migrations::LEGACY_TABLE)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(backend)?;
+    if legacy.is_none() {
+        return Ok(());
+    }
+    let versions: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    for m in migrations::adoption(&migrations::SQLITE, &versions)? {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT OR IGNORE INTO {table} (version, description, success, checksum, execution_time) \
+             VALUES (?1, ?2, TRUE, ?3, 0)"
+        )))
+        .bind(m.version)
+        .bind(&*m.description)
+        .bind(&*m.checksum)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    }
+    sqlx::raw_sql("DROP TABLE schema_migrations")
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    tracing::info!(
+        adopted = versions.len(),
+        "recorded the legacy schema_migrations in sqlx's migrations table"
+    );
+    Ok(())
 }
 
 fn raw(row: &SqliteRow) -> Result<RawRow> {

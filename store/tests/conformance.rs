@@ -474,3 +474,50 @@ async fn sqlite_corrupt_rows_are_errors_not_panics() {
         Err(StoreError::Corrupt { .. })
     ));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_database_of_the_old_migration_runner_is_carried_over() {
+    with_postgres_database("postgres_old_migration_runner", |url| async move {
+        use sqlx::Connection as _;
+        // The database as Atoll's own runner left it after two migrations.
+        let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+        sqlx::raw_sql(
+            "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, \
+             applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+        )
+        .execute(&mut conn)
+        .await
+        .expect("legacy table");
+        for (version, sql) in [
+            (1i64, include_str!("../migrations/postgres/0001_init.sql")),
+            (
+                2,
+                include_str!("../migrations/postgres/0002_list_speed.sql"),
+            ),
+        ] {
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .expect("old migration");
+            sqlx::query("INSERT INTO schema_migrations (version, name) VALUES ($1, 'x')")
+                .bind(version)
+                .execute(&mut conn)
+                .await
+                .expect("legacy row");
+        }
+        conn.close().await.expect("close");
+
+        // Only the third migration is applied; the first two are not run again.
+        assert_eq!(atoll_store::migrate(&url).await.expect("migrate"), 1);
+        assert_eq!(atoll_store::migrate(&url).await.expect("migrate"), 0);
+        let store = atoll_store::open(&url, std::path::Path::new("."))
+            .await
+            .expect("open");
+        let created = store
+            .create(Resource::new(Kind::Mesh, "", "carried-over"))
+            .await
+            .expect("create");
+        assert_eq!(created.version, 1);
+    })
+    .await;
+}

@@ -22,11 +22,11 @@ use envoy_types::pb::envoy::service::discovery::v3::{
 };
 use envoy_types::pb::google::protobuf::Any;
 
-pub const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-pub const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-pub const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-pub const ROUTE: &str = "type.googleapis.com/envoy.config.route.v3.RouteConfiguration";
-pub const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+/// The xDS resource types, by the short names the protocol rules use (the URLs themselves are
+/// named once, in `atoll_envoy_model::type_urls`).
+pub use atoll_envoy_model::type_urls::{
+    CLUSTER, CLUSTER_LOAD_ASSIGNMENT as ENDPOINT, LISTENER, ROUTE_CONFIGURATION as ROUTE, SECRET,
+};
 
 /// Types whose resources others refer to: added first, removed last.
 const WARMING_TYPES: [&str; 3] = [SECRET, CLUSTER, ENDPOINT];

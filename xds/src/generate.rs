@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use atoll_core::labels::SERVICE_TAG;
+
 use crate::context::{
     InboundContext, MtlsMode, OutboundContext, PermissionAction, PermissionRule, Protocol,
     ProxyContext, SourceMatch,
@@ -36,9 +38,6 @@ use atoll_core::policies::{OutboundProtocol, OutboundResources};
 pub const IDENTITY_SECRET: &str = "identity_cert";
 /// The SDS secret holding the mesh CA that peers' certificates are validated against.
 pub const MESH_CA_SECRET: &str = "mesh_ca";
-
-/// The tag naming a service; in certificates it is the SPIFFE ID `spiffe://<mesh>/<service>`.
-pub const SERVICE_TAG: &str = "kuma.io/service";
 
 /// Kuma's built-in defaults for a new mesh, applied until Atoll resolves real policies.
 ///

@@ -23,3 +23,5 @@ pub use atoll_envoy_model as model;
 pub mod proto;
 pub mod zone_context;
 pub mod zone_proxy;
+
+pub use model::type_urls;

@@ -7,6 +7,8 @@
 
 use std::collections::HashMap;
 
+use atoll_core::fnv::Fnv1a;
+
 use envoy_types::pb::envoy::config::cluster::v3 as cluster_pb;
 use envoy_types::pb::envoy::config::core::v3 as core_pb;
 use envoy_types::pb::envoy::config::endpoint::v3 as endpoint_pb;
@@ -892,7 +894,7 @@ impl EnvoyResource {
     /// [`EnvoyResource::new`] for a model the caller hands over: it is kept for the JSON view
     /// without a copy (a deep copy of a listener was a tenth of a build).
     pub fn from_model(resource: model::Resource) -> Self {
-        let mut hash = Fnv1a::default();
+        let mut hash = Fnv1a::new();
         // Writing into the hash cannot fail, nor can serializing the model (see ResourceJson).
         let _ = serde_json::to_writer(&mut hash, &resource);
         let any = std::sync::Arc::new(match &resource {
@@ -905,44 +907,11 @@ impl EnvoyResource {
         EnvoyResource {
             type_url: resource.type_url().to_string(),
             name: resource.name().to_string(),
-            version: format!("{:016x}", hash.0),
+            version: hash.hex(),
             json: ResourceJson::new(std::sync::Arc::new(resource)),
             any,
         }
     }
-}
-
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01b3;
-
-/// 64-bit FNV-1a as an `io::Write`, so serializers can stream into it.
-struct Fnv1a(u64);
-
-impl Default for Fnv1a {
-    fn default() -> Self {
-        Fnv1a(FNV_OFFSET)
-    }
-}
-
-impl std::io::Write for Fnv1a {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0 = buf
-            .iter()
-            .fold(self.0, |h, b| (h ^ u64::from(*b)).wrapping_mul(FNV_PRIME));
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-/// 64-bit FNV-1a over the bytes, as 16 hex digits. Chosen because it is fully specified (the
-/// standard library's hasher may change between Rust releases) and needs no dependency.
-pub fn content_version(bytes: &[u8]) -> String {
-    let mut hash = Fnv1a::default();
-    let _ = std::io::Write::write(&mut hash, bytes);
-    format!("{:016x}", hash.0)
 }
 
 #[cfg(test)]
@@ -1117,11 +1086,5 @@ mod tests {
         other.connect_timeout = model::Duration::from_secs(1);
         let c = EnvoyResource::new(&Resource::Cluster(Box::new(other)));
         assert_ne!(a.version, c.version);
-    }
-
-    #[test]
-    fn fnv_matches_reference_values() {
-        assert_eq!(content_version(b""), "cbf29ce484222325");
-        assert_eq!(content_version(b"a"), "af63dc4c8601ec8c");
     }
 }

@@ -182,11 +182,7 @@ pub async fn handle(
     let service = networking
         .inbound
         .iter()
-        .find_map(|i| {
-            i.tags
-                .get(atoll_core::kinds::dataplane::SERVICE_TAG)
-                .cloned()
-        })
+        .find_map(|i| i.tags.get(atoll_core::labels::SERVICE_TAG).cloned())
         .unwrap_or_else(|| name.clone());
     // atoll-dp may pick the admin port (several Envoys share a host); else the Dataplane's.
     let admin_port = request

@@ -12,8 +12,8 @@ use tokio::sync::RwLock;
 
 use atoll_clock::SharedClock;
 use atoll_core::kinds::dataplane::DataplaneDoc;
-use atoll_core::kinds::dataplane::{PROTOCOL_TAG, SERVICE_TAG};
 use atoll_core::kinds::mesh::MeshDoc;
+use atoll_core::labels::{PROTOCOL_TAG, SERVICE_TAG};
 use atoll_core::matching::PolicyView;
 use atoll_core::policies::{MeshPolicies, reach};
 use atoll_core::{Kind, Resource, ResourceKey};

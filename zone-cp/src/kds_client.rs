@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tonic::Code;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig};
 
+use atoll_backoff::Backoff;
 use atoll_cp::Config;
 use atoll_kds::sync::{SyncError, ZoneHello, zone_session};
 use atoll_kds::transport::ZoneDescription;
@@ -91,7 +92,7 @@ pub fn spawn(
 
 /// Keeps the link up until shutdown.
 pub async fn run(link: GlobalLink, store: SharedStore, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
+    let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF).with_jitter();
     let mut attempt = 0u64;
     loop {
         let started = Instant::now();
@@ -202,55 +203,13 @@ fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-/// Exponential backoff with a cap and "equal jitter" (half fixed, half random).
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    initial: Duration,
-    max: Duration,
-    current: Duration,
-    seed: u64,
-}
-
-impl Backoff {
-    pub fn new(initial: Duration, max: Duration) -> Self {
-        let seed = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0x9e37_79b9, |d| d.as_nanos() as u64)
-            | 1;
-        Self {
-            initial,
-            max,
-            current: initial,
-            seed,
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.current = self.initial;
-    }
-
-    /// The next delay, in [current/2, current], then doubles current up to the cap.
-    pub fn next_delay(&mut self) -> Duration {
-        // xorshift64*
-        self.seed ^= self.seed >> 12;
-        self.seed ^= self.seed << 25;
-        self.seed ^= self.seed >> 27;
-        let r = self.seed.wrapping_mul(0x2545_f491_4f6c_dd1d);
-        let fraction = (r >> 11) as f64 / (1u64 << 53) as f64;
-        let base = self.current.min(self.max);
-        let delay = base / 2 + base.mul_f64(fraction / 2.0);
-        self.current = (self.current * 2).min(self.max);
-        delay
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn backoff_grows_to_the_cap_with_jitter() {
-        let mut b = Backoff::new(Duration::from_millis(500), Duration::from_secs(30));
+    fn reconnect_delays_grow_to_the_cap_with_jitter() {
+        let mut b = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF).with_jitter();
         let mut last = Duration::ZERO;
         for i in 0..20 {
             let d = b.next_delay();

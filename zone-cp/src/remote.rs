@@ -8,11 +8,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use atoll_core::kinds::dataplane::SERVICE_TAG;
 use atoll_core::kinds::mesh_service::MeshServiceDoc;
 use atoll_core::kinds::zone_egress::ZoneEgressDoc;
 use atoll_core::kinds::zone_ingress::ZoneIngressDoc;
-use atoll_core::matching::ZONE_LABEL;
+use atoll_core::labels::{SERVICE_TAG, ZONE_LABEL};
 use atoll_core::{Kind, Resource};
 use atoll_kds::Party;
 use atoll_kds::naming::origin_of;
@@ -22,9 +21,8 @@ use atoll_xds::zone_context::{
 };
 use atoll_xds::zone_proxy::remote_endpoints;
 
-/// Label the zone control plane puts on the MeshServices it derives from its dataplanes.
-pub const MANAGED_BY_LABEL: &str = "kuma.io/managed-by";
-/// Its value.
+/// The `kuma.io/managed-by` value on the MeshServices the zone control plane derives from its
+/// dataplanes.
 pub const MANAGED_BY_ZONE_CP: &str = "atoll-zone-cp";
 
 /// The zone a resource belongs to: the zone it was synced from, or this zone when it was

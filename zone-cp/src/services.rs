@@ -12,11 +12,12 @@ use serde_json::{Map, Value, json};
 use tokio::sync::{broadcast, watch};
 
 use atoll_core::kinds::dataplane::DataplaneDoc;
-use atoll_core::kinds::dataplane::{PROTOCOL_TAG, SERVICE_TAG};
 use atoll_core::{FieldPath, Kind, Resource, ResourceKey, Violations};
 use atoll_store::{ListFilter, SharedStore, StoreError};
 
-use crate::remote::{MANAGED_BY_LABEL, MANAGED_BY_ZONE_CP, is_remote};
+use atoll_core::labels::{MANAGED_BY_LABEL, PROTOCOL_TAG, SERVICE_TAG};
+
+use crate::remote::{MANAGED_BY_ZONE_CP, is_remote};
 
 /// How long changes are gathered before the MeshServices are rewritten: a burst of dataplane
 /// registrations becomes one write per service.

@@ -22,7 +22,8 @@ use atoll_xds::context::{
 };
 use atoll_xds_server::session::{Snapshot, SnapshotResource};
 
-use atoll_core::kinds::dataplane::SERVICE_TAG;
+use atoll_core::fnv::Fnv1a;
+use atoll_core::labels::SERVICE_TAG;
 
 use crate::ca::MeshCa;
 use crate::error::BuildError;
@@ -459,15 +460,15 @@ pub fn snapshot_of(resources: &[atoll_xds::proto::EnvoyResource]) -> Snapshot {
     }
     // Digest in (type, name) order, so the same resources give the same version whatever
     // order they were generated in (a partial rebuild appends the inbound side last).
-    let mut digest = Fnv::default();
+    let mut digest = Fnv1a::new();
     for (type_url, by_name) in &snapshot.resources {
         for (name, r) in by_name {
-            digest.write(type_url.as_bytes());
-            digest.write(name.as_bytes());
-            digest.write(r.version.as_bytes());
+            digest.write_field(type_url.as_bytes());
+            digest.write_field(name.as_bytes());
+            digest.write_field(r.version.as_bytes());
         }
     }
-    snapshot.version = format!("{:016x}", digest.finish());
+    snapshot.version = digest.hex();
     snapshot
 }
 
@@ -580,32 +581,6 @@ fn redact_keys(v: &Value) -> Value {
         ),
         Value::Array(a) => Value::Array(a.iter().map(redact_keys).collect()),
         other => other.clone(),
-    }
-}
-
-/// FNV-1a: a small stable hash for snapshot versions (equal content, equal version, in every
-/// process).
-#[derive(Debug)]
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Fnv {
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 ^= u64::from(*b);
-            self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 ^= 0xff;
-        self.0 = self.0.wrapping_mul(0x0100_0000_01b3);
-    }
-
-    fn finish(&self) -> u64 {
-        self.0
     }
 }
 

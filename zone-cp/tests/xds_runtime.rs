@@ -30,10 +30,7 @@ use atoll_cp::config::DpAuth;
 use atoll_test_support::in_process::{Cp, start_standalone_zone};
 use atoll_test_support::{scaled, until};
 
-const CLUSTER: &str = "type.googleapis.com/envoy.config.cluster.v3.Cluster";
-const ENDPOINT: &str = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment";
-const LISTENER: &str = "type.googleapis.com/envoy.config.listener.v3.Listener";
-const SECRET: &str = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret";
+use atoll_xds::type_urls::{CLUSTER, CLUSTER_LOAD_ASSIGNMENT as ENDPOINT, LISTENER, SECRET};
 
 /// Every wait in these tests is bounded by this unless stated otherwise.
 const LIMIT: Duration = Duration::from_secs(10);

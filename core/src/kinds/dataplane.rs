@@ -8,15 +8,11 @@ use serde::Deserialize;
 
 use crate::kinds::mesh::MetricsBackend;
 use crate::kinds::mesh_service::Protocol;
+use crate::labels::{PROTOCOL_TAG, SERVICE_TAG};
 use crate::path::FieldPath;
 use crate::string_enum;
 use crate::types::Duration;
 use crate::validate::{Validate, Violations, check_non_empty, check_port};
-
-/// The tag naming the service an inbound belongs to.
-pub const SERVICE_TAG: &str = "kuma.io/service";
-/// The tag giving an inbound's application protocol.
-pub const PROTOCOL_TAG: &str = "kuma.io/protocol";
 
 /// Tags: string keys and values.
 pub type Tags = BTreeMap<String, String>;
