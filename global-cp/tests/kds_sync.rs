@@ -240,3 +240,91 @@ async fn zone_and_global_converge_after_a_global_restart() {
     zone.stop().await;
     global.stop().await;
 }
+
+/// A policy written on a zone control plane applies there and shows on global (labelled with its
+/// zone, read-only there), reaches no other zone, and its delete follows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_zone_policy_shows_on_global_and_stays_in_its_zone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let gdir = dir.path().join("global");
+    let (mut global, kds) = start_global_with_mesh(&gdir).await;
+    let east_token = zone_token(&global, "east").await;
+    let west_token = zone_token(&global, "west").await;
+    let mut east = start_zone(dir.path(), "east", kds, &gdir, &east_token).await;
+    let mut west = start_zone(dir.path(), "west", kds, &gdir, &west_token).await;
+    for zone in [&east, &west] {
+        eventually("the Mesh on the zone", PATIENCE, || async {
+            (zone.get("/meshes/default").await.0 == 200).then_some(())
+        })
+        .await;
+    }
+
+    east.put(
+        "/meshes/default/meshtrafficpermissions/east-only",
+        allow_all_permission("east-only"),
+    )
+    .await;
+    let on_global = hashed_name("default", "east-only", &["east"]);
+    let copy = eventually("east's policy on global", PATIENCE, || async {
+        let (s, b) = global
+            .get(&format!(
+                "/meshes/default/meshtrafficpermissions/{on_global}"
+            ))
+            .await;
+        (s == 200).then_some(b)
+    })
+    .await;
+    assert_eq!(copy["labels"]["kuma.io/origin"], "zone", "{copy}");
+    assert_eq!(copy["labels"]["kuma.io/zone"], "east", "{copy}");
+    assert_eq!(
+        copy["labels"]["kuma.io/display-name"], "east-only",
+        "{copy}"
+    );
+
+    // Global shows it but does not own it: a change there is refused.
+    let (status, body) = global
+        .try_put(
+            &format!("/meshes/default/meshtrafficpermissions/{on_global}"),
+            &copy,
+        )
+        .await;
+    assert!(
+        (400..500).contains(&status),
+        "global changed a zone's policy: {status} {body}"
+    );
+
+    // West never receives it: after a policy written on global has arrived there (so the stream
+    // is past its first full state), west still holds no copy of east's.
+    global
+        .put(
+            "/meshes/default/meshtrafficpermissions/from-global",
+            allow_all_permission("from-global"),
+        )
+        .await;
+    let from_global = hashed_name("default", "from-global", &[]);
+    eventually("global's policy in west", PATIENCE, || async {
+        let path = format!("/meshes/default/meshtrafficpermissions/{from_global}");
+        (west.get(&path).await.0 == 200).then_some(())
+    })
+    .await;
+    let west_policies = west.items("/meshes/default/meshtrafficpermissions").await;
+    assert!(
+        west_policies
+            .iter()
+            .all(|p| p["labels"]["kuma.io/display-name"] != "east-only"),
+        "{west_policies:?}"
+    );
+
+    // Deleting it in east removes global's copy.
+    east.delete("/meshes/default/meshtrafficpermissions/east-only")
+        .await;
+    eventually("east's policy gone from global", PATIENCE, || async {
+        let path = format!("/meshes/default/meshtrafficpermissions/{on_global}");
+        (global.get(&path).await.0 == 404).then_some(())
+    })
+    .await;
+
+    west.stop().await;
+    east.stop().await;
+    global.stop().await;
+}
