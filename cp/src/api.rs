@@ -1331,3 +1331,254 @@ fn peer(req: &Request) -> Option<SocketAddr> {
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+mod tests {
+    //! The route table's answers outside the handlers: wrong methods, unknown kinds and paths,
+    //! slashes, which route a path lands on, and the metrics label it is counted under.
+
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::http::{Request, StatusCode};
+    use serde_json::{Value, json};
+    use tower::ServiceExt;
+
+    use super::{ApiState, router};
+    use crate::config::Mode;
+    use crate::metrics::Metrics;
+
+    const TOKEN: &str = "unit-admin-token";
+
+    fn state() -> Arc<ApiState> {
+        Arc::new(ApiState {
+            store: Arc::new(atoll_store::MemoryStore::new()),
+            mode: Mode::Global,
+            zone: "default".into(),
+            instance_id: "unit-1".into(),
+            admin_token: TOKEN.into(),
+            auth: Default::default(),
+            metrics: Metrics::new().expect("metrics"),
+            inspector: Default::default(),
+            zone_inspector: Default::default(),
+            global_address: None,
+            clock: atoll_clock::system(),
+            token_leeway: atoll_identity::token::LEEWAY,
+        })
+    }
+
+    async fn call(
+        app: &axum::Router,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+    ) -> (StatusCode, Value) {
+        call_with(app, method, path, token, "").await
+    }
+
+    async fn call_with(
+        app: &axum::Router,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: &str,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            req = req.header("authorization", format!("Bearer {token}"));
+        }
+        let resp = app
+            .clone()
+            .oneshot(req.body(Body::from(body.to_string())).expect("request"))
+            .await
+            .expect("infallible");
+        let status = resp.status();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .expect("body");
+        let body = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("a JSON body")
+        };
+        (status, body)
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_on_a_known_path_is_405_naming_the_route() {
+        let app = router(state());
+        let cases = [
+            (
+                "POST",
+                "/meshes/default/meshtimeouts/t",
+                "/meshes/{mesh}/{kind}/{name}",
+            ),
+            (
+                "PUT",
+                "/meshes/default/meshtimeouts",
+                "/meshes/{mesh}/{kind}",
+            ),
+            ("PATCH", "/meshes/default", "/meshes/{name}"),
+            ("DELETE", "/meshes", "/meshes"),
+            ("POST", "/zones/z", "/{kind}/{name}"),
+            ("DELETE", "/zones", "/{kind}"),
+            ("GET", "/tokens/dataplane", "/tokens/dataplane"),
+            ("GET", "/tokens/user/_revoke", "/tokens/user/_revoke"),
+            (
+                "PUT",
+                "/tokens/zone/_rotate-signing-key",
+                "/tokens/zone/_rotate-signing-key",
+            ),
+            ("POST", "/zones/_overview", "/zones/_overview"),
+            ("DELETE", "/zones/z/_overview", "/zones/{name}/_overview"),
+            (
+                "PUT",
+                "/meshes/m/dataplanes/_overview",
+                "/meshes/{mesh}/dataplanes/_overview",
+            ),
+            (
+                "POST",
+                "/meshes/m/dataplanes/d/_config",
+                "/meshes/{mesh}/dataplanes/{name}/_config",
+            ),
+            (
+                "DELETE",
+                "/meshes/m/dataplanes/d/_rules",
+                "/meshes/{mesh}/dataplanes/{name}/_rules",
+            ),
+            ("POST", "/", "/"),
+        ];
+        for (method, path, route) in cases {
+            let (s, b) = call(&app, method, path, Some(TOKEN)).await;
+            assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED, "{method} {path}: {b}");
+            assert_eq!(
+                b,
+                json!({
+                    "title": "Method not allowed",
+                    "details": format!("{method} is not supported on {route}"),
+                }),
+                "{method} {path}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_wrong_method_is_refused_only_after_the_path_and_the_caller_check_out() {
+        let app = router(state());
+        // An unknown kind is a 404 whatever the method.
+        let (s, b) = call(&app, "POST", "/meshes/default/nopes/x", Some(TOKEN)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+        assert_eq!(b["title"], "Not found");
+        assert!(
+            b["details"]
+                .as_str()
+                .expect("details")
+                .starts_with("unknown resource type \"nopes\"; known: "),
+            "{b}"
+        );
+        // A bad token is a 401 before the method is looked at.
+        let (s, b) = call(&app, "POST", "/meshes/default/meshtimeouts/x", Some("nope")).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{b}");
+    }
+
+    #[tokio::test]
+    async fn unknown_kinds_and_paths_are_404_naming_them() {
+        let app = router(state());
+        let not_found = |details: &str| json!({"title": "Not found", "details": details});
+        let cases = [
+            (
+                "/meshes/default/zones",
+                not_found("Zone is not scoped to a mesh: use /zones"),
+            ),
+            (
+                "/meshes/default/zones/z",
+                not_found("Zone is not scoped to a mesh: use /zones/z"),
+            ),
+            (
+                "/dataplanes/d",
+                not_found("Dataplane belongs to a mesh: use /meshes/{mesh}/dataplanes/d"),
+            ),
+            (
+                "/meshes/m/dataplanes/d/_stats",
+                not_found("no such path: /meshes/m/dataplanes/d/_stats"),
+            ),
+            ("/zones/z/y", not_found("no such path: /zones/z/y")),
+        ];
+        for (path, expected) in cases {
+            let (s, b) = call(&app, "GET", path, Some(TOKEN)).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {b}");
+            assert_eq!(b, expected, "{path}");
+        }
+        for path in [
+            "/tokens",
+            "/tokens/x",
+            "/meshes/m/tokens",
+            "/meshes/m/tokens/x",
+        ] {
+            let (s, b) = call(&app, "GET", path, Some(TOKEN)).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {b}");
+            assert!(
+                b["details"]
+                    .as_str()
+                    .expect("details")
+                    .starts_with("unknown resource type \"tokens\""),
+                "{path}: {b}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn paths_land_on_their_routes_whatever_the_slashes() {
+        let app = router(state());
+        let (s, b) = call_with(&app, "PUT", "/meshes/m", Some(TOKEN), "type: Mesh").await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+        for path in ["/meshes", "/meshes/", "//meshes", "/meshes//"] {
+            let (s, b) = call(&app, "GET", path, Some(TOKEN)).await;
+            assert_eq!(s, StatusCode::OK, "{path}: {b}");
+            assert_eq!(b["total"], 1, "{path}: {b}");
+        }
+        let (s, b) = call(&app, "GET", "//meshes///m/", Some(TOKEN)).await;
+        assert_eq!((s, &b["name"]), (StatusCode::OK, &json!("m")), "{b}");
+        // A dataplane's own path is the generic one, not the inspection routes beside it.
+        let (s, b) = call(&app, "GET", "/meshes/m/dataplanes/d", Some(TOKEN)).await;
+        assert_eq!(s, StatusCode::NOT_FOUND, "{b}");
+        assert_eq!(
+            b["details"], "Dataplane \"d\" in mesh \"m\" not found",
+            "{b}"
+        );
+        let (s, b) = call(&app, "GET", "/meshes/m/dataplanes", Some(TOKEN)).await;
+        assert_eq!((s, &b["total"]), (StatusCode::OK, &json!(0)), "{b}");
+        // Inspection needs a zone's inspector; global has none.
+        for path in [
+            "/meshes/m/dataplanes/d/_config",
+            "/meshes/m/dataplanes/_overview/_rules",
+        ] {
+            let (s, b) = call(&app, "GET", path, Some(TOKEN)).await;
+            assert_eq!(s, StatusCode::NOT_FOUND, "{path}: {b}");
+            assert!(
+                b["details"]
+                    .as_str()
+                    .expect("details")
+                    .contains("serves no proxies"),
+                "{path}: {b}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn requests_are_counted_under_their_route_template() {
+        let state = state();
+        let app = router(state.clone());
+        call(&app, "GET", "/meshes/m/meshtimeouts/t-1", Some(TOKEN)).await;
+        call(&app, "GET", "/meshes/m/meshtimeouts/t-2", Some(TOKEN)).await;
+        call(&app, "GET", "/a/b/c/d/e/f", Some(TOKEN)).await;
+        let text = state.metrics.render();
+        for line in [
+            "atoll_api_requests_total{method=\"GET\",route=\"/meshes/{mesh}/{kind}/{name}\",status=\"404\"} 2",
+            "atoll_api_requests_total{method=\"GET\",route=\"unknown\",status=\"404\"} 1",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        assert!(!text.contains("t-1"), "{text}");
+    }
+}
