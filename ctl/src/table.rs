@@ -4,6 +4,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use atoll_core::Kind;
+use atoll_core::labels::{DISPLAY_NAME_LABEL, ZONE_LABEL};
 
 /// Renders resources of one kind as an aligned table.
 pub fn render(kind: Kind, items: &[Value]) -> String {
@@ -193,7 +194,7 @@ fn zone_overviews_at(items: &[Value], now: DateTime<Utc>) -> String {
 /// The name an operator wrote: synced copies carry it in `kuma.io/display-name` (their own
 /// name has the source zone's hash suffix).
 fn display_name(r: &Value) -> String {
-    let shown = s(r, &["labels", "kuma.io/display-name"]);
+    let shown = s(r, &["labels", DISPLAY_NAME_LABEL]);
     if shown.is_empty() {
         s(r, &["name"])
     } else {
@@ -204,7 +205,7 @@ fn display_name(r: &Value) -> String {
 /// The zone a resource lives in: its `kuma.io/zone` label, or the zone of the control plane
 /// that listed it (`_zone`, see [`attach_local_zone`]) for one created there.
 fn zone_of(r: &Value) -> String {
-    let labelled = s(r, &["labels", "kuma.io/zone"]);
+    let labelled = s(r, &["labels", ZONE_LABEL]);
     if labelled.is_empty() {
         s(r, &["_zone"])
     } else {
@@ -215,7 +216,7 @@ fn zone_of(r: &Value) -> String {
 /// Marks resources without a zone label as the listing zone control plane's own.
 pub fn attach_local_zone(items: &mut [Value], zone: &str) {
     for item in items.iter_mut() {
-        if item.pointer("/labels/kuma.io~1zone").is_none() {
+        if item.get("labels").and_then(|l| l.get(ZONE_LABEL)).is_none() {
             item["_zone"] = Value::String(zone.to_string());
         }
     }
@@ -230,7 +231,8 @@ pub fn find_by_display_name<'a>(
     let found: Vec<&Value> = items
         .iter()
         .filter(|r| {
-            r.pointer("/labels/kuma.io~1display-name")
+            r.get("labels")
+                .and_then(|l| l.get(DISPLAY_NAME_LABEL))
                 .and_then(Value::as_str)
                 == Some(name)
         })
